@@ -1,0 +1,36 @@
+"""What the activities need at run time, built once per worker process."""
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from core.settings import Settings
+from providers.sms import SmsClient
+from providers.smtp import SmtpConfig, SmtpPool
+
+
+@dataclass
+class ActivityDeps:
+    settings: Settings
+    engine: AsyncEngine
+    smtp: SmtpPool
+    sms: SmsClient
+
+    @classmethod
+    def build(cls, settings: Settings, engine: AsyncEngine) -> "ActivityDeps":
+        smtp = SmtpPool(
+            SmtpConfig(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+                starttls=settings.smtp_starttls,
+                pool_size=settings.smtp_pool_size,
+            )
+        )
+        sms = SmsClient(settings.sms_url, settings.sms_token, settings.sms_from)
+        return cls(settings=settings, engine=engine, smtp=smtp, sms=sms)
+
+    async def close(self) -> None:
+        await self.smtp.close()
+        await self.sms.close()

@@ -1,0 +1,141 @@
+"""Activities behind lifecycle transitions: the pre-send check, read-model sync, edits, halts."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, text, update
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.deps import ActivityDeps
+from core.constants import ERR_CAMPAIGN_INVALID
+from core.enums import Channel
+from core.messages import (
+    ApplyEditInput,
+    CheckCampaignInput,
+    CheckCampaignResult,
+    FinishRunInput,
+    HaltInput,
+    SyncCampaignInput,
+)
+from db.audience import load_segment, segment_size
+from db.models import Campaign, Template
+
+
+class LifecycleActivities:
+    def __init__(self, deps: ActivityDeps) -> None:
+        self._deps = deps
+
+    @activity.defn(name="check_campaign")
+    async def check_campaign(self, inp: CheckCampaignInput) -> CheckCampaignResult:
+        """Contract §5 pre-send check: a campaign that cannot be sent is refused up front."""
+        async with self._deps.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(Campaign.__table__).where(
+                        Campaign.id == inp.campaign_id, Campaign.tenant_id == inp.tenant_id
+                    )
+                )
+            ).first()
+            if row is None:
+                return CheckCampaignResult(ok=False, problems=["campaign not found"])
+            c = row._mapping
+            problems: list[str] = []
+            size = 0
+            if not c["segment_id"]:
+                problems.append("segmentId: the campaign has no segment")
+            else:
+                seg = await load_segment(conn, inp.tenant_id, c["segment_id"])
+                if seg is None:
+                    problems.append("segmentId: segment not found in this tenant")
+                else:
+                    size = await segment_size(conn, seg)
+            if not c["channels"]:
+                problems.append("channels: at least one channel is required")
+            for channel, field in (
+                (Channel.EMAIL, "email_template_id"),
+                (Channel.SMS, "sms_template_id"),
+            ):
+                if channel not in c["channels"]:
+                    continue
+                api_field = "emailTemplateId" if channel == Channel.EMAIL else "smsTemplateId"
+                template_id = c[field]
+                if not template_id:
+                    problems.append(f"{api_field}: channel {channel} needs a template")
+                    continue
+                found = (
+                    await conn.execute(
+                        select(Template.channel).where(
+                            Template.id == template_id, Template.tenant_id == inp.tenant_id
+                        )
+                    )
+                ).scalar_one_or_none()
+                if found is None:
+                    problems.append(f"{api_field}: template not found in this tenant")
+                elif found != channel:
+                    problems.append(f"{api_field}: template is for channel {found}")
+        return CheckCampaignResult(ok=not problems, problems=problems, segment_size=size)
+
+    @activity.defn(name="sync_campaign")
+    async def sync_campaign(self, inp: SyncCampaignInput) -> None:
+        """Write the workflow's state into the read model; an older version never overwrites."""
+        st = inp.state
+        async with self._deps.engine.begin() as conn:
+            await conn.execute(
+                update(Campaign)
+                .where(Campaign.id == inp.campaign_id, Campaign.state_version < inp.version)
+                .values(
+                    status=st.status.value,
+                    scheduled_at=st.scheduled_at,
+                    started_at=st.started_at,
+                    paused_at=st.paused_at,
+                    resumed_at=st.resumed_at,
+                    cancelled_at=st.cancelled_at,
+                    completed_at=st.completed_at,
+                    target_count=st.target_count,
+                    skipped_count=st.counts.skipped,
+                    failed_count=st.counts.failed + st.counts.bounced,
+                    unknown_count=st.counts.unknown,
+                    state_version=inp.version,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+
+    @activity.defn(name="apply_edit")
+    async def apply_edit(self, inp: ApplyEditInput) -> None:
+        columns = {
+            "segment_id": "segment_id",
+            "email_template_id": "email_template_id",
+            "sms_template_id": "sms_template_id",
+            "channels": "channels",
+        }
+        values = {
+            col: getattr(inp.edit, name) for name, col in columns.items() if name in inp.edit.fields_set
+        }
+        if not values:
+            return
+        if "channels" in values and values["channels"] is None:
+            raise ApplicationError("channels cannot be null", type=ERR_CAMPAIGN_INVALID, non_retryable=True)
+        values["updated_at"] = datetime.now(UTC)
+        async with self._deps.engine.begin() as conn:
+            await conn.execute(
+                update(Campaign)
+                .where(Campaign.id == inp.campaign_id, Campaign.tenant_id == inp.tenant_id)
+                .values(**values)
+            )
+
+    @activity.defn(name="halt_run")
+    async def halt_run(self, inp: HaltInput) -> None:
+        """Tell the batch started with `epoch` to start no new message (pause/cancel)."""
+        async with self._deps.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE send_runs SET halt_epoch = GREATEST(halt_epoch, :e) WHERE id = :r"),
+                {"e": inp.epoch, "r": inp.run_id},
+            )
+
+    @activity.defn(name="finish_run")
+    async def finish_run(self, inp: FinishRunInput) -> None:
+        async with self._deps.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE send_runs SET completed_at = coalesce(completed_at, now()) WHERE id = :r"),
+                {"r": inp.run_id},
+            )

@@ -1,0 +1,24 @@
+"""The full list of activity callables a campaign worker registers."""
+
+from collections.abc import Callable
+from typing import Any
+
+from activities.deps import ActivityDeps
+from activities.lifecycle import LifecycleActivities
+from activities.sending import SendingActivities
+from activities.snapshot import SnapshotActivities
+
+
+def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
+    life = LifecycleActivities(deps)
+    snap = SnapshotActivities(deps)
+    send = SendingActivities(deps)
+    return [
+        life.check_campaign,
+        life.sync_campaign,
+        life.apply_edit,
+        life.halt_run,
+        life.finish_run,
+        snap.snapshot_audience,
+        send.send_batch,
+    ]

@@ -1,0 +1,65 @@
+"""Enumerations of the API and the ledger, as the seed and contract spell them."""
+
+from enum import StrEnum
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "DRAFT"
+    SCHEDULED = "SCHEDULED"
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
+
+
+class CampaignType(StrEnum):
+    ONE_TIME = "ONE_TIME"
+    RECURRING = "RECURRING"
+    TRIGGERED = "TRIGGERED"
+    JOURNEY = "JOURNEY"
+
+
+class Channel(StrEnum):
+    EMAIL = "EMAIL"
+    SMS = "SMS"
+
+
+class SegmentType(StrEnum):
+    STATIC = "STATIC"
+    DYNAMIC = "DYNAMIC"
+
+
+class Outcome(StrEnum):
+    """Ledger outcome of one (run, recipient, channel) message (contract §8)."""
+
+    PENDING = "PENDING"
+    SENT = "SENT"
+    SKIPPED = "SKIPPED"
+    FAILED = "FAILED"
+    BOUNCED = "BOUNCED"
+    UNKNOWN = "UNKNOWN"
+
+
+class SkipReason(StrEnum):
+    NO_ADDRESS = "NO_ADDRESS"
+    NO_CONSENT = "NO_CONSENT"
+    UNSUBSCRIBED = "UNSUBSCRIBED"
+    HARD_BOUNCED = "HARD_BOUNCED"
+    PROVIDER_ERROR = "PROVIDER_ERROR"
+    CRASHED_IN_FLIGHT = "CRASHED_IN_FLIGHT"
+    CUSTOMER_DELETED = "CUSTOMER_DELETED"
+
+
+class InteractionType(StrEnum):
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    OPENED = "OPENED"
+    CLICKED = "CLICKED"
+    CONVERTED = "CONVERTED"
+    UNSUBSCRIBED = "UNSUBSCRIBED"
+    BOUNCED = "BOUNCED"
+    FAILED = "FAILED"

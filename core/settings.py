@@ -1,0 +1,63 @@
+"""All configuration, read from `CAMPAIGNS_*` environment variables (contract §10)."""
+
+from functools import lru_cache
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.constants import DEFAULT_TASK_QUEUE
+
+DEV_SECRET = "dev-only-secret-change-me-0123456789"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAMPAIGNS_", extra="ignore")
+
+    environment: str = Field("development", description="development, test or production")
+    # Unset means: the embedded Postgres (pgserver) of the dev stack / test suite.
+    database_url: str | None = None
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = DEFAULT_TASK_QUEUE
+
+    jwt_secret: str = DEV_SECRET
+    jwt_algorithm: str = "HS256"
+    jwt_public_key: str | None = None  # RS256 alternative to the shared secret
+
+    public_url: str = "http://127.0.0.1:8000"
+    tracking_secret: str = DEV_SECRET
+    webhook_secret: str = DEV_SECRET
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_pool_size: int = Field(4, ge=1, le=64)
+    email_from: str = "Campaigns <campaigns@example.com>"
+
+    sms_url: str = "http://127.0.0.1:8025/messages"
+    sms_token: str = "dev-sms-token"
+    sms_from: str = "+15550000000"
+
+    # Sending: recipients per batch activity and messages in flight inside it.
+    batch_size: int = Field(500, ge=1, le=10_000)
+    send_concurrency: int = Field(8, ge=1, le=256)
+    snapshot_chunk_size: int = Field(10_000, ge=100, le=1_000_000)
+    # Batches per workflow run before continue-as-new keeps history bounded.
+    batches_per_run: int = Field(200, ge=1, le=2_000)
+
+    max_body_bytes: int = 1024 * 1024
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> "Settings":
+        if self.environment == "production":
+            for name in ("jwt_secret", "tracking_secret", "webhook_secret"):
+                if getattr(self, name) == DEV_SECRET:
+                    raise ValueError(f"CAMPAIGNS_{name.upper()} must be set in production")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,270 @@
+"""The Postgres data model: audience, content, campaigns (read model), the ledger and stats roll-ups.
+
+The campaign workflow is the source of truth for lifecycle state; the `campaigns` table is its
+read model for listing and filtering. Every table is tenant-scoped through `tenant_id` (directly or
+through its campaign) and every query the API makes has an index.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+TS = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _now() -> Any:
+    return text("now()")
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    external_id: Mapped[str] = mapped_column(String(200))
+    club_id: Mapped[str | None] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    email_opt_in: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    sms_opt_in: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Suppressions: set by unsubscribe links and hard bounces; they outrank opt-ins.
+    email_unsubscribed_at: Mapped[datetime | None] = mapped_column(TS)
+    sms_unsubscribed_at: Mapped[datetime | None] = mapped_column(TS)
+    email_bounced_at: Mapped[datetime | None] = mapped_column(TS)
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "external_id", name="uq_customers_tenant_external"),
+        Index("ix_customers_tenant_club", "tenant_id", "club_id"),
+        Index("ix_customers_tenant_email", "tenant_id", "email"),
+    )
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    club_id: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16))
+    filter: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    __table_args__ = (Index("ix_segments_tenant_created", "tenant_id", "created_at"),)
+
+
+class SegmentMember(Base):
+    """Members of a STATIC segment; the primary key doubles as the keyset for snapshots."""
+
+    __tablename__ = "segment_members"
+    segment_id: Mapped[str] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    __table_args__ = (Index("ix_segment_members_customer", "customer_id"),)
+
+
+class Template(Base):
+    __tablename__ = "templates"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    club_id: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    __table_args__ = (Index("ix_templates_tenant_created", "tenant_id", "created_at"),)
+
+
+class Campaign(Base):
+    """Read model of a campaign; the lifecycle columns are written only by the workflow."""
+
+    __tablename__ = "campaigns"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    club_id: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    channels: Mapped[list[str]] = mapped_column(ARRAY(String(8)))
+    segment_id: Mapped[str | None] = mapped_column(String(40))
+    email_template_id: Mapped[str | None] = mapped_column(String(40))
+    sms_template_id: Mapped[str | None] = mapped_column(String(40))
+    timezone: Mapped[str] = mapped_column(String(64), server_default=text("'UTC'"))
+    scheduled_at: Mapped[datetime | None] = mapped_column(TS)
+    target_count: Mapped[int | None] = mapped_column(Integer)
+    skipped_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    failed_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    unknown_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    started_at: Mapped[datetime | None] = mapped_column(TS)
+    paused_at: Mapped[datetime | None] = mapped_column(TS)
+    resumed_at: Mapped[datetime | None] = mapped_column(TS)
+    cancelled_at: Mapped[datetime | None] = mapped_column(TS)
+    completed_at: Mapped[datetime | None] = mapped_column(TS)
+    conversion_event: Mapped[str | None] = mapped_column(String(200))
+    conversion_window_hours: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    idempotency_hash: Mapped[str | None] = mapped_column(String(64))
+    # Monotonic version of the lifecycle state written by the workflow; stale syncs are ignored.
+    state_version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    __table_args__ = (
+        Index("ix_campaigns_tenant_created", "tenant_id", "created_at"),
+        Index("ix_campaigns_tenant_status_created", "tenant_id", "status", "created_at"),
+        Index("ix_campaigns_tenant_club_created", "tenant_id", "club_id", "created_at"),
+        Index(
+            "uq_campaigns_tenant_idempotency",
+            "tenant_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+        Index("ix_campaigns_tenant_conversion", "tenant_id", "conversion_event"),
+    )
+
+
+class SendRun(Base):
+    """One send of a campaign: a snapshot of its audience taken when sending starts."""
+
+    __tablename__ = "send_runs"
+    id: Mapped[str] = mapped_column(String(60), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    snapshot_complete: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    target_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    completed_at: Mapped[datetime | None] = mapped_column(TS)
+    # Sending stops when halt_epoch >= the epoch a batch was started with (pause/cancel).
+    halt_epoch: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    __table_args__ = (UniqueConstraint("campaign_id", "number", name="uq_send_runs_campaign_number"),)
+
+
+class RunRecipient(Base):
+    """The audience snapshot of a run; keyset-paginated by customer id while sending."""
+
+    __tablename__ = "run_recipients"
+    run_id: Mapped[str] = mapped_column(ForeignKey("send_runs.id", ondelete="CASCADE"), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+class Delivery(Base):
+    """The ledger: one row per (run, recipient, channel), claimed before the provider call.
+
+    Its id is the provider idempotency key. PENDING means claimed and not yet answered.
+    """
+
+    __tablename__ = "deliveries"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("send_runs.id", ondelete="CASCADE"))
+    campaign_id: Mapped[str] = mapped_column(String(40))
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    customer_id: Mapped[str] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(8))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(String(320))
+    claimed_at: Mapped[datetime | None] = mapped_column(TS)
+    sent_at: Mapped[datetime | None] = mapped_column(TS)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    __table_args__ = (
+        UniqueConstraint("run_id", "customer_id", "channel", name="uq_deliveries_run_customer_channel"),
+        Index("ix_deliveries_campaign_customer", "campaign_id", "customer_id", "channel"),
+        Index("ix_deliveries_campaign_outcome", "campaign_id", "outcome", "channel"),
+        Index("ix_deliveries_provider_message", "provider_message_id"),
+    )
+
+
+class Interaction(Base):
+    """Everything that happened to a message: SENT, DELIVERED, OPENED, CLICKED, ...
+
+    `event_key` makes webhooks and conversions idempotent; `rolled_up` marks rows already
+    counted in the roll-ups, so a retried page never counts twice.
+    """
+
+    __tablename__ = "interactions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    campaign_id: Mapped[str] = mapped_column(String(40))
+    delivery_id: Mapped[str | None] = mapped_column(String(40))
+    customer_id: Mapped[str] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(8))
+    type: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(TS)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
+    event_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    rolled_up: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    __table_args__ = (
+        Index("ix_interactions_campaign_time", "campaign_id", "occurred_at", "id"),
+        Index("ix_interactions_campaign_type_time", "campaign_id", "type", "occurred_at", "id"),
+        Index("ix_interactions_campaign_customer", "campaign_id", "customer_id", "occurred_at"),
+        Index("ix_interactions_delivery", "delivery_id"),
+        Index(
+            "ix_interactions_not_rolled",
+            "campaign_id",
+            postgresql_where=text("NOT rolled_up"),
+        ),
+    )
+
+
+class InteractionFirst(Base):
+    """First interaction of each type per recipient (channel 'ALL') and per message (by channel).
+
+    Inserting here with ON CONFLICT DO NOTHING is what makes the distinct counts O(1).
+    """
+
+    __tablename__ = "interaction_firsts"
+    campaign_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(TS)
+
+
+class CampaignCounter(Base):
+    """Roll-up: distinct recipients and interaction events per (campaign, channel|ALL, type)."""
+
+    __tablename__ = "campaign_counters"
+    campaign_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    recipients: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    events: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class CampaignHourly(Base):
+    """Roll-up for the timeline: recipients whose first interaction of a type fell in the hour."""
+
+    __tablename__ = "campaign_hourly"
+    campaign_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    recipients: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

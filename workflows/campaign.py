@@ -1,0 +1,490 @@
+"""CampaignWorkflow: the durable lifecycle of one campaign (contract §1, §5).
+
+Handlers only change state; the main loop does the work (snapshot, batched sends, read-model
+sync). Lifecycle calls that need an answer are Updates whose validators refuse illegal
+transitions before anything reaches history; `pause`, `resume` and `cancel` also exist as signals
+for operators and parent workflows, and those ignore (and log) what is illegal.
+"""
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from core.constants import (
+        ERR_CAMPAIGN_INVALID,
+        ERR_ILLEGAL_TRANSITION,
+        SA_CAMPAIGN_STATUS,
+        SA_CAMPAIGN_TYPE,
+        SA_CLUB_ID,
+        SA_TENANT_ID,
+        run_id_for,
+    )
+    from core.enums import CampaignStatus, CampaignType
+    from core.messages import (
+        ApplyEditInput,
+        CampaignProgress,
+        CampaignState,
+        CampaignWorkflowInput,
+        CheckCampaignInput,
+        CheckCampaignResult,
+        EditRequest,
+        FinishRunInput,
+        HaltInput,
+        ScheduleRequest,
+        SendBatchInput,
+        SendBatchResult,
+        SnapshotInput,
+        SnapshotResult,
+        SyncCampaignInput,
+        TransitionResult,
+    )
+
+S = CampaignStatus
+
+# Activity timeouts. A batch heartbeats every second; a dead worker is noticed in HEARTBEAT.
+SHORT = timedelta(seconds=30)
+BATCH_TIMEOUT = timedelta(minutes=15)
+HEARTBEAT = timedelta(seconds=10)
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=[ERR_CAMPAIGN_INVALID],
+)
+
+
+@workflow.defn(name="CampaignWorkflow")
+class CampaignWorkflow:
+    @workflow.init
+    def __init__(self, input: CampaignWorkflowInput) -> None:
+        self._input = input
+        self._state = input.state.model_copy(deep=True) if input.state else CampaignState()
+        self._synced_version = 0 if input.state is None else self._state.version - 1
+        self._batch_running = False
+        self._lock = asyncio.Lock()
+        self._batches_this_run = 0
+
+    # ---- main loop ---------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: CampaignWorkflowInput) -> CampaignProgress:
+        while True:
+            await self._sync()
+            status = self._state.status
+            if self._state.discarded or status.is_final:
+                break
+            if status in (S.DRAFT, S.PAUSED):
+                await self._wait_for_change()
+            elif status == S.SCHEDULED:
+                await self._sleep_until_scheduled()
+            elif status == S.ACTIVE:
+                await self._send_step()
+            if self._should_continue_as_new():
+                await self._sync()
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if not self._state.discarded and not self._state.status.is_final:
+                    workflow.continue_as_new(
+                        CampaignWorkflowInput(
+                            campaign_id=input.campaign_id,
+                            tenant_id=input.tenant_id,
+                            club_id=input.club_id,
+                            type=input.type,
+                            state=self._state,
+                        )
+                    )
+        await self._sync()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._sync()
+        return self.progress()
+
+    async def _wait_for_change(self) -> None:
+        version = self._state.version
+        await workflow.wait_condition(lambda: self._state.version != version)
+
+    async def _sleep_until_scheduled(self) -> None:
+        at = self._state.scheduled_at
+        assert at is not None
+        remaining = (at - workflow.now()).total_seconds()
+        if remaining > 0:
+            version = self._state.version
+            try:
+                # Durable timer; a reschedule or cancel bumps the version and wakes us at once.
+                await workflow.wait_condition(
+                    lambda: self._state.version != version, timeout=timedelta(seconds=remaining)
+                )
+                return
+            except TimeoutError:
+                pass
+        if self._state.status == S.SCHEDULED and self._state.scheduled_at == at:
+            self._state.status = S.ACTIVE
+            self._state.started_at = workflow.now()
+            self._changed()
+
+    async def _send_step(self) -> None:
+        st = self._state
+        if st.run_number == 0:
+            st.run_number = 1
+            self._changed()
+        run_id = run_id_for(self._input.campaign_id, st.run_number)
+        if not st.snapshot_complete:
+            snap = await workflow.execute_activity(
+                "snapshot_audience",
+                SnapshotInput(
+                    campaign_id=self._input.campaign_id,
+                    tenant_id=self._input.tenant_id,
+                    run_id=run_id,
+                    run_number=st.run_number,
+                    after=st.snapshot_cursor,
+                ),
+                result_type=SnapshotResult,
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RETRY,
+            )
+            st.snapshot_cursor = snap.last_customer_id
+            if snap.done:
+                st.snapshot_complete = True
+                st.target_count = snap.target_count
+                self._changed()
+            return
+        epoch = st.epoch
+        self._batch_running = True
+        try:
+            result = await self._run_batch(run_id, epoch)
+        except ActivityError as err:
+            # A batch that cannot succeed (e.g. its template vanished) pauses the campaign with
+            # the reason instead of failing the workflow; an operator can fix and resume.
+            st.last_error = str(err.cause or err)
+            workflow.logger.error("send batch failed, pausing campaign: %s", st.last_error)
+            if st.status == S.ACTIVE:
+                st.status = S.PAUSED
+                st.paused_at = workflow.now()
+                st.epoch += 1
+                self._changed()
+            return
+        finally:
+            self._batch_running = False
+        self._batches_this_run += 1
+        st.sent_recipients = result.sent_recipients
+        if result.page_complete:
+            st.send_cursor = result.next_cursor
+            st.processed += result.recipients
+            st.counts = st.counts.plus(result.counts)
+        self._changed()
+        if result.exhausted and st.status == S.ACTIVE:
+            await workflow.execute_activity(
+                "finish_run",
+                FinishRunInput(run_id=run_id),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+            st.status = S.COMPLETED
+            st.completed_at = workflow.now()
+            self._changed()
+
+    async def _run_batch(self, run_id: str, epoch: int) -> SendBatchResult:
+        handle = workflow.start_activity(
+            "send_batch",
+            SendBatchInput(
+                campaign_id=self._input.campaign_id,
+                tenant_id=self._input.tenant_id,
+                run_id=run_id,
+                after=self._state.send_cursor,
+                epoch=epoch,
+            ),
+            result_type=SendBatchResult,
+            start_to_close_timeout=BATCH_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=RETRY,
+        )
+        stop = asyncio.ensure_future(workflow.wait_condition(lambda: self._state.status != S.ACTIVE))
+        await workflow.wait([handle, stop], return_when=asyncio.FIRST_COMPLETED)
+        if not handle.done():
+            # Pause/cancel: tell the running batch to start no new message, then let it
+            # finish its in-flight ones and report (it returns normally, page incomplete).
+            await workflow.execute_activity(
+                "halt_run",
+                HaltInput(run_id=run_id, epoch=epoch),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+        else:
+            stop.cancel()
+        result: SendBatchResult = await handle
+        return result
+
+    def _should_continue_as_new(self) -> bool:
+        if self._batch_running or self._state.status.is_final:
+            return False
+        return (
+            self._batches_this_run >= self._input.batches_per_run
+            or workflow.info().is_continue_as_new_suggested()
+        )
+
+    # ---- read model & search attributes -----------------------------------------------------
+
+    def _changed(self) -> None:
+        self._state.version += 1
+
+    async def _sync(self) -> None:
+        """Write the state to the Postgres read model and the search attributes, once per change."""
+        while self._synced_version < self._state.version:
+            version = self._state.version
+            self._upsert_search_attributes()
+            await workflow.execute_activity(
+                "sync_campaign",
+                SyncCampaignInput(campaign_id=self._input.campaign_id, version=version, state=self._state),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+            self._synced_version = max(self._synced_version, version)
+
+    def _upsert_search_attributes(self) -> None:
+        # The time-skipping test server has no custom attributes: only keep them current when
+        # the workflow was started with them (the API always does).
+        attrs = workflow.info().typed_search_attributes
+        if attrs.get(SA_CAMPAIGN_STATUS) is None:
+            return
+        if attrs.get(SA_CAMPAIGN_STATUS) == self._state.status.value:
+            return
+        updates = [
+            SA_CAMPAIGN_STATUS.value_set(self._state.status.value),
+            SA_CAMPAIGN_TYPE.value_set(self._input.type.value),
+            SA_TENANT_ID.value_set(self._input.tenant_id),
+        ]
+        if self._input.club_id:
+            updates.append(SA_CLUB_ID.value_set(self._input.club_id))
+        workflow.upsert_search_attributes(updates)
+
+    async def _wait_settled(self) -> None:
+        """Return once no batch runs and the read model shows the current state."""
+        await workflow.wait_condition(lambda: not self._batch_running)
+        version = self._state.version
+        await workflow.wait_condition(lambda: self._synced_version >= version)
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def _require(self, action: str, *allowed: CampaignStatus) -> None:
+        status = self._state.status
+        if self._state.discarded or status not in allowed:
+            raise ApplicationError(
+                f"cannot {action} a campaign that is {status.value}",
+                {"status": status.value, "action": action},
+                type=ERR_ILLEGAL_TRANSITION,
+                non_retryable=True,
+            )
+
+    def _require_sendable_type(self, action: str) -> None:
+        if self._input.type != CampaignType.ONE_TIME:
+            raise ApplicationError(
+                f"cannot {action} a {self._input.type.value} campaign here",
+                {"status": self._state.status.value, "action": action},
+                type=ERR_ILLEGAL_TRANSITION,
+                non_retryable=True,
+            )
+
+    async def _check(self) -> CheckCampaignResult:
+        result: CheckCampaignResult = await workflow.execute_activity(
+            "check_campaign",
+            CheckCampaignInput(campaign_id=self._input.campaign_id, tenant_id=self._input.tenant_id),
+            result_type=CheckCampaignResult,
+            start_to_close_timeout=SHORT,
+            retry_policy=RETRY,
+        )
+        if not result.ok:
+            raise ApplicationError(
+                "campaign cannot be sent: " + "; ".join(result.problems),
+                {"problems": result.problems},
+                type=ERR_CAMPAIGN_INVALID,
+                non_retryable=True,
+            )
+        return result
+
+    def _result(self) -> TransitionResult:
+        st = self._state
+        return TransitionResult(
+            id=self._input.campaign_id,
+            status=st.status,
+            scheduled_at=st.scheduled_at,
+            started_at=st.started_at,
+            paused_at=st.paused_at,
+            resumed_at=st.resumed_at,
+            cancelled_at=st.cancelled_at,
+            target_count=st.target_count,
+            sent_count=st.sent_recipients,
+        )
+
+    @workflow.update(name="schedule")
+    async def schedule(self, req: ScheduleRequest) -> TransitionResult:
+        async with self._lock:
+            self._require("schedule", S.DRAFT, S.SCHEDULED)
+            check = await self._check()
+            self._require("schedule", S.DRAFT, S.SCHEDULED)
+            self._state.status = S.SCHEDULED
+            self._state.scheduled_at = req.scheduled_at
+            self._state.target_count = check.segment_size
+            self._changed()
+        await self._wait_settled()
+        return self._result()
+
+    @schedule.validator
+    def _validate_schedule(self, req: ScheduleRequest) -> None:
+        self._require_sendable_type("schedule")
+        self._require("schedule", S.DRAFT, S.SCHEDULED)
+        if req.scheduled_at.tzinfo is None:
+            raise ValueError("scheduledAt must carry a timezone")
+        if req.scheduled_at <= workflow.now():
+            raise ApplicationError(
+                "scheduledAt must be in the future",
+                {"field": "scheduledAt"},
+                type=ERR_CAMPAIGN_INVALID,
+                non_retryable=True,
+            )
+
+    @workflow.update(name="execute")
+    async def execute(self) -> TransitionResult:
+        async with self._lock:
+            self._require("execute", S.DRAFT, S.SCHEDULED)
+            check = await self._check()
+            self._require("execute", S.DRAFT, S.SCHEDULED)
+            self._state.status = S.ACTIVE
+            self._state.started_at = workflow.now()
+            self._state.target_count = check.segment_size
+            self._changed()
+        version = self._state.version
+        await workflow.wait_condition(lambda: self._synced_version >= version)
+        return self._result()
+
+    @execute.validator
+    def _validate_execute(self) -> None:
+        self._require_sendable_type("execute")
+        self._require("execute", S.DRAFT, S.SCHEDULED)
+
+    def _do_pause(self) -> None:
+        self._state.status = S.PAUSED
+        self._state.paused_at = workflow.now()
+        self._state.epoch += 1
+        self._changed()
+
+    def _do_resume(self) -> None:
+        self._state.status = S.ACTIVE
+        self._state.resumed_at = workflow.now()
+        self._state.last_error = None
+        self._changed()
+
+    def _do_cancel(self) -> None:
+        self._state.status = S.CANCELLED
+        self._state.cancelled_at = workflow.now()
+        self._state.epoch += 1
+        self._changed()
+
+    @workflow.update(name="pause")
+    async def pause(self) -> TransitionResult:
+        self._require("pause", S.ACTIVE)
+        self._do_pause()
+        await self._wait_settled()
+        return self._result()
+
+    @pause.validator
+    def _validate_pause(self) -> None:
+        self._require("pause", S.ACTIVE)
+
+    @workflow.update(name="resume")
+    async def resume(self) -> TransitionResult:
+        self._require("resume", S.PAUSED)
+        self._do_resume()
+        version = self._state.version
+        await workflow.wait_condition(lambda: self._synced_version >= version)
+        return self._result()
+
+    @resume.validator
+    def _validate_resume(self) -> None:
+        self._require("resume", S.PAUSED)
+
+    @workflow.update(name="cancel")
+    async def cancel(self) -> TransitionResult:
+        self._require("cancel", S.SCHEDULED, S.ACTIVE, S.PAUSED)
+        self._do_cancel()
+        await self._wait_settled()
+        return self._result()
+
+    @cancel.validator
+    def _validate_cancel(self) -> None:
+        self._require("cancel", S.SCHEDULED, S.ACTIVE, S.PAUSED)
+
+    @workflow.update(name="edit")
+    async def edit(self, req: EditRequest) -> TransitionResult:
+        async with self._lock:
+            self._require("change the audience or content of", S.DRAFT)
+            await workflow.execute_activity(
+                "apply_edit",
+                ApplyEditInput(
+                    campaign_id=self._input.campaign_id, tenant_id=self._input.tenant_id, edit=req
+                ),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+        return self._result()
+
+    @edit.validator
+    def _validate_edit(self, req: EditRequest) -> None:
+        self._require("change the audience or content of", S.DRAFT)
+
+    @workflow.update(name="discard")
+    async def discard(self) -> TransitionResult:
+        """DELETE of a DRAFT campaign: the workflow ends; the API removes the row."""
+        async with self._lock:
+            self._require("delete", S.DRAFT)
+            self._state.discarded = True
+            self._changed()
+        return self._result()
+
+    @discard.validator
+    def _validate_discard(self) -> None:
+        self._require("delete", S.DRAFT)
+
+    # ---- signals (operators, parent workflows) ---------------------------------------------
+
+    def _signal(self, action: str, apply: Callable[[], None], *allowed: CampaignStatus) -> None:
+        if self._state.discarded or self._state.status not in allowed:
+            workflow.logger.warning(
+                "ignored %s signal: campaign %s is %s",
+                action,
+                self._input.campaign_id,
+                self._state.status.value,
+            )
+            return
+        apply()
+
+    @workflow.signal(name="pause")
+    def pause_signal(self) -> None:
+        self._signal("pause", self._do_pause, S.ACTIVE)
+
+    @workflow.signal(name="resume")
+    def resume_signal(self) -> None:
+        self._signal("resume", self._do_resume, S.PAUSED)
+
+    @workflow.signal(name="cancel")
+    def cancel_signal(self) -> None:
+        self._signal("cancel", self._do_cancel, S.SCHEDULED, S.ACTIVE, S.PAUSED)
+
+    # ---- queries -------------------------------------------------------------------------------
+
+    @workflow.query(name="progress")
+    def progress(self) -> CampaignProgress:
+        st = self._state
+        return CampaignProgress(
+            campaign_id=self._input.campaign_id,
+            status=st.status,
+            target_count=st.target_count,
+            processed=st.processed,
+            sent_recipients=st.sent_recipients,
+            counts=st.counts,
+            snapshot_complete=st.snapshot_complete,
+            batch_running=self._batch_running,
+            scheduled_at=st.scheduled_at,
+            last_error=st.last_error,
+        )
