@@ -1,0 +1,80 @@
+"""The FastAPI application: `uvicorn api.main:app` serves it with settings from the environment."""
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from api import errors
+from api.deps import AppState, StateDep
+from api.lifecycle import CampaignControl
+from api.limits import BodySizeLimit
+from api.routes import campaigns
+from core.settings import Settings, get_settings
+from core.temporal import connect
+from db.engine import make_engine, resolve_database_url
+
+log = logging.getLogger("campaigns.api")
+
+
+def create_app(settings: Settings | None = None, state: AppState | None = None) -> FastAPI:
+    """Build the app; tests pass a ready `state`, production builds it from settings at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state is not None:
+            app.state.campaigns = state
+            yield
+            return
+        cfg = settings or get_settings()
+        engine = make_engine(resolve_database_url(cfg))
+        client = await connect(cfg)
+        app.state.campaigns = AppState(
+            settings=cfg,
+            engine=engine,
+            control=CampaignControl(client, cfg.task_queue, batches_per_run=cfg.batches_per_run),
+        )
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Campaigns API",
+        version="0.1.0",
+        description="Campaign lifecycle management, scheduling, and statistics.",
+        lifespan=lifespan,
+    )
+    if state is not None:
+        app.state.campaigns = state
+    errors.install(app)
+    limit = (settings or (state.settings if state else None) or get_settings()).max_body_bytes
+    app.add_middleware(BodySizeLimit, limit=limit)
+    for module in _route_modules():
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["health"])
+    async def health(st: StateDep) -> dict[str, str]:
+        async with st.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    return app
+
+
+def _route_modules() -> list[Any]:
+    modules: list[Any] = [campaigns]
+    for name in ("customers", "segments", "templates", "tracking", "webhooks", "events", "stats"):
+        try:
+            modules.append(importlib.import_module(f"api.routes.{name}"))
+        except ModuleNotFoundError as err:
+            if err.name != f"api.routes.{name}":
+                raise
+    return modules
+
+
+app = create_app()

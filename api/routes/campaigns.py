@@ -1,0 +1,496 @@
+"""Campaign endpoints: CRUD on the read model, lifecycle calls translated to workflow updates."""
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy import and_, delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.auth import Principal
+from api.deps import ConnDep, ControlDep, PrincipalDep, StateDep
+from api.errors import Problem, invalid, not_found
+from api.schemas.campaigns import (
+    CampaignCreate,
+    CampaignPublic,
+    CampaignsPublic,
+    CampaignSummary,
+    CampaignUpdate,
+    CancelResponse,
+    ExecuteResponse,
+    PauseResponse,
+    RecipientPublic,
+    RecipientsPublic,
+    ResumeResponse,
+    ScheduleBody,
+    ScheduleResponse,
+)
+from api.schemas.common import PageMeta
+from core.enums import CampaignStatus, CampaignType, Channel, Outcome
+from core.ids import new_id
+from core.messages import EditRequest, ScheduleRequest, TransitionResult
+from db.campaign_counts import rate, recipient_counts
+from db.models import Campaign, Delivery, Segment, Template
+
+router = APIRouter(prefix="/campaigns", tags=["campaigns"])
+
+Skip = Annotated[int, Query(ge=0, le=10_000_000)]
+Take = Annotated[int, Query(ge=1, le=1000)]
+FINAL = (CampaignStatus.COMPLETED.value, CampaignStatus.CANCELLED.value)
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+
+async def load_campaign(conn: AsyncConnection, principal: Principal, campaign_id: str) -> dict[str, Any]:
+    """A campaign of one of the caller's tenants, else 404 exactly as if it did not exist."""
+    row = (
+        (
+            await conn.execute(
+                select(Campaign.__table__).where(
+                    Campaign.id == campaign_id, Campaign.tenant_id.in_(principal.tenants)
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise not_found("campaign", campaign_id)
+    return dict(row)
+
+
+async def check_references(
+    conn: AsyncConnection,
+    tenant_id: str,
+    segment_id: str | None,
+    email_template_id: str | None,
+    sms_template_id: str | None,
+) -> None:
+    """Referenced objects must exist in the campaign's tenant (else 422, never a leak)."""
+    errors: list[dict[str, str]] = []
+    if segment_id is not None:
+        found = (
+            await conn.execute(
+                select(Segment.id).where(Segment.id == segment_id, Segment.tenant_id == tenant_id)
+            )
+        ).first()
+        if found is None:
+            errors.append({"path": "$.segmentId", "message": "segment not found in this tenant"})
+    for path, template_id, channel in (
+        ("$.emailTemplateId", email_template_id, Channel.EMAIL),
+        ("$.smsTemplateId", sms_template_id, Channel.SMS),
+    ):
+        if template_id is None:
+            continue
+        found_channel = (
+            await conn.execute(
+                select(Template.channel).where(Template.id == template_id, Template.tenant_id == tenant_id)
+            )
+        ).scalar_one_or_none()
+        if found_channel is None:
+            errors.append({"path": path, "message": "template not found in this tenant"})
+        elif found_channel != channel:
+            errors.append({"path": path, "message": f"template is for channel {found_channel}"})
+    if errors:
+        raise Problem(422, "the campaign refers to objects it cannot use", errors=errors)
+
+
+async def to_public(conn: AsyncConnection, row: dict[str, Any]) -> CampaignPublic:
+    counts = (await recipient_counts(conn, [row["id"]]))[row["id"]]
+    segment_name = None
+    if row["segment_id"]:
+        segment_name = (
+            await conn.execute(
+                select(Segment.name).where(
+                    Segment.id == row["segment_id"], Segment.tenant_id == row["tenant_id"]
+                )
+            )
+        ).scalar_one_or_none()
+    return CampaignPublic(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        club_id=row["club_id"],
+        name=row["name"],
+        description=row["description"],
+        type=row["type"],
+        status=row["status"],
+        channels=row["channels"],
+        segment_id=row["segment_id"],
+        segment_name=segment_name,
+        email_template_id=row["email_template_id"],
+        sms_template_id=row["sms_template_id"],
+        scheduled_at=row["scheduled_at"],
+        timezone=row["timezone"],
+        target_count=row["target_count"],
+        sent_count=counts.sent,
+        delivered_count=counts.delivered,
+        opened_count=counts.opened,
+        clicked_count=counts.clicked,
+        converted_count=counts.converted,
+        unsubscribed_count=counts.unsubscribed,
+        bounced_count=counts.bounced,
+        failed_count=counts.failed,
+        skipped_count=row["skipped_count"],
+        unknown_count=row["unknown_count"],
+        open_rate=rate(counts.opened, counts.delivered),
+        conversion_event=row["conversion_event"],
+        conversion_window_hours=row["conversion_window_hours"],
+        started_at=row["started_at"],
+        paused_at=row["paused_at"],
+        resumed_at=row["resumed_at"],
+        cancelled_at=row["cancelled_at"],
+        completed_at=row["completed_at"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _body_hash(body: CampaignCreate) -> str:
+    return hashlib.sha256(json.dumps(body.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+# ---- CRUD ---------------------------------------------------------------------------------------
+
+
+@router.post("", status_code=201, response_model=CampaignPublic, response_model_by_alias=True)
+async def create_campaign(
+    body: CampaignCreate,
+    principal: PrincipalDep,
+    state: StateDep,
+    control: ControlDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> CampaignPublic:
+    principal.require(body.tenant_id)
+    if body.type != CampaignType.ONE_TIME:
+        raise invalid("$.type", f"{body.type.value} campaigns are not supported by this service yet")
+    digest = _body_hash(body)
+    async with state.engine.begin() as conn:
+        if idempotency_key:
+            existing = await _by_idempotency_key(conn, body.tenant_id, idempotency_key)
+            if existing is not None:
+                if existing["idempotency_hash"] != digest:
+                    raise Problem(409, "Idempotency-Key was already used with a different body")
+                response.status_code = 200
+                return await to_public(conn, existing)
+        await check_references(
+            conn, body.tenant_id, body.segment_id, body.email_template_id, body.sms_template_id
+        )
+        campaign_id = new_id("campaign")
+        try:
+            await conn.execute(
+                insert(Campaign).values(
+                    id=campaign_id,
+                    tenant_id=body.tenant_id,
+                    club_id=body.club_id,
+                    name=body.name,
+                    description=body.description,
+                    type=body.type.value,
+                    status=CampaignStatus.DRAFT.value,
+                    channels=[c.value for c in body.channels],
+                    segment_id=body.segment_id,
+                    email_template_id=body.email_template_id,
+                    sms_template_id=body.sms_template_id,
+                    timezone=body.timezone,
+                    conversion_event=body.conversion_event,
+                    conversion_window_hours=body.conversion_window_hours,
+                    created_by=principal.subject,
+                    idempotency_key=idempotency_key,
+                    idempotency_hash=digest if idempotency_key else None,
+                )
+            )
+        except IntegrityError:
+            raise Problem(409, "a concurrent request with the same Idempotency-Key won") from None
+    try:
+        await control.start(campaign_id, body.tenant_id, body.club_id, body.type.value)
+    except Exception as err:
+        async with state.engine.begin() as conn:
+            await conn.execute(delete(Campaign).where(Campaign.id == campaign_id))
+        raise Problem(503, "the workflow service is unavailable, try again") from err
+    async with state.engine.connect() as conn:
+        return await to_public(conn, await load_campaign(conn, principal, campaign_id))
+
+
+async def _by_idempotency_key(conn: AsyncConnection, tenant_id: str, key: str) -> dict[str, Any] | None:
+    row = (
+        (
+            await conn.execute(
+                select(Campaign.__table__).where(
+                    Campaign.tenant_id == tenant_id, Campaign.idempotency_key == key
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
+@router.get("", response_model=CampaignsPublic, response_model_by_alias=True)
+async def list_campaigns(
+    principal: PrincipalDep,
+    conn: ConnDep,
+    tenant_id: Annotated[str, Query(alias="tenantId", min_length=1, max_length=100)],
+    club_id: Annotated[str | None, Query(alias="clubId", max_length=100)] = None,
+    status: CampaignStatus | None = None,
+    type: CampaignType | None = None,
+    skip: Skip = 0,
+    take: Take = 25,
+) -> CampaignsPublic:
+    principal.require(tenant_id)
+    conditions = [Campaign.tenant_id == tenant_id]
+    if club_id is not None:
+        conditions.append(Campaign.club_id == club_id)
+    if status is not None:
+        conditions.append(Campaign.status == status.value)
+    if type is not None:
+        conditions.append(Campaign.type == type.value)
+    where = and_(*conditions)
+    total = int((await conn.execute(select(func.count()).where(where))).scalar_one())
+    rows = (
+        (
+            await conn.execute(
+                select(Campaign.__table__)
+                .where(where)
+                .order_by(Campaign.created_at.desc(), Campaign.id.desc())
+                .offset(skip)
+                .limit(take)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    counts = await recipient_counts(conn, [r["id"] for r in rows])
+    data = [
+        CampaignSummary(
+            id=r["id"],
+            name=r["name"],
+            type=r["type"],
+            status=r["status"],
+            channels=r["channels"],
+            segment_id=r["segment_id"],
+            scheduled_at=r["scheduled_at"],
+            target_count=r["target_count"],
+            sent_count=counts[r["id"]].sent,
+            open_rate=rate(counts[r["id"]].opened, counts[r["id"]].delivered),
+            created_at=r["created_at"],
+        )
+        for r in rows
+    ]
+    return CampaignsPublic(data=data, meta=PageMeta(total=total, skip=skip, take=take))
+
+
+@router.get("/{campaign_id}", response_model=CampaignPublic, response_model_by_alias=True)
+async def get_campaign(campaign_id: str, principal: PrincipalDep, conn: ConnDep) -> CampaignPublic:
+    return await to_public(conn, await load_campaign(conn, principal, campaign_id))
+
+
+DRAFT_ONLY = {"segment_id", "channels", "email_template_id", "sms_template_id"}
+
+
+@router.patch("/{campaign_id}", response_model=CampaignPublic, response_model_by_alias=True)
+async def update_campaign(
+    campaign_id: str,
+    body: CampaignUpdate,
+    principal: PrincipalDep,
+    state: StateDep,
+    control: ControlDep,
+) -> CampaignPublic:
+    fields = body.model_fields_set
+    for name in ("name", "channels", "timezone"):
+        if name in fields and getattr(body, name) is None:
+            raise invalid(f"$.{name}", f"{name} cannot be null")
+    async with state.engine.connect() as conn:
+        row = await load_campaign(conn, principal, campaign_id)
+        if row["status"] in FINAL:
+            raise Problem(409, f"a {row['status']} campaign is read-only", currentStatus=row["status"])
+        await check_references(
+            conn,
+            row["tenant_id"],
+            body.segment_id if "segment_id" in fields else None,
+            body.email_template_id if "email_template_id" in fields else None,
+            body.sms_template_id if "sms_template_id" in fields else None,
+        )
+    draft_only = fields & DRAFT_ONLY
+    if draft_only:
+        # Through the workflow, so the change cannot race the start of sending.
+        await control.update(
+            campaign_id,
+            "edit",
+            TransitionResult,
+            EditRequest(
+                segment_id=body.segment_id,
+                email_template_id=body.email_template_id,
+                sms_template_id=body.sms_template_id,
+                channels=[c.value for c in body.channels] if body.channels else None,
+                fields_set=sorted(draft_only),
+            ),
+            status=row["status"],
+        )
+    simple = {
+        name: getattr(body, name)
+        for name in ("name", "description", "timezone", "conversion_event", "conversion_window_hours")
+        if name in fields
+    }
+    async with state.engine.begin() as conn:
+        if simple:
+            result = await conn.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id, Campaign.status.not_in(FINAL))
+                .values(**simple, updated_at=datetime.now(UTC))
+            )
+            if result.rowcount == 0:
+                raise Problem(409, "the campaign became read-only", currentStatus="COMPLETED")
+        return await to_public(conn, await load_campaign(conn, principal, campaign_id))
+
+
+@router.delete("/{campaign_id}", status_code=204)
+async def delete_campaign(
+    campaign_id: str, principal: PrincipalDep, state: StateDep, control: ControlDep
+) -> Response:
+    async with state.engine.connect() as conn:
+        row = await load_campaign(conn, principal, campaign_id)
+    if row["status"] != CampaignStatus.DRAFT:
+        raise Problem(
+            409,
+            f"only DRAFT campaigns can be deleted; this one is {row['status']}",
+            currentStatus=row["status"],
+        )
+    await control.update(campaign_id, "discard", TransitionResult, status=row["status"])
+    async with state.engine.begin() as conn:
+        await conn.execute(delete(Campaign).where(Campaign.id == campaign_id))
+    return Response(status_code=204)
+
+
+# ---- lifecycle ----------------------------------------------------------------------------------
+
+
+def to_utc(value: datetime, timezone: str) -> datetime:
+    """Input without an offset is read in the campaign's timezone (contract §2)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(timezone))
+    return value.astimezone(UTC)
+
+
+@router.post("/{campaign_id}/schedule", response_model=ScheduleResponse, response_model_by_alias=True)
+async def schedule_campaign(
+    campaign_id: str, body: ScheduleBody, principal: PrincipalDep, state: StateDep, control: ControlDep
+) -> ScheduleResponse:
+    async with state.engine.connect() as conn:
+        row = await load_campaign(conn, principal, campaign_id)
+    at = to_utc(body.scheduled_at, row["timezone"])
+    if at <= datetime.now(UTC):
+        raise invalid("$.scheduledAt", "scheduledAt must be in the future")
+    r = await control.update(
+        campaign_id, "schedule", TransitionResult, ScheduleRequest(scheduled_at=at), status=row["status"]
+    )
+    return ScheduleResponse(
+        id=r.id, status=r.status, scheduled_at=r.scheduled_at, target_count=r.target_count
+    )
+
+
+async def _transition(
+    campaign_id: str, action: str, principal: Principal, state: Any, control: Any
+) -> TransitionResult:
+    async with state.engine.connect() as conn:
+        row = await load_campaign(conn, principal, campaign_id)
+    result: TransitionResult = await control.update(
+        campaign_id, action, TransitionResult, status=row["status"]
+    )
+    return result
+
+
+@router.post("/{campaign_id}/execute", response_model=ExecuteResponse, response_model_by_alias=True)
+async def execute_campaign(
+    campaign_id: str, principal: PrincipalDep, state: StateDep, control: ControlDep
+) -> ExecuteResponse:
+    r = await _transition(campaign_id, "execute", principal, state, control)
+    return ExecuteResponse(id=r.id, status=r.status, started_at=r.started_at, target_count=r.target_count)
+
+
+@router.post("/{campaign_id}/pause", response_model=PauseResponse, response_model_by_alias=True)
+async def pause_campaign(
+    campaign_id: str, principal: PrincipalDep, state: StateDep, control: ControlDep
+) -> PauseResponse:
+    r = await _transition(campaign_id, "pause", principal, state, control)
+    return PauseResponse(id=r.id, status=r.status, paused_at=r.paused_at, sent_count=r.sent_count)
+
+
+@router.post("/{campaign_id}/resume", response_model=ResumeResponse, response_model_by_alias=True)
+async def resume_campaign(
+    campaign_id: str, principal: PrincipalDep, state: StateDep, control: ControlDep
+) -> ResumeResponse:
+    r = await _transition(campaign_id, "resume", principal, state, control)
+    return ResumeResponse(id=r.id, status=r.status, resumed_at=r.resumed_at)
+
+
+@router.post("/{campaign_id}/cancel", response_model=CancelResponse, response_model_by_alias=True)
+async def cancel_campaign(
+    campaign_id: str, principal: PrincipalDep, state: StateDep, control: ControlDep
+) -> CancelResponse:
+    r = await _transition(campaign_id, "cancel", principal, state, control)
+    return CancelResponse(id=r.id, status=r.status, cancelled_at=r.cancelled_at, sent_count=r.sent_count)
+
+
+# ---- the ledger -----------------------------------------------------------------------------------
+
+
+@router.get("/{campaign_id}/recipients", response_model=RecipientsPublic, response_model_by_alias=True)
+async def list_recipients(
+    campaign_id: str,
+    principal: PrincipalDep,
+    conn: ConnDep,
+    outcome: Outcome | None = None,
+    channel: Channel | None = None,
+    customer_id: Annotated[str | None, Query(alias="customerId", max_length=40)] = None,
+    skip: Skip = 0,
+    take: Take = 25,
+) -> RecipientsPublic:
+    await load_campaign(conn, principal, campaign_id)
+    conditions = [Delivery.campaign_id == campaign_id]
+    if outcome is not None:
+        conditions.append(Delivery.outcome == outcome.value)
+    if channel is not None:
+        conditions.append(Delivery.channel == channel.value)
+    if customer_id is not None:
+        conditions.append(Delivery.customer_id == customer_id)
+    where = and_(*conditions)
+    total = int((await conn.execute(select(func.count()).select_from(Delivery).where(where))).scalar_one())
+    rows = (
+        (
+            await conn.execute(
+                select(Delivery.__table__)
+                .where(where)
+                .order_by(Delivery.customer_id, Delivery.channel)
+                .offset(skip)
+                .limit(take)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    data = [
+        RecipientPublic(
+            customer_id=r["customer_id"],
+            channel=r["channel"],
+            outcome=r["outcome"],
+            reason=r["reason"],
+            detail=r["detail"],
+            address=r["address"],
+            sent_at=r["sent_at"],
+            provider_message_id=r["provider_message_id"],
+            run_id=r["run_id"],
+            updated_at=r["updated_at"],
+        )
+        for r in rows
+    ]
+    return RecipientsPublic(data=data, meta=PageMeta(total=total, skip=skip, take=take))
+
+
+__all__ = ["load_campaign", "router", "text"]

