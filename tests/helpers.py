@@ -1,0 +1,67 @@
+"""Small helpers the end-to-end tests share."""
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from tests.conftest import Stack
+from tests.factories import Audience
+
+
+async def wait_for(stack: Stack, campaign_id: str, *statuses: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll GET /campaigns/:id until its status is one of `statuses`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        r = await stack.call("GET", f"/campaigns/{campaign_id}")
+        body: dict[str, Any] = r.json()
+        if body.get("status") in statuses:
+            return body
+        assert loop.time() < deadline, f"campaign stuck: {body}"
+        await asyncio.sleep(0.1)
+
+
+async def create_campaign(
+    stack: Stack, audience: Audience, email_t: str | None, sms_t: str | None, **extra: Any
+) -> str:
+    channels = [c for c, t in (("EMAIL", email_t), ("SMS", sms_t)) if t]
+    body: dict[str, Any] = {
+        "tenantId": stack.tenant,
+        "name": "Spring newsletter",
+        "type": "ONE_TIME",
+        "segmentId": audience.segment_id,
+        "channels": channels,
+    }
+    if email_t:
+        body["emailTemplateId"] = email_t
+    if sms_t:
+        body["smsTemplateId"] = sms_t
+    body.update(extra)
+    r = await stack.call("POST", "/campaigns", json=body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def received_emails(stack: Stack, audience: Audience) -> Counter[str]:
+    ours = {c["email"] for c in audience.customers}
+    return Counter(m.to for m in stack.smtp.snapshot() if m.to in ours)
+
+
+def received_sms(stack: Stack, audience: Audience) -> Counter[str]:
+    ours = {c["phone"] for c in audience.customers if c["phone"]}
+    return Counter(m.to for m in list(stack.sms.messages) if m.to in ours)
+
+
+async def ledger(stack: Stack, campaign_id: str, **params: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    skip = 0
+    while True:
+        r = await stack.call(
+            "GET", f"/campaigns/{campaign_id}/recipients", params={**params, "skip": skip, "take": 1000}
+        )
+        assert r.status_code == 200, r.text
+        page = r.json()
+        rows.extend(page["data"])
+        skip += 1000
+        if skip >= page["meta"]["total"]:
+            return rows
