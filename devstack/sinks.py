@@ -10,6 +10,7 @@ import email
 import email.policy
 import secrets
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -108,6 +109,8 @@ class SmsSink:
     by_key: dict[str, SmsMessage] = field(default_factory=dict)
     reject_numbers: set[str] = field(default_factory=set)
     requests: int = 0
+    # Requests per idempotency key: more than one means the sender retried that message.
+    attempts: Counter[str] = field(default_factory=Counter)
     _runner: web.AppRunner | None = None
 
     @property
@@ -125,6 +128,7 @@ class SmsSink:
             return web.json_response({"message": "To, Body and Idempotency-Key are required"}, status=400)
         if to in self.reject_numbers:
             return web.json_response({"message": "invalid destination"}, status=400)
+        self.attempts[key] += 1
         existing = self.by_key.get(key)
         if existing is not None:
             return web.json_response({"sid": existing.sid, "status": "queued"}, status=201)
@@ -158,6 +162,7 @@ class SmsSink:
     def clear(self) -> None:
         self.messages.clear()
         self.by_key.clear()
+        self.attempts.clear()
 
 
 def _free_port() -> int:

@@ -4,12 +4,15 @@ Upsert semantics: a field you send is written as sent (`attributes` replaces the
 field you leave out keeps its current value, or its default for a new customer.
 """
 
+import csv
+import io
 import json
 import re
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
+from api.errors import Problem
 from api.schemas.common import ApiIn, ApiOut, PageMeta, UtcDatetime
 
 MAX_IMPORT_ROWS = 100_000
@@ -103,3 +106,161 @@ class CustomerPublic(ApiOut):
 class CustomersPublic(ApiOut):
     data: list[CustomerPublic]
     meta: PageMeta
+
+
+# ---- the import formats -------------------------------------------------------------------------
+#
+# Both formats end as validated `CustomerFields`, or as a 422 listing every bad field: JSON paths
+# (`$.customers[12].phone`) for JSON, and `row 13.phone` for CSV, where row N is the N-th record
+# after the header (blank lines are skipped and not counted).
+
+MAX_LISTED_ERRORS = 1000
+_ROWS = TypeAdapter(list[CustomerFields])
+FIELD_COLUMNS = {
+    field.alias or name for name, field in CustomerFields.model_fields.items() if name != "attributes"
+}
+TEXT_COLUMNS = FIELD_COLUMNS - {"emailOptIn", "smsOptIn"}
+ATTRIBUTE_PREFIX = "attributes."
+
+
+def _json_path(loc: tuple[int | str, ...]) -> str:
+    path = "$"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _csv_path(loc: tuple[int | str, ...]) -> str:
+    if not loc:
+        return "rows"
+    row, *rest = loc
+    path = f"row {int(row) + 1}"
+    for part in rest:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _reject(errors: list[dict[str, str]]) -> Problem:
+    shown = errors[:MAX_LISTED_ERRORS]
+    more = f" (the first {len(shown)} are listed)" if len(errors) > len(shown) else ""
+    return Problem(422, f"{len(errors)} invalid field(s); nothing was imported{more}", errors=shown)
+
+
+def _validation_errors(err: ValidationError, to_path: Any) -> list[dict[str, str]]:
+    return [{"path": to_path(tuple(e["loc"])), "message": e["msg"]} for e in err.errors()]
+
+
+def _check_unique(customers: list[CustomerFields], path: Any) -> None:
+    first: dict[str, int] = {}
+    errors: list[dict[str, str]] = []
+    for i, customer in enumerate(customers):
+        seen = first.setdefault(customer.external_id, i)
+        if seen != i:
+            errors.append(
+                {
+                    "path": path((i, "externalId")),
+                    "message": f"externalId repeats {path((seen,))}; each customer may appear once",
+                }
+            )
+    if errors:
+        raise _reject(errors)
+
+
+def load_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise Problem(400, "the request body is not valid JSON") from None
+
+
+def validate_json_import(document: Any) -> CustomerImport:
+    try:
+        body = CustomerImport.model_validate(document)
+    except ValidationError as err:
+        raise _reject(_validation_errors(err, _json_path)) from None
+    _check_unique(body.customers, lambda loc: _json_path(("customers", *loc)))
+    return body
+
+
+def parse_csv_import(raw: bytes) -> list[CustomerFields]:
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Problem(400, "the CSV body is not UTF-8") from None
+    try:
+        records = _csv_records(content)
+    except csv.Error as err:
+        raise Problem(400, f"the CSV body cannot be read: {err}") from None
+    try:
+        customers = _ROWS.validate_python(records)
+    except ValidationError as err:
+        raise _reject(_validation_errors(err, _csv_path)) from None
+    _check_unique(customers, _csv_path)
+    return customers
+
+
+def _csv_records(content: str) -> list[dict[str, Any]]:
+    reader = csv.reader(io.StringIO(content, newline=""))
+    header = next(reader, None)
+    if not header:
+        raise Problem(422, "the CSV has no header row", errors=[{"path": "header", "message": "missing"}])
+    columns = [name.strip() for name in header]
+    _check_header(columns)
+    records: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+    for cells in reader:
+        if not cells or (len(cells) == 1 and not cells[0].strip()):
+            continue
+        if len(records) >= MAX_IMPORT_ROWS:
+            raise Problem(
+                422,
+                f"at most {MAX_IMPORT_ROWS} rows per import",
+                errors=[{"path": "rows", "message": f"more than {MAX_IMPORT_ROWS} rows"}],
+            )
+        if len(cells) != len(columns):
+            errors.append(
+                {
+                    "path": f"row {len(records) + 1}",
+                    "message": f"has {len(cells)} fields; the header has {len(columns)}",
+                }
+            )
+        records.append(_csv_record(columns, cells))
+    if errors:
+        raise _reject(errors)
+    return records
+
+
+def _check_header(columns: list[str]) -> None:
+    errors: list[dict[str, str]] = []
+    for i, name in enumerate(columns):
+        known = name in FIELD_COLUMNS or (name.startswith(ATTRIBUTE_PREFIX) and len(name) > len(ATTRIBUTE_PREFIX))
+        if not known:
+            message = f"unknown column {name!r}; use {sorted(FIELD_COLUMNS)} or attributes.<key>"
+            errors.append({"path": f"header[{i}]", "message": message})
+        elif columns.index(name) != i:
+            errors.append({"path": f"header[{i}]", "message": f"column {name!r} repeats"})
+    if "externalId" not in columns:
+        errors.append({"path": "header", "message": "the column 'externalId' is required"})
+    if errors:
+        raise _reject(errors)
+
+
+def _csv_record(columns: list[str], cells: list[str]) -> dict[str, Any]:
+    """A CSV record in the JSON shape: an empty cell clears a text field, leaves an opt-in
+    as it is, and omits an attribute; when the header has attribute columns, the record's
+    non-empty ones replace the customer's attributes."""
+    record: dict[str, Any] = {}
+    attributes: dict[str, str] | None = None
+    for name, cell in zip(columns, cells, strict=False):
+        value = cell.strip()
+        if name.startswith(ATTRIBUTE_PREFIX):
+            attributes = {} if attributes is None else attributes
+            if value:
+                attributes[name.removeprefix(ATTRIBUTE_PREFIX)] = value
+        elif name in TEXT_COLUMNS:
+            record[name] = value if value or name == "externalId" else None
+        elif value:
+            record[name] = value
+    if attributes is not None:
+        record["attributes"] = attributes
+    return record

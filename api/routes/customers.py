@@ -1,0 +1,207 @@
+"""Customer endpoints (contract §7): upsert one, bulk import (JSON or CSV), read and list."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.auth import Principal
+from api.deps import ConnDep, PrincipalDep
+from api.errors import Problem, not_found
+from api.schemas.common import PageMeta
+from api.schemas.customers import (
+    CustomerCreate,
+    CustomerFields,
+    CustomerPublic,
+    CustomersPublic,
+    ImportResult,
+    load_json,
+    parse_csv_import,
+    validate_json_import,
+)
+from db.customer_import import upsert_customers
+from db.models import Customer
+
+router = APIRouter(prefix="/customers", tags=["customers"])
+
+Skip = Annotated[int, Query(ge=0, le=10_000_000)]
+Take = Annotated[int, Query(ge=1, le=1000)]
+
+# The import body is read by hand (JSON or CSV), so OpenAPI is told what it accepts.
+IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/CustomerImport"}},
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "externalId,email,firstName,clubId,attributes.tier\n"
+                "m-1,ann@example.com,Ann,club_1,gold\n",
+            },
+        },
+    },
+    "parameters": [
+        {
+            "name": "tenantId",
+            "in": "query",
+            "required": False,
+            "description": "required for text/csv bodies",
+            "schema": {"type": "string"},
+        }
+    ],
+}
+
+
+def to_public(row: Any) -> CustomerPublic:
+    return CustomerPublic(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        external_id=row["external_id"],
+        email=row["email"],
+        phone=row["phone"],
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+        club_id=row["club_id"],
+        attributes=row["attributes"] or {},
+        email_opt_in=row["email_opt_in"],
+        sms_opt_in=row["sms_opt_in"],
+        email_unsubscribed=row["email_unsubscribed_at"] is not None,
+        sms_unsubscribed=row["sms_unsubscribed_at"] is not None,
+        email_bounced=row["email_bounced_at"] is not None,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def db_row(customer: CustomerFields) -> dict[str, Any]:
+    """Only the fields the caller sent: the others keep their stored values."""
+    row = {name: getattr(customer, name) for name in customer.model_fields_set if name != "tenant_id"}
+    row["external_id"] = customer.external_id
+    return row
+
+
+async def load_customer(conn: AsyncConnection, principal: Principal, customer_id: str) -> Any:
+    """A customer of one of the caller's tenants, else 404 exactly as if it did not exist."""
+    row = (
+        (
+            await conn.execute(
+                select(Customer.__table__).where(
+                    Customer.id == customer_id, Customer.tenant_id.in_(principal.tenants)
+                )
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise not_found("customer", customer_id)
+    return row
+
+
+@router.post("", status_code=201, response_model=CustomerPublic, response_model_by_alias=True)
+async def upsert_customer(
+    body: CustomerCreate, principal: PrincipalDep, conn: ConnDep, response: Response
+) -> CustomerPublic:
+    """Create or update the customer with this `externalId`: 201 when created, 200 when updated."""
+    principal.require(body.tenant_id)
+    counts = await upsert_customers(conn, body.tenant_id, [db_row(body)])
+    if counts.created == 0:
+        response.status_code = 200
+    row = (
+        (
+            await conn.execute(
+                select(Customer.__table__).where(
+                    Customer.tenant_id == body.tenant_id, Customer.external_id == body.external_id
+                )
+            )
+        )
+        .mappings()
+        .one()
+    )
+    return to_public(row)
+
+
+@router.post(
+    "/import", response_model=ImportResult, response_model_by_alias=True, openapi_extra=IMPORT_BODY
+)
+async def import_customers(
+    request: Request,
+    principal: PrincipalDep,
+    conn: ConnDep,
+    tenant_id: Annotated[str | None, Query(alias="tenantId", min_length=1, max_length=100)] = None,
+) -> ImportResult:
+    """Upsert up to 100,000 customers by `externalId`; any invalid row means nothing is written."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    raw = await request.body()
+    if media_type == "application/json":
+        document = load_json(raw)
+        if isinstance(document, dict) and isinstance(document.get("tenantId"), str):
+            principal.require(document["tenantId"])  # 403 before the work of validating rows
+        body = validate_json_import(document)
+        if tenant_id is not None and tenant_id != body.tenant_id:
+            raise Problem(
+                422,
+                "tenantId in the query and the body differ",
+                errors=[{"path": "query.tenantId", "message": "differs from $.tenantId"}],
+            )
+        tenant_id, customers = body.tenant_id, body.customers
+    elif media_type in ("text/csv", "application/csv"):
+        if tenant_id is None:
+            raise Problem(
+                422,
+                "a CSV import needs ?tenantId=",
+                errors=[{"path": "query.tenantId", "message": "Field required"}],
+            )
+        principal.require(tenant_id)
+        customers = parse_csv_import(raw)
+    else:
+        raise Problem(415, "send application/json or text/csv")
+    principal.require(tenant_id)
+    counts = await upsert_customers(conn, tenant_id, [db_row(c) for c in customers])
+    return ImportResult(created=counts.created, updated=counts.updated, total=counts.total)
+
+
+@router.get("", response_model=CustomersPublic, response_model_by_alias=True)
+async def list_customers(
+    principal: PrincipalDep,
+    conn: ConnDep,
+    tenant_id: Annotated[str, Query(alias="tenantId", min_length=1, max_length=100)],
+    email: Annotated[str | None, Query(max_length=320)] = None,
+    external_id: Annotated[str | None, Query(alias="externalId", max_length=200)] = None,
+    club_id: Annotated[str | None, Query(alias="clubId", max_length=100)] = None,
+    skip: Skip = 0,
+    take: Take = 25,
+) -> CustomersPublic:
+    """Newest first; `email` and `externalId` match exactly."""
+    principal.require(tenant_id)
+    conditions = [Customer.tenant_id == tenant_id]
+    if email is not None:
+        conditions.append(Customer.email == email)
+    if external_id is not None:
+        conditions.append(Customer.external_id == external_id)
+    if club_id is not None:
+        conditions.append(Customer.club_id == club_id)
+    where = and_(*conditions)
+    total = int((await conn.execute(select(func.count()).select_from(Customer).where(where))).scalar_one())
+    rows = (
+        (
+            await conn.execute(
+                select(Customer.__table__)
+                .where(where)
+                .order_by(Customer.created_at.desc(), Customer.id.desc())
+                .offset(skip)
+                .limit(take)
+            )
+        )
+        .mappings()
+        .all()
+    )
+    return CustomersPublic(
+        data=[to_public(r) for r in rows], meta=PageMeta(total=total, skip=skip, take=take)
+    )
+
+
+@router.get("/{customer_id}", response_model=CustomerPublic, response_model_by_alias=True)
+async def get_customer(customer_id: str, principal: PrincipalDep, conn: ConnDep) -> CustomerPublic:
+    return to_public(await load_customer(conn, principal, customer_id))
