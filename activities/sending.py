@@ -196,6 +196,8 @@ class _Page:
             finals, to_send = self._triage(rows, content, existing)
             if finals:
                 await conn.execute(_INSERT_FINAL, finals)
+        if await self._halt_requested():
+            self.halted.set()  # paused/cancelled before this attempt began: send nothing
         watchers = [
             asyncio.create_task(self._watch_halt()),
             asyncio.create_task(self._heartbeat()),
@@ -391,7 +393,7 @@ class _Page:
             sender=self.deps.settings.email_from,
             to=customer["email"],
         )
-        message = build_email(envelope, parts)
+        message = build_email(envelope, parts, self.deps.settings)
         for attempt in range(TEMPORARY_RETRIES + 1):
             result = await self.deps.smtp.send(message)
             if result.verdict != SmtpVerdict.TEMPORARY or attempt == TEMPORARY_RETRIES:
@@ -478,16 +480,18 @@ class _Page:
         if outcome == Outcome.SENT:
             self.sent += 1
 
+    async def _halt_requested(self) -> bool:
+        async with self.deps.engine.connect() as conn:
+            halt = (
+                await conn.execute(
+                    text("SELECT halt_epoch FROM send_runs WHERE id = :r"), {"r": self.inp.run_id}
+                )
+            ).scalar_one_or_none()
+        return halt is not None and halt >= self.inp.epoch
+
     async def _watch_halt(self) -> None:
-        while True:
-            async with self.deps.engine.connect() as conn:
-                halt = (
-                    await conn.execute(
-                        text("SELECT halt_epoch FROM send_runs WHERE id = :r"),
-                        {"r": self.inp.run_id},
-                    )
-                ).scalar_one_or_none()
-            if halt is not None and halt >= self.inp.epoch:
+        while not self.halted.is_set():
+            if await self._halt_requested():
                 self.halted.set()
                 return
             await asyncio.sleep(HALT_POLL_SECONDS)

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,16 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
+async def timeskip_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
 async def smtp_sink() -> AsyncIterator[SmtpSink]:
     sink = SmtpSink().start()
     yield sink
@@ -115,6 +126,7 @@ class Stack:
     smtp: SmtpSink
     sms: SmsSink
     task_queue: str
+    env: WorkflowEnvironment
 
     def headers(self, tenant: str | None = None) -> dict[str, str]:
         token = issue_token(self.settings, "user_test", [tenant or self.tenant])
@@ -124,7 +136,9 @@ class Stack:
         return await self.api.request(method, path, headers=self.headers(tenant), **kw)
 
 
-def make_settings(database_url: str, smtp: SmtpSink, sms: SmsSink, client: Client, **overrides: Any) -> Settings:
+def make_settings(
+    database_url: str, smtp: SmtpSink, sms: SmsSink, client: Client, **overrides: Any
+) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",
         "database_url": database_url,
@@ -151,6 +165,32 @@ async def make_stack(
     smtp_sink: SmtpSink,
     sms_sink: SmsSink,
 ) -> AsyncIterator[StackFactory]:
+    async with _stack_factory(database_url, engine, temporal_env, smtp_sink, sms_sink, True) as factory:
+        yield factory
+
+
+@pytest.fixture
+async def make_timeskip_stack(
+    database_url: str,
+    engine: AsyncEngine,
+    timeskip_env: WorkflowEnvironment,
+    smtp_sink: SmtpSink,
+    sms_sink: SmsSink,
+) -> AsyncIterator[StackFactory]:
+    """Like make_stack, on the time-skipping test server (no custom search attributes there)."""
+    async with _stack_factory(database_url, engine, timeskip_env, smtp_sink, sms_sink, False) as factory:
+        yield factory
+
+
+@asynccontextmanager
+async def _stack_factory(
+    database_url: str,
+    engine: AsyncEngine,
+    temporal_env: WorkflowEnvironment,
+    smtp_sink: SmtpSink,
+    sms_sink: SmsSink,
+    search_attributes: bool,
+) -> AsyncIterator[StackFactory]:
     """Factory: a worker (in-process unless `worker=False`) and an API client, per test."""
     workers: list[tuple[Worker, ActivityDeps]] = []
     apis: list[httpx.AsyncClient] = []
@@ -166,7 +206,12 @@ async def make_stack(
             w = build_worker(client, settings, deps)
             tasks.append(asyncio.create_task(w.run()))
             workers.append((w, deps))
-        control = CampaignControl(client, settings.task_queue, batches_per_run=settings.batches_per_run)
+        control = CampaignControl(
+            client,
+            settings.task_queue,
+            search_attributes=search_attributes,
+            batches_per_run=settings.batches_per_run,
+        )
         app = create_app(settings, AppState(settings=settings, engine=engine, control=control))
         api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
         apis.append(api)
@@ -181,6 +226,7 @@ async def make_stack(
             smtp=smtp_sink,
             sms=sms_sink,
             task_queue=settings.task_queue,
+            env=temporal_env,
         )
 
     yield factory

@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from core.constants import (
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         CampaignWorkflowInput,
         CheckCampaignInput,
         CheckCampaignResult,
+        Counts,
         EditRequest,
         FinishRunInput,
         HaltInput,
@@ -50,6 +52,8 @@ S = CampaignStatus
 SHORT = timedelta(seconds=30)
 BATCH_TIMEOUT = timedelta(minutes=15)
 HEARTBEAT = timedelta(seconds=10)
+# How long a halted batch may take to return before it is cancelled outright.
+HALT_GRACE = timedelta(seconds=5)
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -199,21 +203,40 @@ class CampaignWorkflow:
             start_to_close_timeout=BATCH_TIMEOUT,
             heartbeat_timeout=HEARTBEAT,
             retry_policy=RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
         stop = asyncio.ensure_future(workflow.wait_condition(lambda: self._state.status != S.ACTIVE))
         await workflow.wait([handle, stop], return_when=asyncio.FIRST_COMPLETED)
-        if not handle.done():
-            # Pause/cancel: tell the running batch to start no new message, then let it
-            # finish its in-flight ones and report (it returns normally, page incomplete).
-            await workflow.execute_activity(
-                "halt_run",
-                HaltInput(run_id=run_id, epoch=epoch),
-                start_to_close_timeout=SHORT,
-                retry_policy=RETRY,
-            )
-        else:
+        if handle.done():
             stop.cancel()
-        result: SendBatchResult = await handle
+            result: SendBatchResult = await handle
+            return result
+        # Pause/cancel: tell the running batch to start no new message; it lets its in-flight
+        # ones finish and returns normally with the page incomplete.
+        await workflow.execute_activity(
+            "halt_run",
+            HaltInput(run_id=run_id, epoch=epoch),
+            start_to_close_timeout=SHORT,
+            retry_policy=RETRY,
+        )
+        try:
+            await workflow.wait_condition(handle.done, timeout=HALT_GRACE)
+        except TimeoutError:
+            # Not running but waiting to retry (e.g. the provider is down): cancel the attempt.
+            handle.cancel()
+        try:
+            result = await handle
+        except ActivityError as err:
+            if not isinstance(err.cause, CancelledError):
+                raise
+            result = SendBatchResult(
+                page_complete=False,
+                exhausted=False,
+                next_cursor=self._state.send_cursor,
+                recipients=0,
+                counts=Counts(),
+                sent_recipients=self._state.sent_recipients,
+            )
         return result
 
     def _should_continue_as_new(self) -> bool:
