@@ -82,7 +82,7 @@ class CaptureView:
             f"<p><a href='/'>&larr; all captures</a></p><table>{headers}</table>"
             f"<h2>Text</h2><pre>{html.escape(mail.part('plain'))}</pre>"
             # The HTML part is shown in a sandboxed frame: no scripts, no access to this page.
-            f"<h2>HTML</h2><iframe sandbox srcdoc=\"{html.escape(mail.part('html'))}\"></iframe>"
+            f'<h2>HTML</h2><iframe sandbox srcdoc="{html.escape(mail.part("html"))}"></iframe>'
         )
         return _html("Email", body)
 
@@ -100,9 +100,14 @@ class CaptureView:
             f"<td><code>{html.escape(m.sid)}</code></td></tr>"
             for m in reversed(texts[-SHOWN:])
         )
-        body = (
+        emails = (
             f"<h2>Emails ({len(mails)})</h2><table><tr><th>#</th><th>To</th><th>Subject</th></tr>"
             f"{email_rows}</table>"
+            if self.smtp is not None
+            else "<h2>Emails</h2><p>No SMTP capture in this process (mailpit catches mail here).</p>"
+        )
+        body = (
+            f"{emails}"
             f"<h2>SMS ({len(texts)})</h2><table><tr><th>To</th><th>Body</th><th>Sid</th></tr>"
             f"{sms_rows}</table>"
             "<p>JSON: <a href='/emails'>/emails</a>, <a href='/sms'>/sms</a>. Newest first; "
@@ -133,7 +138,9 @@ async def run_captures(cfg: CaptureConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     smtp = SmtpSink(host=cfg.host, port=cfg.smtp_port).start() if cfg.smtp_port else None
-    sms = await SmsSink(token=cfg.sms_token, host=cfg.host, port=cfg.sms_port).start() if cfg.sms_port else None
+    sms = None
+    if cfg.sms_port:
+        sms = await SmsSink(token=cfg.sms_token, host=cfg.host, port=cfg.sms_port).start()
     runner: web.AppRunner | None = None
     try:
         if cfg.view_port:

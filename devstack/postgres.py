@@ -6,6 +6,7 @@ development commands instead stop it again when they exit, so nothing outlives t
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        import pgserver  # local import: only development and tests use it
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
+            warnings.simplefilter("ignore")
+            import pgserver  # local import: only development and tests use it
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         forget_dead_holders(self.data_dir)

@@ -8,6 +8,7 @@ import types
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
+from annotated_types import Ge, Le
 from pydantic.fields import FieldInfo
 
 from core.settings import Settings
@@ -22,7 +23,7 @@ NOTES: dict[str, str] = {
     "temporal_namespace": "Temporal namespace",
     "task_queue": "task queue of the campaign workflows and activities",
     "jwt_secret": "HS256 secret of the bearer tokens; refused at its default in production",
-    "jwt_algorithm": "algorithm used with `jwt_secret`",
+    "jwt_algorithm": "algorithm used with `CAMPAIGNS_JWT_SECRET`",
     "jwt_public_key": "RS256 public key (PEM); when set, tokens are verified with it instead",
     "public_url": "base URL of tracking, click and unsubscribe links",
     "tracking_secret": "signs tracking links; refused at its default in production",
@@ -70,8 +71,8 @@ def default_text(field: FieldInfo) -> str:
 
 
 def bounds(field: FieldInfo) -> str:
-    low = next((getattr(m, "ge") for m in field.metadata if hasattr(m, "ge")), None)
-    high = next((getattr(m, "le") for m in field.metadata if hasattr(m, "le")), None)
+    low = next((m.ge for m in field.metadata if isinstance(m, Ge)), None)
+    high = next((m.le for m in field.metadata if isinstance(m, Le)), None)
     if low is None and high is None:
         return ""
     return f" ({'' if low is None else low}…{'' if high is None else high})"
