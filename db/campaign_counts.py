@@ -1,9 +1,10 @@
 """Live counts of campaigns from the roll-ups, shared by GET /campaigns(/:id) and /stats.
 
-Top-level counts are distinct recipients (channel ALL); see contract §9.
+Top-level counts are distinct recipients (channel ALL); see contract §9. Both endpoints turn
+counter rows into `RecipientCounts` through `counts_from`, so they cannot disagree.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -30,6 +31,20 @@ def rate(numerator: int, denominator: int) -> float | None:
     return None if denominator == 0 else round(numerator / denominator, 4)
 
 
+def counts_from(by_type: Mapping[str, int]) -> RecipientCounts:
+    """{interaction type: count} of one campaign (and one channel, or ALL) as `RecipientCounts`."""
+    return RecipientCounts(
+        sent=by_type.get(T.SENT, 0),
+        delivered=by_type.get(T.DELIVERED, 0),
+        opened=by_type.get(T.OPENED, 0),
+        clicked=by_type.get(T.CLICKED, 0),
+        converted=by_type.get(T.CONVERTED, 0),
+        unsubscribed=by_type.get(T.UNSUBSCRIBED, 0),
+        bounced=by_type.get(T.BOUNCED, 0),
+        failed=by_type.get(T.FAILED, 0),
+    )
+
+
 async def recipient_counts(conn: AsyncConnection, campaign_ids: Sequence[str]) -> dict[str, RecipientCounts]:
     if not campaign_ids:
         return {}
@@ -43,16 +58,4 @@ async def recipient_counts(conn: AsyncConnection, campaign_ids: Sequence[str]) -
     raw: dict[str, dict[str, int]] = {cid: {} for cid in campaign_ids}
     for campaign_id, type_, recipients in rows:
         raw[campaign_id][type_] = int(recipients)
-    return {
-        cid: RecipientCounts(
-            sent=v.get(T.SENT, 0),
-            delivered=v.get(T.DELIVERED, 0),
-            opened=v.get(T.OPENED, 0),
-            clicked=v.get(T.CLICKED, 0),
-            converted=v.get(T.CONVERTED, 0),
-            unsubscribed=v.get(T.UNSUBSCRIBED, 0),
-            bounced=v.get(T.BOUNCED, 0),
-            failed=v.get(T.FAILED, 0),
-        )
-        for cid, v in raw.items()
-    }
+    return {cid: counts_from(v) for cid, v in raw.items()}

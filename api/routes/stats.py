@@ -1,0 +1,100 @@
+"""GET /campaigns/:id/stats and /campaigns/:id/interactions: read from the roll-ups (contract §9)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import ConnDep, PrincipalDep
+from api.routes.campaigns import load_campaign
+from api.schemas.common import PageMeta
+from api.schemas.stats import (
+    CampaignStatsPublic,
+    ChannelStats,
+    EmailChannelStats,
+    InteractionPublic,
+    InteractionsPublic,
+    SmsChannelStats,
+    TimelineBucket,
+)
+from core.enums import Channel, InteractionType
+from db.campaign_counts import RecipientCounts, rate
+from db.stats import InteractionFilter, campaign_stats, count_interactions, customer_name, page_interactions
+
+router = APIRouter(prefix="/campaigns", tags=["stats"])
+
+Skip = Annotated[int, Query(ge=0, le=10_000_000)]
+Take = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("/{campaign_id}/stats", response_model=CampaignStatsPublic, response_model_by_alias=True)
+async def get_campaign_stats(campaign_id: str, principal: PrincipalDep, conn: ConnDep) -> CampaignStatsPublic:
+    row = await load_campaign(conn, principal, campaign_id)
+    stats = await campaign_stats(conn, campaign_id)
+    t = stats.totals
+    email = stats.by_channel.get(Channel.EMAIL, RecipientCounts())
+    sms = stats.by_channel.get(Channel.SMS, RecipientCounts())
+    return CampaignStatsPublic(
+        campaign_id=campaign_id,
+        target_count=row["target_count"],
+        sent_count=t.sent,
+        delivered_count=t.delivered,
+        opened_count=t.opened,
+        clicked_count=t.clicked,
+        converted_count=t.converted,
+        unsubscribed_count=t.unsubscribed,
+        bounced_count=t.bounced,
+        delivery_rate=rate(t.delivered, t.sent),
+        open_rate=rate(t.opened, t.delivered),
+        click_rate=rate(t.clicked, t.opened),
+        conversion_rate=rate(t.converted, t.clicked),
+        by_channel=ChannelStats(
+            email=EmailChannelStats(
+                sent=email.sent,
+                delivered=email.delivered,
+                opened=email.opened,
+                clicked=email.clicked,
+                bounced=email.bounced,
+            ),
+            sms=SmsChannelStats(sent=sms.sent, delivered=sms.delivered, failed=sms.failed),
+        ),
+        timeline=[TimelineBucket(hour=b.hour, sent=b.sent, opened=b.opened) for b in stats.timeline],
+        # The same sources as GET /campaigns/:id, so both always agree.
+        skipped_count=row["skipped_count"],
+        failed_count=t.failed,
+        unknown_count=row["unknown_count"],
+    )
+
+
+@router.get("/{campaign_id}/interactions", response_model=InteractionsPublic, response_model_by_alias=True)
+async def list_interactions(
+    campaign_id: str,
+    principal: PrincipalDep,
+    conn: ConnDep,
+    type: InteractionType | None = None,
+    channel: Channel | None = None,
+    customer_id: Annotated[str | None, Query(alias="customerId", min_length=1, max_length=40)] = None,
+    skip: Skip = 0,
+    take: Take = 25,
+) -> InteractionsPublic:
+    await load_campaign(conn, principal, campaign_id)
+    f = InteractionFilter(
+        type=type.value if type else None,
+        channel=channel.value if channel else None,
+        customer_id=customer_id,
+    )
+    total = await count_interactions(conn, campaign_id, f)
+    rows = await page_interactions(conn, campaign_id, f, skip, take) if skip < total else []
+    data = [
+        InteractionPublic(
+            id=r["id"],
+            customer_id=r["customer_id"],
+            customer_email=r["customer_email"],
+            customer_name=customer_name(r["first_name"], r["last_name"]),
+            type=r["type"],
+            channel=r["channel"],
+            occurred_at=r["occurred_at"],
+            metadata=r["metadata"] or {},
+        )
+        for r in rows
+    ]
+    return InteractionsPublic(data=data, meta=PageMeta(total=total, skip=skip, take=take))

@@ -1,0 +1,162 @@
+"""Public tracking endpoints behind the links in every email: pixel, click redirect, unsubscribe.
+
+No JWT here: the signed token in the path is the only credential (providers.tracking). A forged,
+altered or foreign token records nothing and gets a harmless answer: the pixel is still served,
+a click is refused with a plain 404/400 page (never redirected anywhere), an unsubscribe page
+says the link is not valid.
+
+- GET  /t/o/{token}: records OPENED (every open is an interaction; the opener counts once).
+- GET  /t/c/{token}: records CLICKED with `linkId`/`linkUrl`, then 302 to the signed URL.
+- GET  /t/u/{token}: a confirmation page with a one-button form; records nothing, because mail
+  scanners prefetch links (RFC 8058 §1).
+- POST /t/u/{token}: unsubscribes (the form above, and RFC 8058 one-click POSTs with the body
+  `List-Unsubscribe=One-Click`): sets the channel's `*_unsubscribed_at` on the customer, so no
+  later send reaches them on that channel, and records UNSUBSCRIBED once per message.
+
+Recording is O(1): one primary-key lookup of the delivery and `db.rollups.record`.
+"""
+
+import html
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.deps import SettingsDep, StateDep
+from core.enums import Channel, InteractionType
+from db.rollups import NewInteraction, record
+from providers.tracking import LinkKind, TrackingClaim, is_trackable_url, token_signer
+
+router = APIRouter(prefix="/t", tags=["tracking"])
+
+# The smallest transparent GIF (1x1).
+PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+NO_STORE = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, private",
+    "Pragma": "no-cache",
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow",
+}
+
+_DELIVERY = text(
+    "SELECT tenant_id, campaign_id, customer_id, channel FROM deliveries"
+    " WHERE id = :delivery AND campaign_id = :campaign"
+)
+_SUPPRESS = {
+    Channel.EMAIL.value: text(
+        "UPDATE customers SET email_unsubscribed_at = COALESCE(email_unsubscribed_at, :at),"
+        " updated_at = now() WHERE id = :customer AND tenant_id = :tenant"
+    ),
+    Channel.SMS.value: text(
+        "UPDATE customers SET sms_unsubscribed_at = COALESCE(sms_unsubscribed_at, :at),"
+        " updated_at = now() WHERE id = :customer AND tenant_id = :tenant"
+    ),
+}
+
+
+def _page(status: int, title: str, body_html: str) -> HTMLResponse:
+    doc = (
+        '<!doctype html><html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title></head><body>{body_html}</body></html>"
+    )
+    return HTMLResponse(doc, status_code=status, headers=NO_STORE)
+
+
+def _invalid_link(status: int = 404) -> HTMLResponse:
+    return _page(status, "Link not valid", "<p>This link is not valid.</p>")
+
+
+async def _record(
+    conn: AsyncConnection,
+    claim: TrackingClaim,
+    type_: InteractionType,
+    *,
+    metadata: dict[str, str] | None = None,
+    event_key: str | None = None,
+) -> dict[str, str] | None:
+    """Record one interaction on the token's message; None (nothing recorded) when it is not ours.
+
+    The delivery must belong to the campaign named in the token: a token can never record into
+    another campaign, even if a delivery id were mixed up.
+    """
+    row = (
+        (await conn.execute(_DELIVERY, {"delivery": claim.delivery_id, "campaign": claim.campaign_id}))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    await record(
+        conn,
+        NewInteraction(
+            tenant_id=row["tenant_id"],
+            campaign_id=row["campaign_id"],
+            customer_id=row["customer_id"],
+            channel=row["channel"],
+            type=type_.value,
+            occurred_at=datetime.now(UTC),
+            delivery_id=claim.delivery_id,
+            metadata=metadata or {},
+            event_key=event_key,
+        ),
+    )
+    return dict(row)
+
+
+@router.get("/o/{token}", include_in_schema=False)
+async def open_pixel(token: str, state: StateDep, settings: SettingsDep) -> Response:
+    claim = token_signer(settings.tracking_secret).verify(token, LinkKind.OPEN)
+    if claim is not None:
+        async with state.engine.begin() as conn:
+            await _record(conn, claim, InteractionType.OPENED)
+    return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
+
+
+@router.get("/c/{token}", include_in_schema=False)
+async def click_redirect(token: str, state: StateDep, settings: SettingsDep) -> Response:
+    claim = token_signer(settings.tracking_secret).verify(token, LinkKind.CLICK)
+    if claim is None:
+        return _invalid_link(404)
+    if not is_trackable_url(claim.url):
+        return _invalid_link(400)  # signed, but not a web URL: never redirect to it
+    async with state.engine.begin() as conn:
+        await _record(
+            conn, claim, InteractionType.CLICKED, metadata={"linkId": claim.link_id, "linkUrl": claim.url}
+        )
+    # The target was signed into the token when the email was built: a URL of that message.
+    return RedirectResponse(claim.url, status_code=302, headers=NO_STORE)
+
+
+@router.get("/u/{token}", include_in_schema=False)
+async def unsubscribe_page(token: str, settings: SettingsDep) -> Response:
+    if token_signer(settings.tracking_secret).verify(token, LinkKind.UNSUBSCRIBE) is None:
+        return _invalid_link(404)
+    form = (
+        "<p>Unsubscribe from these messages?</p>"
+        '<form method="post">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        '<button type="submit">Unsubscribe</button></form>'
+    )
+    return _page(200, "Unsubscribe", form)
+
+
+@router.post("/u/{token}", include_in_schema=False)
+async def unsubscribe(token: str, state: StateDep, settings: SettingsDep) -> Response:
+    claim = token_signer(settings.tracking_secret).verify(token, LinkKind.UNSUBSCRIBE)
+    if claim is None:
+        return _invalid_link(404)
+    async with state.engine.begin() as conn:
+        row = await _record(
+            conn, claim, InteractionType.UNSUBSCRIBED, event_key=f"unsubscribe:{claim.delivery_id}"
+        )
+        if row is None:
+            return _invalid_link(404)
+        await conn.execute(
+            _SUPPRESS[row["channel"]],
+            {"at": datetime.now(UTC), "customer": row["customer_id"], "tenant": row["tenant_id"]},
+        )
+    return _page(200, "Unsubscribed", "<p>You have been unsubscribed from these messages.</p>")

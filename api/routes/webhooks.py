@@ -1,0 +1,202 @@
+"""Provider webhooks: email DELIVERED/BOUNCED and SMS delivery receipts (DELIVERED/FAILED).
+
+Authentication: `X-Campaigns-Signature: sha256=<hex>`, the HMAC-SHA256 of the raw request body
+keyed with `CAMPAIGNS_WEBHOOK_SECRET` (the GitHub/Stripe style). The secret never travels, and a
+body altered in transit fails; a missing or wrong signature is a 401 and records nothing. Replays
+are harmless because each event is idempotent on the provider's event id (`interactions.event_key`
+= `webhook:<channel>:<id>`).
+
+Body: `{"events": [...]}` (1 to 1,000 events), each naming its message by `deliveryId` (ours,
+also in the email's `X-Delivery-Id` header) or `providerMessageId` (the email's Message-ID, with or
+without angle brackets; the SMS provider's sid). One query resolves every message of the batch;
+interactions are inserted in event-id order (no deadlock between overlapping batches) and rolled
+up once. The answer is 200 with counts even for events naming unknown messages (a provider would
+otherwise retry them forever).
+
+- email DELIVERED: records DELIVERED.
+- email BOUNCED, `bounceType` HARD (the default): records BOUNCED and sets the customer's
+  `email_bounced_at`, so no later campaign emails them. SOFT: a deferral; nothing is recorded.
+- SMS DELIVERED / FAILED: records DELIVERED / FAILED. The ledger (`deliveries.outcome`) keeps what
+  our send did (SENT); what happened afterwards lives in the interactions.
+"""
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from api.deps import SettingsDep, StateDep
+from api.errors import Problem
+from api.schemas.events import (
+    EmailProviderEvent,
+    EmailWebhook,
+    ProviderEvent,
+    SmsProviderEvent,
+    SmsWebhook,
+    WebhookResult,
+)
+from core.enums import Channel, InteractionType
+from db.rollups import NewInteraction, insert_interaction, roll_up
+
+SIGNATURE_HEADER = "X-Campaigns-Signature"
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The header value a provider sends for `body` (also used by tests and the dev tools)."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+async def require_signature(request: Request, settings: SettingsDep) -> None:
+    given = request.headers.get(SIGNATURE_HEADER, "").strip().encode("latin-1")
+    expected = signature(settings.webhook_secret, await request.body()).encode("ascii")
+    if not hmac.compare_digest(given.lower(), expected):
+        raise Problem(401, f"missing or invalid {SIGNATURE_HEADER}")
+
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[Depends(require_signature)])
+
+
+@dataclass(frozen=True)
+class _Message:
+    delivery_id: str
+    tenant_id: str
+    campaign_id: str
+    customer_id: str
+    channel: str
+
+
+_RESOLVE = text(
+    """
+    SELECT id, tenant_id, campaign_id, customer_id, channel, provider_message_id
+    FROM deliveries
+    WHERE id = ANY(:ids) OR provider_message_id = ANY(:pmids)
+    """
+)
+
+
+def _bare(message_id: str) -> str:
+    return message_id.strip().strip("<>").strip()
+
+
+async def _resolve(
+    conn: AsyncConnection, events: Sequence[ProviderEvent]
+) -> tuple[dict[str, _Message], dict[str, _Message]]:
+    """All messages named by a batch in one query: (by delivery id, by bare provider message id)."""
+    ids = [e.delivery_id for e in events if e.delivery_id]
+    pmids: list[str] = []
+    for e in events:
+        if e.provider_message_id:
+            bare = _bare(e.provider_message_id)
+            pmids += [bare, f"<{bare}>"]
+    by_id: dict[str, _Message] = {}
+    by_pmid: dict[str, _Message] = {}
+    for r in (await conn.execute(_RESOLVE, {"ids": ids, "pmids": pmids})).mappings():
+        message = _Message(r["id"], r["tenant_id"], r["campaign_id"], r["customer_id"], r["channel"])
+        by_id[r["id"]] = message
+        if r["provider_message_id"]:
+            by_pmid.setdefault(_bare(r["provider_message_id"]), message)
+    return by_id, by_pmid
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one provider event records, or None when it records nothing."""
+
+    type: InteractionType
+    metadata: dict[str, Any]
+    hard_bounce: bool = False
+
+
+def _email_outcome(e: EmailProviderEvent) -> _Outcome | None:
+    meta: dict[str, Any] = {"providerEventId": e.id}
+    if e.type == "DELIVERED":
+        return _Outcome(InteractionType.DELIVERED, meta)
+    if e.bounce_type == "SOFT":
+        return None
+    meta.update(bounceType=e.bounce_type, reason=e.reason)
+    return _Outcome(InteractionType.BOUNCED, meta, hard_bounce=True)
+
+
+def _sms_outcome(e: SmsProviderEvent) -> _Outcome | None:
+    meta: dict[str, Any] = {"providerEventId": e.id}
+    if e.type == "DELIVERED":
+        return _Outcome(InteractionType.DELIVERED, meta)
+    meta.update(errorCode=e.error_code, reason=e.reason)
+    return _Outcome(InteractionType.FAILED, meta)
+
+
+_HARD_BOUNCE = text(
+    """
+    UPDATE customers c SET email_bounced_at = COALESCE(c.email_bounced_at, b.at), updated_at = now()
+    FROM unnest(CAST(:customers AS text[]), CAST(:tenants AS text[]), CAST(:times AS timestamptz[]))
+         AS b(customer_id, tenant_id, at)
+    WHERE c.id = b.customer_id AND c.tenant_id = b.tenant_id
+    """
+)
+
+
+async def _process(
+    conn: AsyncConnection, channel: Channel, items: Sequence[tuple[ProviderEvent, _Outcome | None]]
+) -> WebhookResult:
+    by_id, by_pmid = await _resolve(conn, [e for e, _ in items])
+    recorded: list[str] = []
+    bounces: dict[str, tuple[str, datetime]] = {}
+    duplicates = ignored = 0
+    now = datetime.now(UTC)
+    for e, outcome in sorted(items, key=lambda item: item[0].id):
+        message = by_id.get(e.delivery_id or "") or by_pmid.get(_bare(e.provider_message_id or ""))
+        if message is None or message.channel != channel or outcome is None:
+            ignored += 1
+            continue
+        at = e.occurred_at or now
+        interaction_id = await insert_interaction(
+            conn,
+            NewInteraction(
+                tenant_id=message.tenant_id,
+                campaign_id=message.campaign_id,
+                customer_id=message.customer_id,
+                channel=message.channel,
+                type=outcome.type.value,
+                occurred_at=at,
+                delivery_id=message.delivery_id,
+                metadata={k: v for k, v in outcome.metadata.items() if v is not None},
+                event_key=f"webhook:{channel.value.lower()}:{e.id}",
+            ),
+        )
+        if interaction_id is None:
+            duplicates += 1
+            continue
+        recorded.append(interaction_id)
+        if outcome.hard_bounce:
+            bounces.setdefault(message.customer_id, (message.tenant_id, at))
+    if recorded:
+        await roll_up(conn, ids=recorded)
+    if bounces:
+        keys = sorted(bounces)
+        await conn.execute(
+            _HARD_BOUNCE,
+            {
+                "customers": keys,
+                "tenants": [bounces[k][0] for k in keys],
+                "times": [bounces[k][1] for k in keys],
+            },
+        )
+    return WebhookResult(received=len(items), recorded=len(recorded), duplicates=duplicates, ignored=ignored)
+
+
+@router.post("/email", response_model=WebhookResult, response_model_by_alias=True)
+async def email_webhook(body: EmailWebhook, state: StateDep) -> WebhookResult:
+    async with state.engine.begin() as conn:
+        return await _process(conn, Channel.EMAIL, [(e, _email_outcome(e)) for e in body.events])
+
+
+@router.post("/sms", response_model=WebhookResult, response_model_by_alias=True)
+async def sms_webhook(body: SmsWebhook, state: StateDep) -> WebhookResult:
+    async with state.engine.begin() as conn:
+        return await _process(conn, Channel.SMS, [(e, _sms_outcome(e)) for e in body.events])

@@ -1,0 +1,71 @@
+"""Schemas of GET /campaigns/:id/stats and /interactions, field for field as the seed spells them."""
+
+from typing import Any
+
+from pydantic import Field
+
+from api.schemas.common import ApiOut, PageMeta, UtcDatetime
+from core.enums import Channel, InteractionType
+
+
+class EmailChannelStats(ApiOut):
+    sent: int
+    delivered: int
+    opened: int
+    clicked: int
+    bounced: int
+
+
+class SmsChannelStats(ApiOut):
+    sent: int
+    delivered: int
+    failed: int
+
+
+class ChannelStats(ApiOut):
+    # Channel names are the JSON keys, upper case as in the seed (not camelCased).
+    email: EmailChannelStats = Field(alias="EMAIL")
+    sms: SmsChannelStats = Field(alias="SMS")
+
+
+class TimelineBucket(ApiOut):
+    hour: UtcDatetime
+    sent: int
+    opened: int
+
+
+class CampaignStatsPublic(ApiOut):
+    campaign_id: str
+    target_count: int | None
+    sent_count: int
+    delivered_count: int
+    opened_count: int
+    clicked_count: int
+    converted_count: int
+    unsubscribed_count: int
+    bounced_count: int
+    delivery_rate: float | None
+    open_rate: float | None
+    click_rate: float | None
+    conversion_rate: float | None
+    by_channel: ChannelStats
+    timeline: list[TimelineBucket]
+    skipped_count: int
+    failed_count: int
+    unknown_count: int
+
+
+class InteractionPublic(ApiOut):
+    id: str
+    customer_id: str
+    customer_email: str | None
+    customer_name: str | None
+    type: InteractionType
+    channel: Channel
+    occurred_at: UtcDatetime
+    metadata: dict[str, Any]
+
+
+class InteractionsPublic(ApiOut):
+    data: list[InteractionPublic]
+    meta: PageMeta

@@ -1,0 +1,131 @@
+"""Read side of campaign stats: /stats and the interactions page, without scanning interactions.
+
+- `campaign_stats` reads only the roll-ups (`campaign_counters`: at most 3 channel keys x 8
+  types; `campaign_hourly`: one row per hour and type), in ONE statement, so the counters and
+  the timeline come from the same snapshot and the buckets always sum to the top-level counts.
+  Its cost does not depend on how many interactions a campaign has.
+- `count_interactions` is exact without counting a campaign's interactions: every rolled-up
+  interaction is in `campaign_counters.events` (db.rollups keeps that invariant in the same
+  transaction that flips `rolled_up`), so total = counters + the few not-yet-rolled-up rows,
+  which the partial index `ix_interactions_not_rolled` finds directly. Only a `customerId`
+  filter (a handful of rows, with its own index) counts rows.
+- `page_interactions` is newest first, keyset-ordered by (occurred_at, id) on the indexes of
+  `interactions`, and joins the customer after the page is cut.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.enums import InteractionType as T
+from db.campaign_counts import RecipientCounts, counts_from
+from db.rollups import ALL
+
+TIMELINE_TYPES = (T.SENT.value, T.OPENED.value)
+
+
+@dataclass(frozen=True)
+class HourBucket:
+    hour: datetime
+    sent: int
+    opened: int
+
+
+@dataclass(frozen=True)
+class CampaignStats:
+    """Top-level distinct recipients, per-channel distinct recipients (= messages of a run), timeline."""
+
+    totals: RecipientCounts
+    by_channel: dict[str, RecipientCounts]
+    timeline: list[HourBucket]
+
+
+_STATS = text(
+    """
+    SELECT channel, type, recipients, CAST(NULL AS timestamptz) AS hour
+    FROM campaign_counters WHERE campaign_id = :c
+    UNION ALL
+    SELECT NULL, type, recipients, hour
+    FROM campaign_hourly WHERE campaign_id = :c AND type = ANY(:timeline_types)
+    """
+)
+
+
+async def campaign_stats(conn: AsyncConnection, campaign_id: str) -> CampaignStats:
+    rows = await conn.execute(_STATS, {"c": campaign_id, "timeline_types": list(TIMELINE_TYPES)})
+    counters: dict[str, dict[str, int]] = {}
+    hours: dict[datetime, dict[str, int]] = {}
+    for channel, type_, recipients, hour in rows:
+        if hour is None:
+            counters.setdefault(channel, {})[type_] = int(recipients)
+        else:
+            hours.setdefault(hour, {})[type_] = int(recipients)
+    totals = counts_from(counters.get(ALL, {}))
+    by_channel = {ch: counts_from(v) for ch, v in counters.items() if ch != ALL}
+    timeline = [
+        HourBucket(hour=h, sent=v.get(T.SENT, 0), opened=v.get(T.OPENED, 0)) for h, v in sorted(hours.items())
+    ]
+    return CampaignStats(totals=totals, by_channel=by_channel, timeline=timeline)
+
+
+@dataclass(frozen=True)
+class InteractionFilter:
+    type: str | None = None
+    channel: str | None = None
+    customer_id: str | None = None
+
+    def where(self, campaign_id: str) -> tuple[str, dict[str, Any]]:
+        """SQL conditions with only the filters given, so the planner picks the matching index."""
+        clauses = ["campaign_id = :c"]
+        params: dict[str, Any] = {"c": campaign_id}
+        filters = (("type", self.type), ("channel", self.channel), ("customer_id", self.customer_id))
+        for column, value in filters:
+            if value is not None:
+                clauses.append(f"{column} = :{column}")
+                params[column] = value
+        return " AND ".join(clauses), params
+
+
+async def count_interactions(conn: AsyncConnection, campaign_id: str, f: InteractionFilter) -> int:
+    where, params = f.where(campaign_id)
+    if f.customer_id is not None:
+        sql = f"SELECT count(*) FROM interactions WHERE {where}"
+        return int((await conn.execute(text(sql), params)).scalar_one())
+    # One statement: the counters and the rolled_up flags are read from the same snapshot.
+    sql = (
+        "SELECT (SELECT COALESCE(sum(events), 0) FROM campaign_counters"
+        "         WHERE campaign_id = :c AND channel = :counter_channel AND type = ANY(:counter_types))"
+        f"    + (SELECT count(*) FROM interactions WHERE {where} AND NOT rolled_up)"
+    )
+    params["counter_channel"] = f.channel or ALL
+    params["counter_types"] = [f.type] if f.type is not None else [t.value for t in T]
+    return int((await conn.execute(text(sql), params)).scalar_one())
+
+
+async def page_interactions(
+    conn: AsyncConnection, campaign_id: str, f: InteractionFilter, skip: int, take: int
+) -> Sequence[RowMapping]:
+    where, params = f.where(campaign_id)
+    sql = f"""
+        SELECT p.id, p.customer_id, p.type, p.channel, p.occurred_at, p.metadata,
+               cu.email AS customer_email, cu.first_name, cu.last_name
+        FROM (
+            SELECT id, tenant_id, customer_id, type, channel, occurred_at, metadata
+            FROM interactions WHERE {where}
+            ORDER BY occurred_at DESC, id DESC
+            OFFSET :skip LIMIT :take
+        ) p
+        LEFT JOIN customers cu ON cu.id = p.customer_id AND cu.tenant_id = p.tenant_id
+        ORDER BY p.occurred_at DESC, p.id DESC
+    """
+    params.update(skip=skip, take=take)
+    return (await conn.execute(text(sql), params)).mappings().all()
+
+
+def customer_name(first: str | None, last: str | None) -> str | None:
+    name = " ".join(part for part in (first, last) if part)
+    return name or None
