@@ -1,0 +1,1 @@
+"""Benchmarks that measure the service against its performance targets (run with `python -m`)."""
