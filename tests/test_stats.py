@@ -7,6 +7,7 @@ message, deliveries/bounces/failures through the signed webhooks, conversions th
 and unsubscribes through the one-click POST.
 """
 
+import json
 import re
 import secrets
 from collections import Counter
@@ -87,8 +88,7 @@ class Ledger:
 
 
 async def signed_post(stack: Stack, path: str, payload: dict[str, Any], secret: str | None = None) -> Any:
-    import json
-
+    """POST `payload` as a provider would: JSON signed with the webhook secret."""
     body = json.dumps(payload).encode()
     sig = signature(secret or stack.settings.webhook_secret, body)
     return await stack.api.post(

@@ -10,14 +10,18 @@ from email import message_from_bytes
 from email import policy as email_policy
 from typing import Any
 
+import httpx
 from aiosmtplib.email import flatten_message
 from sqlalchemy import text
 
 from activities.sending import skip_reason
+from api.deps import AppState
+from api.main import create_app
 from core.enums import SkipReason
 from core.settings import Settings
+from db.engine import make_engine
 from providers.email_content import EmailEnvelope, EmailParts, build_email
-from providers.tracking import LinkKind, TokenSigner, TrackingClaim
+from providers.tracking import LinkKind, TokenSigner, TrackingClaim, TrackingLinks
 from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
 from tests.helpers import create_campaign, wait_for
@@ -265,6 +269,22 @@ async def test_forged_altered_and_foreign_tokens_record_nothing(make_stack: Stac
             )
         ).scalar_one()
     assert suppressed == 0
+
+
+async def test_links_keep_working_when_the_database_is_down() -> None:
+    settings = Settings(environment="test", database_url="postgresql://nobody@127.0.0.1:9/none")
+    engine = make_engine(settings.database_url or "")
+    app = create_app(settings, AppState(settings=settings, engine=engine, control=None))
+    links = TrackingLinks(settings.public_url, settings.tracking_secret)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=settings.public_url) as api:
+        r = await api.get(links.click_url("campaign_1", "delivery_1", "link_1", "https://example.com/a"))
+        assert r.status_code == 302 and r.headers["location"] == "https://example.com/a"
+        r = await api.get(links.open_url("campaign_1", "delivery_1"))
+        assert r.status_code == 200 and r.content.startswith(b"GIF89a")
+        r = await api.post(links.unsubscribe_url("campaign_1", "delivery_1"))
+        assert r.status_code == 500  # an unsubscribe is never confirmed unless it was stored
+    await engine.dispose()
 
 
 async def _customer_row(stack: Stack, customer_id: str) -> Any:

@@ -13,22 +13,27 @@ says the link is not valid.
   `List-Unsubscribe=One-Click`): sets the channel's `*_unsubscribed_at` on the customer, so no
   later send reaches them on that channel, and records UNSUBSCRIBED once per message.
 
-Recording is O(1): one primary-key lookup of the delivery and `db.rollups.record`.
+Recording is O(1): one primary-key lookup of the delivery and `db.rollups.record`. Opens and
+clicks are recorded best-effort: if the database is unreachable the error is logged and the
+reader still gets the pixel or the redirect. An unsubscribe is never acknowledged unless stored.
 """
 
 import html
+import logging
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.deps import SettingsDep, StateDep
 from core.enums import Channel, InteractionType
 from db.rollups import NewInteraction, record
 from providers.tracking import LinkKind, TrackingClaim, is_trackable_url, token_signer
 
+log = logging.getLogger("campaigns.tracking")
 router = APIRouter(prefix="/t", tags=["tracking"])
 
 # The smallest transparent GIF (1x1).
@@ -107,12 +112,23 @@ async def _record(
     return dict(row)
 
 
+async def _record_best_effort(
+    engine: AsyncEngine, claim: TrackingClaim, type_: InteractionType, metadata: dict[str, str] | None = None
+) -> None:
+    """Opens and clicks are measured, not promised: a database outage must not break the email
+    (no image, a dead link). It is logged, and the reader still gets the pixel or the page."""
+    try:
+        async with engine.begin() as conn:
+            await _record(conn, claim, type_, metadata=metadata)
+    except SQLAlchemyError as err:
+        log.error("could not record %s for delivery %s: %r", type_.value, claim.delivery_id, err)
+
+
 @router.get("/o/{token}", include_in_schema=False)
 async def open_pixel(token: str, state: StateDep, settings: SettingsDep) -> Response:
     claim = token_signer(settings.tracking_secret).verify(token, LinkKind.OPEN)
     if claim is not None:
-        async with state.engine.begin() as conn:
-            await _record(conn, claim, InteractionType.OPENED)
+        await _record_best_effort(state.engine, claim, InteractionType.OPENED)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
@@ -123,10 +139,8 @@ async def click_redirect(token: str, state: StateDep, settings: SettingsDep) -> 
         return _invalid_link(404)
     if not is_trackable_url(claim.url):
         return _invalid_link(400)  # signed, but not a web URL: never redirect to it
-    async with state.engine.begin() as conn:
-        await _record(
-            conn, claim, InteractionType.CLICKED, metadata={"linkId": claim.link_id, "linkUrl": claim.url}
-        )
+    metadata = {"linkId": claim.link_id, "linkUrl": claim.url}
+    await _record_best_effort(state.engine, claim, InteractionType.CLICKED, metadata)
     # The target was signed into the token when the email was built: a URL of that message.
     return RedirectResponse(claim.url, status_code=302, headers=NO_STORE)
 
