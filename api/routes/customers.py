@@ -7,15 +7,17 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.auth import Principal
-from api.deps import ConnDep, PrincipalDep
+from api.deps import ConnDep, PrincipalDep, StateDep
 from api.errors import Problem, not_found
 from api.schemas.common import PageMeta
 from api.schemas.customers import (
     CustomerCreate,
     CustomerFields,
+    CustomerImport,
     CustomerPublic,
     CustomersPublic,
     ImportResult,
+    NoNul,
     load_json,
     parse_csv_import,
     validate_json_import,
@@ -28,12 +30,26 @@ router = APIRouter(prefix="/customers", tags=["customers"])
 Skip = Annotated[int, Query(ge=0, le=10_000_000)]
 Take = Annotated[int, Query(ge=1, le=1000)]
 
+
+def _inlined(schema: Any, defs: dict[str, Any]) -> Any:
+    """A JSON schema with its `$defs` references replaced by the definitions themselves."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inlined(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inlined(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inlined(v, defs) for v in schema]
+    return schema
+
+
+_IMPORT_SCHEMA = CustomerImport.model_json_schema(by_alias=True)
 # The import body is read by hand (JSON or CSV), so OpenAPI is told what it accepts.
 IMPORT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/CustomerImport"}},
+            "application/json": {"schema": _inlined(_IMPORT_SCHEMA, _IMPORT_SCHEMA.get("$defs", {}))},
             "text/csv": {
                 "schema": {"type": "string"},
                 "example": "externalId,email,firstName,clubId,attributes.tier\n"
@@ -41,15 +57,6 @@ IMPORT_BODY: dict[str, Any] = {
             },
         },
     },
-    "parameters": [
-        {
-            "name": "tenantId",
-            "in": "query",
-            "required": False,
-            "description": "required for text/csv bodies",
-            "schema": {"type": "string"},
-        }
-    ],
 }
 
 
@@ -83,6 +90,8 @@ def db_row(customer: CustomerFields) -> dict[str, Any]:
 
 async def load_customer(conn: AsyncConnection, principal: Principal, customer_id: str) -> Any:
     """A customer of one of the caller's tenants, else 404 exactly as if it did not exist."""
+    if "\x00" in customer_id:  # no id holds one, and Postgres would refuse to compare it
+        raise not_found("customer", repr(customer_id))
     row = (
         (
             await conn.execute(
@@ -122,14 +131,15 @@ async def upsert_customer(
     return to_public(row)
 
 
-@router.post(
-    "/import", response_model=ImportResult, response_model_by_alias=True, openapi_extra=IMPORT_BODY
-)
+@router.post("/import", response_model=ImportResult, response_model_by_alias=True, openapi_extra=IMPORT_BODY)
 async def import_customers(
     request: Request,
     principal: PrincipalDep,
-    conn: ConnDep,
-    tenant_id: Annotated[str | None, Query(alias="tenantId", min_length=1, max_length=100)] = None,
+    state: StateDep,
+    tenant_id: Annotated[
+        str | None,
+        Query(alias="tenantId", min_length=1, max_length=100, description="required for text/csv bodies"),
+    ] = None,
 ) -> ImportResult:
     """Upsert up to 100,000 customers by `externalId`; any invalid row means nothing is written."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -158,7 +168,11 @@ async def import_customers(
     else:
         raise Problem(415, "send application/json or text/csv")
     principal.require(tenant_id)
-    counts = await upsert_customers(conn, tenant_id, [db_row(c) for c in customers])
+    rows = [db_row(c) for c in customers]
+    # A connection only for the write: parsing a large body holds none, and the commit is done
+    # before the response is sent.
+    async with state.engine.begin() as conn:
+        counts = await upsert_customers(conn, tenant_id, rows)
     return ImportResult(created=counts.created, updated=counts.updated, total=counts.total)
 
 
@@ -167,9 +181,9 @@ async def list_customers(
     principal: PrincipalDep,
     conn: ConnDep,
     tenant_id: Annotated[str, Query(alias="tenantId", min_length=1, max_length=100)],
-    email: Annotated[str | None, Query(max_length=320)] = None,
-    external_id: Annotated[str | None, Query(alias="externalId", max_length=200)] = None,
-    club_id: Annotated[str | None, Query(alias="clubId", max_length=100)] = None,
+    email: Annotated[str | None, Query(max_length=320), NoNul] = None,
+    external_id: Annotated[str | None, Query(alias="externalId", max_length=200), NoNul] = None,
+    club_id: Annotated[str | None, Query(alias="clubId", max_length=100), NoNul] = None,
     skip: Skip = 0,
     take: Take = 25,
 ) -> CustomersPublic:

@@ -1,7 +1,7 @@
 """Segment endpoints (contract §7): create STATIC or DYNAMIC segments, add members, read with size."""
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import String, and_, any_, bindparam, func, insert, select, text, update
@@ -13,6 +13,7 @@ from api.auth import Principal
 from api.deps import ConnDep, PrincipalDep
 from api.errors import Problem, invalid, not_found
 from api.schemas.common import PageMeta
+from api.schemas.customers import NoNul
 from api.schemas.segments import (
     SegmentCreate,
     SegmentMembersAdd,
@@ -44,9 +45,13 @@ ADD_MEMBERS = text(
 
 async def load_owned(conn: AsyncConnection, principal: Principal, segment_id: str) -> Segment:
     """A segment of one of the caller's tenants, else 404 exactly as if it did not exist."""
+    if "\x00" in segment_id:  # no id holds one, and Postgres would refuse to compare it
+        raise not_found("segment", repr(segment_id))
     tenant_id = (
         await conn.execute(
-            select(Segment.tenant_id).where(Segment.id == segment_id, Segment.tenant_id.in_(principal.tenants))
+            select(Segment.tenant_id).where(
+                Segment.id == segment_id, Segment.tenant_id.in_(principal.tenants)
+            )
         )
     ).scalar_one_or_none()
     segment = None if tenant_id is None else await load_segment(conn, tenant_id, segment_id)
@@ -151,7 +156,7 @@ async def list_segments(
     principal: PrincipalDep,
     conn: ConnDep,
     tenant_id: Annotated[str, Query(alias="tenantId", min_length=1, max_length=100)],
-    club_id: Annotated[str | None, Query(alias="clubId", max_length=100)] = None,
+    club_id: Annotated[str | None, Query(alias="clubId", max_length=100), NoNul] = None,
     type: SegmentType | None = None,
     skip: Skip = 0,
     take: Take = 25,
@@ -195,7 +200,9 @@ async def add_members(
     segment = await load_owned(conn, principal, segment_id)
     if segment.type != SegmentType.STATIC:
         raise Problem(
-            409, "members can only be added to a STATIC segment; this one is DYNAMIC", segmentType=segment.type
+            409,
+            "members can only be added to a STATIC segment; this one is DYNAMIC",
+            segmentType=segment.type,
         )
     members = await known_customer_ids(conn, segment.tenant_id, body.customer_ids)
     if members:

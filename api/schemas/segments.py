@@ -5,19 +5,20 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from api.schemas.common import ApiIn, ApiOut, PageMeta, UtcDatetime
+from api.schemas.customers import UNSTORABLE, NoNul, unstorable_path
 from core.enums import SegmentType
 
 MAX_MEMBERS_PER_CALL = 100_000
 
-CustomerId = Annotated[str, Field(min_length=1, max_length=40)]
+CustomerId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_\-]+$")]
 CustomerIds = Annotated[list[CustomerId], Field(max_length=MAX_MEMBERS_PER_CALL)]
 
 
 class SegmentCreate(ApiIn):
-    tenant_id: Annotated[str, Field(min_length=1, max_length=100)]
-    club_id: Annotated[str, Field(max_length=100)] | None = None
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    description: Annotated[str, Field(max_length=5000)] | None = None
+    tenant_id: Annotated[str, Field(min_length=1, max_length=100), NoNul]
+    club_id: Annotated[str, Field(max_length=100), NoNul] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200), NoNul]
+    description: Annotated[str, Field(max_length=5000), NoNul] | None = None
     type: SegmentType
     customer_ids: CustomerIds | None = None
     filter: dict[str, Any] | None = None
@@ -34,6 +35,8 @@ class SegmentCreate(ApiIn):
                 )
             if self.filter is None:
                 errors.append({"path": "$.filter", "message": "a DYNAMIC segment needs a filter"})
+            elif (where := unstorable_path(self.filter, "$.filter")) is not None:
+                errors.append({"path": where, "message": UNSTORABLE})
         return errors
 
 

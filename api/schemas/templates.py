@@ -2,30 +2,31 @@
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from api.schemas.common import ApiIn, ApiOut, PageMeta, UtcDatetime
+from api.schemas.customers import UNSTORABLE, NoNul, unstorable_path
 from core.enums import Channel
 from providers.rendering import MAX_TEMPLATE_CHARS
 
 MAX_SMS_CHARS = 1600
 MAX_SUBJECT_CHARS = 998  # one RFC 5322 header line
 
-Content = Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS)]
+Content = Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS), NoNul]
 
 EMAIL_FIELDS = ("subject", "html", "text")
 SMS_FIELDS = ("body",)
 
 
 class TemplateCreate(ApiIn):
-    tenant_id: Annotated[str, Field(min_length=1, max_length=100)]
-    club_id: Annotated[str, Field(max_length=100)] | None = None
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    tenant_id: Annotated[str, Field(min_length=1, max_length=100), NoNul]
+    club_id: Annotated[str, Field(max_length=100), NoNul] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200), NoNul]
     channel: Channel
-    subject: Annotated[str, Field(max_length=MAX_SUBJECT_CHARS)] | None = None
+    subject: Annotated[str, Field(max_length=MAX_SUBJECT_CHARS), NoNul] | None = None
     html: Content | None = None
     text: Content | None = None
-    body: Annotated[str, Field(max_length=MAX_SMS_CHARS)] | None = None
+    body: Annotated[str, Field(max_length=MAX_SMS_CHARS), NoNul] | None = None
 
     def shape_errors(self) -> list[dict[str, str]]:
         """Fields of the other channel, and the ones this channel requires."""
@@ -33,7 +34,9 @@ class TemplateCreate(ApiIn):
         other = SMS_FIELDS if self.channel == Channel.EMAIL else EMAIL_FIELDS
         for name in other:
             if getattr(self, name) is not None:
-                errors.append({"path": f"$.{name}", "message": f"not a field of {self.channel.value} templates"})
+                errors.append(
+                    {"path": f"$.{name}", "message": f"not a field of {self.channel.value} templates"}
+                )
         if self.channel == Channel.EMAIL:
             if not self.subject:
                 errors.append({"path": "$.subject", "message": "an EMAIL template needs a subject"})
@@ -58,9 +61,17 @@ class SampleRecipient(ApiIn):
     external_id: str | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("attributes")
+    @classmethod
+    def _renderable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        where = unstorable_path(value, "attributes")
+        if where is not None:
+            raise ValueError(f"{where} {UNSTORABLE}")
+        return value
+
 
 class PreviewRequest(ApiIn):
-    customer_id: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    customer_id: Annotated[str, Field(min_length=1, max_length=40), NoNul] | None = None
     sample: SampleRecipient | None = None
 
 
