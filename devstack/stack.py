@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -121,6 +122,15 @@ def child_environment(base: Mapping[str, str], cfg: DevConfig, database_url: str
         }
     )
     return env
+
+
+def shown_url(url: str) -> str:
+    """A database URL fit for the terminal: the password masked."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def worker_script() -> str:
@@ -349,7 +359,7 @@ class DevStack:
             f"  Temporal        {self.cfg.temporal_address}   namespace "
             f"{self.cfg.settings.temporal_namespace}, task queue {self.cfg.settings.task_queue}",
             f"  Temporal UI     http://{HOST}:{p.temporal_ui}",
-            f"  Database        {database}: {self.database_url}",
+            f"  Database        {database}: {shown_url(self.database_url)}",
             f"  SMTP capture    {HOST}:{p.smtp}",
             f"  SMS capture     http://{HOST}:{p.sms}/messages",
             f"  Captured mail   http://{HOST}:{p.captures}/   (JSON: /emails, /sms)",

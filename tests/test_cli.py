@@ -24,7 +24,7 @@ from devstack.cli import main
 from devstack.demo import ApiClient, create_demo, execute_and_wait
 from devstack.processes import Child
 from devstack.sinks import SmsSink, SmtpSink
-from devstack.stack import DevConfig, DevPorts, child_environment, temporal_command
+from devstack.stack import DevConfig, DevPorts, child_environment, shown_url, temporal_command
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBCOMMANDS = ("dev", "migrate", "token", "demo", "sinks")
@@ -99,6 +99,11 @@ def test_children_get_settings_that_point_at_the_stack() -> None:
     assert settings.sms_url == "http://127.0.0.1:9025/messages"
     assert settings.public_url == "http://127.0.0.1:9000"
     assert settings.jwt_secret == base["CAMPAIGNS_JWT_SECRET"]
+
+
+def test_the_banner_masks_database_passwords() -> None:
+    assert shown_url("postgresql://app:s3cret@db:5432/campaigns") == "postgresql://app:***@db:5432/campaigns"
+    assert shown_url("postgresql://postgres:@/postgres?host=/x") == "postgresql://postgres:@/postgres?host=/x"
 
 
 async def test_stopping_a_child_stops_its_whole_process_group(tmp_path: Path) -> None:
