@@ -12,7 +12,7 @@ Exactly-once as far as the outside world allows (contract §8):
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +28,7 @@ from core.enums import Channel, InteractionType, Outcome, SkipReason
 from core.ids import new_id
 from core.messages import Counts, SendBatchInput, SendBatchResult
 from db import rollups
-from providers.email_content import EmailEnvelope, build_email, render_parts
+from providers.email_content import EmailEnvelope, EmailParts, render_parts, wire_email
 from providers.rendering import TemplateSyntaxProblem, recipient_context, render
 from providers.sms import SmsVerdict
 from providers.smtp import SmtpVerdict
@@ -51,6 +51,28 @@ class Content:
 class Message:
     customer: RowMapping
     channel: str
+
+
+@dataclass
+class Outgoing:
+    """One rendered message with the ledger id it will be claimed under (the idempotency key)."""
+
+    message: Message
+    delivery_id: str
+    parts: EmailParts | None = None
+    body: str | None = None
+
+
+@dataclass
+class Answer:
+    """What the provider said; outcome None means nothing left the client (release the claim)."""
+
+    item: Outgoing
+    outcome: Outcome | None
+    reason: str | None = None
+    detail: str | None = None
+    itype: InteractionType | None = None
+    pmid: str | None = None
 
 
 class ProviderUnavailable(Exception):
@@ -86,30 +108,40 @@ _INSERT_FINAL = text(
     ON CONFLICT (run_id, customer_id, channel) DO NOTHING
     """
 )
-_CLAIM = text(
+_CLAIM_MANY = text(
     """
     INSERT INTO deliveries (id, run_id, campaign_id, tenant_id, customer_id, channel, outcome,
                             address, claimed_at)
-    VALUES (:id, :run, :campaign, :tenant, :customer, :channel, 'PENDING', :address, now())
+    SELECT v.id, :run, :campaign, :tenant, v.customer, v.channel, 'PENDING', v.address, now()
+    FROM unnest(CAST(:ids AS text[]), CAST(:customers AS text[]), CAST(:channels AS text[]),
+                CAST(:addresses AS text[])) AS v(id, customer, channel, address)
     ON CONFLICT (run_id, customer_id, channel) DO NOTHING
     RETURNING id
     """
 )
-_RELEASE = text("DELETE FROM deliveries WHERE id = :id AND outcome = 'PENDING'")
-_MARK = text(
+_RELEASE_MANY = text("DELETE FROM deliveries WHERE id = ANY(:ids) AND outcome = 'PENDING'")
+_BOUNCE = text("UPDATE customers SET email_bounced_at = now() WHERE id = ANY(:ids)")
+_MARK_MANY = text(
     """
-    WITH d AS (
+    WITH v AS (
+        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:outcomes AS text[]),
+                             CAST(:reasons AS text[]), CAST(:details AS text[]),
+                             CAST(:sent_ats AS timestamptz[]), CAST(:pmids AS text[]),
+                             CAST(:iids AS text[]), CAST(:itypes AS text[]))
+            AS v(id, outcome, reason, detail, sent_at, pmid, iid, itype)
+    ), d AS (
         UPDATE deliveries
-        SET outcome = :outcome, reason = :reason, detail = :detail, sent_at = :sent_at,
-            provider_message_id = :pmid, updated_at = now()
-        WHERE id = :id
-        RETURNING id, tenant_id, campaign_id, customer_id, channel
+        SET outcome = v.outcome, reason = v.reason, detail = v.detail, sent_at = v.sent_at,
+            provider_message_id = v.pmid, updated_at = now()
+        FROM v WHERE deliveries.id = v.id
+        RETURNING deliveries.id, deliveries.tenant_id, deliveries.campaign_id,
+                  deliveries.customer_id, deliveries.channel, v.iid, v.itype
     )
     INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id, channel,
                               type, occurred_at, metadata)
-    SELECT :iid, tenant_id, campaign_id, id, customer_id, channel, CAST(:itype AS varchar), :at,
-           CAST(:meta AS jsonb)
-    FROM d WHERE CAST(:itype AS varchar) IS NOT NULL
+    SELECT d.iid, d.tenant_id, d.campaign_id, d.id, d.customer_id, d.channel, d.itype, :at,
+           '{}'::jsonb
+    FROM d WHERE d.itype IS NOT NULL
     """
 )
 _PAGE_COUNTS = text(
@@ -326,159 +358,159 @@ class _Page:
         }
 
     async def _send_all(self, messages: list[Message], content: Content) -> None:
-        queue: Iterator[Message] = iter(messages)
+        """Send in waves of `send_concurrency`: claim the wave in one statement, send it
+        concurrently, record every answer in one statement. A crash leaves at most one wave
+        (the messages in flight) claimed without an answer."""
+        wave = self.deps.settings.send_concurrency
+        for start in range(0, len(messages), wave):
+            if self.halted.is_set() or self.provider_down is not None:
+                return
+            ready: list[Outgoing] = []
+            failed: list[dict[str, Any]] = []
+            for message in messages[start : start + wave]:
+                try:
+                    ready.append(self._render(message, content))
+                except TemplateSyntaxProblem as err:
+                    failed.append(
+                        self._row(
+                            message.customer,
+                            message.channel,
+                            Outcome.FAILED,
+                            reason="TEMPLATE_ERROR",
+                            detail=str(err)[:500],
+                        )
+                    )
+            if failed:
+                async with self.deps.engine.begin() as conn:
+                    await conn.execute(_INSERT_FINAL, failed)
+            claimed = await self._claim(ready)
+            answers = await asyncio.gather(*(self._deliver(item) for item in claimed))
+            await self._record(list(answers))
 
-        async def worker() -> None:
-            for message in queue:
-                if self.halted.is_set() or self.provider_down is not None:
-                    return
-                await self._send_one(message, content)
-
-        workers = [worker() for _ in range(min(self.deps.settings.send_concurrency, len(messages)))]
-        await asyncio.gather(*workers)
-
-    async def _send_one(self, message: Message, content: Content) -> None:
-        engine = self.deps.engine
-        customer, channel = message.customer, message.channel
-        ctx = recipient_context(dict(customer))
-        try:
-            if channel == Channel.EMAIL:
-                assert content.email is not None
-                parts = render_parts(
-                    content.email["subject"], content.email["html"], content.email["text"], ctx
-                )
-            else:
-                assert content.sms is not None
-                body = render(content.sms["body"], ctx)
-        except TemplateSyntaxProblem as err:
-            async with engine.begin() as conn:
-                row = self._row(
-                    customer,
-                    channel,
-                    Outcome.FAILED,
-                    reason="TEMPLATE_ERROR",
-                    detail=str(err)[:500],
-                )
-                await conn.execute(_INSERT_FINAL, row)
-            return
-        delivery_id = new_id("delivery")
-        async with engine.begin() as conn:
-            claimed = (
-                await conn.execute(
-                    _CLAIM,
-                    {
-                        "id": delivery_id,
-                        "run": self.inp.run_id,
-                        "campaign": self.inp.campaign_id,
-                        "tenant": self.inp.tenant_id,
-                        "customer": customer["id"],
-                        "channel": channel,
-                        "address": _address(customer, channel),
-                    },
-                )
-            ).first()
-        if claimed is None:
-            return  # another attempt owns this message
-        if channel == Channel.EMAIL:
-            await self._deliver_email(delivery_id, customer, parts)
+    def _render(self, message: Message, content: Content) -> "Outgoing":
+        ctx = recipient_context(dict(message.customer))
+        item = Outgoing(message=message, delivery_id=new_id("delivery"))
+        if message.channel == Channel.EMAIL:
+            assert content.email is not None
+            item.parts = render_parts(
+                content.email["subject"], content.email["html"], content.email["text"], ctx
+            )
         else:
-            await self._deliver_sms(delivery_id, customer, body)
+            assert content.sms is not None
+            item.body = render(content.sms["body"], ctx)
+        return item
 
-    async def _deliver_email(self, delivery_id: str, customer: RowMapping, parts: Any) -> None:
+    async def _claim(self, items: list["Outgoing"]) -> list["Outgoing"]:
+        """Claim the wave before any provider call; rows another attempt owns are left alone."""
+        if not items:
+            return []
+        async with self.deps.engine.begin() as conn:
+            rows = await conn.execute(
+                _CLAIM_MANY,
+                {
+                    "ids": [i.delivery_id for i in items],
+                    "run": self.inp.run_id,
+                    "campaign": self.inp.campaign_id,
+                    "tenant": self.inp.tenant_id,
+                    "customers": [i.message.customer["id"] for i in items],
+                    "channels": [i.message.channel for i in items],
+                    "addresses": [_address(i.message.customer, i.message.channel) for i in items],
+                },
+            )
+            won = {r[0] for r in rows}
+        return [i for i in items if i.delivery_id in won]
+
+    async def _deliver(self, item: "Outgoing") -> "Answer":
+        if item.message.channel == Channel.EMAIL:
+            return await self._deliver_email(item)
+        return await self._deliver_sms(item)
+
+    async def _deliver_email(self, item: "Outgoing") -> "Answer":
+        customer = item.message.customer
         envelope = EmailEnvelope(
-            delivery_id=delivery_id,
+            delivery_id=item.delivery_id,
             campaign_id=self.inp.campaign_id,
             tenant_id=self.inp.tenant_id,
             customer_id=customer["id"],
             sender=self.deps.settings.email_from,
             to=customer["email"],
         )
-        message = build_email(envelope, parts, self.deps.settings)
+        assert item.parts is not None
+        wire = wire_email(envelope, item.parts, self.deps.settings)
         for attempt in range(TEMPORARY_RETRIES + 1):
-            result = await self.deps.smtp.send(message)
+            result = await self.deps.smtp.send(wire.sender, wire.to, wire.data, wire.message_id)
             if result.verdict != SmtpVerdict.TEMPORARY or attempt == TEMPORARY_RETRIES:
                 break
             await asyncio.sleep(0.2 * (2**attempt))
         if result.verdict == SmtpVerdict.ACCEPTED:
-            await self._mark(delivery_id, Outcome.SENT, itype=InteractionType.SENT, pmid=result.message_id)
-        elif result.verdict == SmtpVerdict.REFUSED:
-            await self._mark(
-                delivery_id,
+            return Answer(item, Outcome.SENT, itype=InteractionType.SENT, pmid=result.message_id)
+        if result.verdict == SmtpVerdict.REFUSED:
+            return Answer(
+                item,
                 Outcome.BOUNCED,
                 reason=SkipReason.HARD_BOUNCED.value,
                 detail=result.detail,
                 itype=InteractionType.BOUNCED,
             )
-            async with self.deps.engine.begin() as conn:
-                await conn.execute(
-                    text("UPDATE customers SET email_bounced_at = now() WHERE id = :id"),
-                    {"id": customer["id"]},
-                )
-        elif result.verdict == SmtpVerdict.TEMPORARY:
-            await self._mark(
-                delivery_id,
+        if result.verdict == SmtpVerdict.TEMPORARY:
+            return Answer(
+                item,
                 Outcome.FAILED,
                 reason=SkipReason.PROVIDER_ERROR.value,
                 detail=result.detail,
                 itype=InteractionType.FAILED,
             )
-        elif result.verdict == SmtpVerdict.NOT_SENT:
-            await self._release(delivery_id, result.detail)
-        else:
-            await self._mark(delivery_id, Outcome.UNKNOWN, reason="CONNECTION_LOST", detail=result.detail)
+        if result.verdict == SmtpVerdict.NOT_SENT:
+            return Answer(item, None, detail=result.detail)
+        return Answer(item, Outcome.UNKNOWN, reason="CONNECTION_LOST", detail=result.detail)
 
-    async def _deliver_sms(self, delivery_id: str, customer: RowMapping, body: str) -> None:
-        result = await self.deps.sms.send(customer["phone"], body, delivery_id)
+    async def _deliver_sms(self, item: "Outgoing") -> "Answer":
+        assert item.body is not None
+        result = await self.deps.sms.send(item.message.customer["phone"], item.body, item.delivery_id)
         if result.verdict == SmsVerdict.ACCEPTED:
-            await self._mark(delivery_id, Outcome.SENT, itype=InteractionType.SENT, pmid=result.message_id)
-        elif result.verdict == SmsVerdict.REJECTED:
-            await self._mark(
-                delivery_id,
+            return Answer(item, Outcome.SENT, itype=InteractionType.SENT, pmid=result.message_id)
+        if result.verdict == SmsVerdict.REJECTED:
+            return Answer(
+                item,
                 Outcome.FAILED,
                 reason=SkipReason.PROVIDER_ERROR.value,
                 detail=result.detail,
                 itype=InteractionType.FAILED,
             )
-        elif result.verdict == SmsVerdict.NOT_SENT:
-            await self._release(delivery_id, result.detail)
-        else:
-            await self._mark(delivery_id, Outcome.UNKNOWN, reason="CONNECTION_LOST", detail=result.detail)
+        if result.verdict == SmsVerdict.NOT_SENT:
+            return Answer(item, None, detail=result.detail)
+        return Answer(item, Outcome.UNKNOWN, reason="CONNECTION_LOST", detail=result.detail)
 
-    async def _release(self, delivery_id: str, detail: str) -> None:
-        """Nothing left the client: drop the claim so a later attempt sends it (once)."""
-        async with self.deps.engine.begin() as conn:
-            await conn.execute(_RELEASE, {"id": delivery_id})
-        self.provider_down = detail or "provider unreachable"
-
-    async def _mark(
-        self,
-        delivery_id: str,
-        outcome: Outcome,
-        *,
-        reason: str | None = None,
-        detail: str | None = None,
-        itype: InteractionType | None = None,
-        pmid: str | None = None,
-    ) -> None:
+    async def _record(self, answers: list["Answer"]) -> None:
+        """Mark the wave's answers (and their interactions) in one transaction."""
+        marked = [a for a in answers if a.outcome is not None]
+        released = [a.item.delivery_id for a in answers if a.outcome is None]
+        bounced = [a.item.message.customer["id"] for a in answers if a.outcome == Outcome.BOUNCED]
         now = datetime.now(UTC)
         async with self.deps.engine.begin() as conn:
-            await conn.execute(
-                _MARK,
-                {
-                    "id": delivery_id,
-                    "outcome": outcome.value,
-                    "reason": reason,
-                    "detail": (detail or "")[:500] or None,
-                    "sent_at": now if outcome == Outcome.SENT else None,
-                    "pmid": pmid,
-                    "iid": new_id("interaction"),
-                    "itype": itype.value if itype else None,
-                    "at": now,
-                    "meta": "{}",
-                },
-            )
-        if outcome == Outcome.SENT:
-            self.sent += 1
+            if marked:
+                await conn.execute(
+                    _MARK_MANY,
+                    {
+                        "ids": [a.item.delivery_id for a in marked],
+                        "outcomes": [a.outcome.value for a in marked if a.outcome],
+                        "reasons": [a.reason for a in marked],
+                        "details": [(a.detail or "")[:500] or None for a in marked],
+                        "sent_ats": [now if a.outcome == Outcome.SENT else None for a in marked],
+                        "pmids": [a.pmid for a in marked],
+                        "iids": [new_id("interaction") for _ in marked],
+                        "itypes": [a.itype.value if a.itype else None for a in marked],
+                        "at": now,
+                    },
+                )
+            if released:
+                # Nothing left the client: drop the claims so a later attempt sends them (once).
+                await conn.execute(_RELEASE_MANY, {"ids": released})
+            if bounced:
+                await conn.execute(_BOUNCE, {"ids": bounced})
+        self.sent += sum(1 for a in marked if a.outcome == Outcome.SENT)
+        if released:
+            self.provider_down = next(a.detail for a in answers if a.outcome is None) or "unreachable"
 
     async def _halt_requested(self) -> bool:
         async with self.deps.engine.connect() as conn:

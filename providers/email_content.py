@@ -14,9 +14,15 @@ Rewriting is one pass of precompiled regular expressions per part: a page render
 import html
 import re
 from dataclasses import dataclass
+from email import message_from_bytes
+from email import policy as email_policy
+from email.charset import QP, Charset
+from email.header import Header
 from email.message import EmailMessage
-from email.policy import Policy
-from email.utils import make_msgid
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import formatdate, make_msgid
 
 from core.settings import Settings
 from providers.rendering import render
@@ -55,26 +61,6 @@ def render_parts(
         html=render(html, ctx, html=True) if html else None,
         text=render(text, ctx) if text else None,
     )
-
-
-class _UnfoldedHeader(str):
-    """A header value the generator writes on one line, as is.
-
-    `List-Unsubscribe` holds a long signed URL with no place to fold; left to the email package,
-    SMTP's 78-column policy would turn it into RFC 2047 encoded-words, which mail clients do not
-    decode in this header. A value with a `name` attribute is folded by its own `fold` method
-    (documented in `email.policy.EmailPolicy.fold`); lines stay far below the 998-octet limit.
-    """
-
-    name: str
-
-    def __new__(cls, name: str, value: str) -> "_UnfoldedHeader":
-        obj = super().__new__(cls, value)
-        obj.name = name
-        return obj
-
-    def fold(self, *, policy: Policy) -> str:
-        return f"{self.name}: {self}{policy.linesep}"
 
 
 class _MessageLinks:
@@ -147,21 +133,58 @@ def tracked_parts(parts: EmailParts, envelope: EmailEnvelope, links: TrackingLin
     return EmailParts(subject=parts.subject, html=html_body, text=text_body), unsubscribe
 
 
-def build_email(envelope: EmailEnvelope, parts: EmailParts, settings: Settings) -> EmailMessage:
-    """The message as sent: tracking links signed with `settings.tracking_secret` under `public_url`."""
+@dataclass(frozen=True)
+class WireEmail:
+    """The bytes put on the wire, with the envelope addresses and the Message-ID."""
+
+    sender: str
+    to: str
+    message_id: str
+    data: bytes
+
+
+_QP_UTF8 = Charset("utf-8")
+_QP_UTF8.body_encoding = QP  # readable bodies; base64 would hide them from humans and filters
+_WIRE_POLICY = compat32.clone(linesep="\r\n", max_line_length=None)
+
+
+def _header(value: str) -> str:
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
+def wire_email(envelope: EmailEnvelope, parts: EmailParts, settings: Settings) -> WireEmail:
+    """The message as sent, built with the compat32 MIME classes: several times cheaper than
+    `EmailMessage` (whose header registry parses every header), which matters at hundreds of
+    messages a second. Tracking links are signed with `settings.tracking_secret`."""
     links = tracking_links(settings.public_url, settings.tracking_secret)
     tracked, unsubscribe = tracked_parts(parts, envelope, links)
-    msg = EmailMessage()
-    msg["From"] = envelope.sender
-    msg["To"] = envelope.to
-    msg["Subject"] = tracked.subject
+    text_part = MIMEText(tracked.text or "", "plain", _QP_UTF8)  # type: ignore[arg-type]
+    if tracked.html:
+        msg: MIMEMultipart | MIMEText = MIMEMultipart(
+            "alternative",
+            _subparts=[text_part, MIMEText(tracked.html, "html", _QP_UTF8)],  # type: ignore[arg-type]
+        )
+    else:
+        msg = text_part
     domain = envelope.sender.rsplit("@", 1)[-1].strip(">") or "campaigns.local"
-    msg["Message-ID"] = make_msgid(idstring=envelope.delivery_id, domain=domain)
+    message_id = make_msgid(idstring=envelope.delivery_id, domain=domain)
+    msg["From"] = _header(envelope.sender)
+    msg["To"] = envelope.to
+    msg["Subject"] = _header(tracked.subject)
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = message_id
     msg["X-Campaign-Id"] = envelope.campaign_id
     msg["X-Delivery-Id"] = envelope.delivery_id
-    msg.set_raw("List-Unsubscribe", _UnfoldedHeader("List-Unsubscribe", f"<{unsubscribe}>"))
+    # compat32 never folds an ASCII value that has no whitespace: the long signed URL stays on
+    # one line, as RFC 8058 clients expect (an encoded-word there would not be decoded).
+    msg["List-Unsubscribe"] = f"<{unsubscribe}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(tracked.text or "")
-    if tracked.html:
-        msg.add_alternative(tracked.html, subtype="html")
-    return msg
+    return WireEmail(envelope.sender, envelope.to, message_id, msg.as_bytes(policy=_WIRE_POLICY))
+
+
+def build_email(envelope: EmailEnvelope, parts: EmailParts, settings: Settings) -> EmailMessage:
+    """The sent message, parsed back (previews and tests read exactly what goes on the wire)."""
+    wire = wire_email(envelope, parts, settings)
+    parsed = message_from_bytes(wire.data, policy=email_policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed

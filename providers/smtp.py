@@ -9,7 +9,7 @@ client: safe to retry later), AMBIGUOUS (the connection broke mid-transaction: m
 import asyncio
 import logging
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.utils import parseaddr
 from enum import StrEnum
 
 import aiosmtplib
@@ -65,7 +65,9 @@ class SmtpPool:
             await client.login(c.username, c.password or "")
         return client
 
-    async def send(self, message: EmailMessage) -> SmtpResult:
+    async def send(
+        self, sender: str, recipient: str, data: bytes, message_id: str | None = None
+    ) -> SmtpResult:
         client = await self._idle.get()
         try:
             if client is None or not client.is_connected:
@@ -75,7 +77,7 @@ class SmtpPool:
                     client = None
                     return SmtpResult(SmtpVerdict.NOT_SENT, f"connect failed: {err}")
             try:
-                _errors, response = await client.send_message(message)
+                _errors, response = await client.sendmail(_address_of(sender), [recipient], data)
             except aiosmtplib.SMTPRecipientsRefused as err:
                 code = err.recipients[0].code if err.recipients else 550
                 verdict = SmtpVerdict.REFUSED if code >= 500 else SmtpVerdict.TEMPORARY
@@ -91,7 +93,7 @@ class SmtpPool:
                 await _close(client)
                 client = None
                 return SmtpResult(SmtpVerdict.AMBIGUOUS, str(err))
-            return SmtpResult(SmtpVerdict.ACCEPTED, response, message.get("Message-ID"))
+            return SmtpResult(SmtpVerdict.ACCEPTED, response, message_id)
         finally:
             self._idle.put_nowait(client)
 
@@ -109,3 +111,8 @@ async def _close(client: aiosmtplib.SMTP) -> None:
             await client.quit()
     except Exception:  # closing a broken connection must never fail a send
         client.close()
+
+
+def _address_of(sender: str) -> str:
+    """`Name <a@b>` -> `a@b` for the SMTP envelope."""
+    return parseaddr(sender)[1] or sender

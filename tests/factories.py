@@ -55,7 +55,9 @@ async def make_audience(
         for start in range(0, n, 5000):
             await conn.execute(insert(Customer), customers[start : start + 5000])
         await conn.execute(
-            insert(Segment).values(id=segment_id, tenant_id=tenant, club_id=club_id, name="Members", type="STATIC")
+            insert(Segment).values(
+                id=segment_id, tenant_id=tenant, club_id=club_id, name="Members", type="STATIC"
+            )
         )
         for start in range(0, n, 5000):
             await conn.execute(
@@ -77,7 +79,7 @@ async def make_templates(engine: AsyncEngine, tenant: str) -> tuple[str, str]:
                     "name": "Newsletter",
                     "channel": "EMAIL",
                     "subject": "Hello {{ firstName }}",
-                    "html": '<p>Hi {{ firstName }} {{ lastName }}, tier {{ attributes.tier }}.'
+                    "html": "<p>Hi {{ firstName }} {{ lastName }}, tier {{ attributes.tier }}."
                     ' <a href="https://example.com/offer">Offer</a></p>',
                     "text": "Hi {{ firstName }}, tier {{ attributes.tier }}.",
                     "body": None,

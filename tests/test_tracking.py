@@ -11,7 +11,6 @@ from email import policy as email_policy
 from typing import Any
 
 import httpx
-from aiosmtplib.email import flatten_message
 from sqlalchemy import text
 
 from activities.sending import skip_reason
@@ -20,7 +19,7 @@ from api.main import create_app
 from core.enums import SkipReason
 from core.settings import Settings
 from db.engine import make_engine
-from providers.email_content import EmailEnvelope, EmailParts, build_email
+from providers.email_content import EmailEnvelope, EmailParts, build_email, wire_email
 from providers.tracking import LinkKind, TokenSigner, TrackingClaim, TrackingLinks
 from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
@@ -105,7 +104,7 @@ def test_build_email_tracks_every_link_and_adds_pixel_and_unsubscribe() -> None:
 
 def test_list_unsubscribe_header_survives_smtp_flattening_unencoded() -> None:
     msg = build_email(ENVELOPE, EmailParts("Hello", TEMPLATE_HTML, None), SETTINGS)
-    wire = flatten_message(msg)  # exactly what aiosmtplib puts on the wire
+    wire = wire_email(ENVELOPE, EmailParts("Hello", TEMPLATE_HTML, None), SETTINGS).data  # the bytes sent
     header = next(line for line in wire.split(b"\r\n") if line.startswith(b"List-Unsubscribe:"))
     assert b"=?" not in header and header.endswith(b">")
     parsed = message_from_bytes(wire, policy=email_policy.default)

@@ -35,7 +35,9 @@ def start_worker(stack: Stack) -> subprocess.Popen[bytes]:
     )
 
 
-async def test_sigkill_mid_campaign_leaves_no_duplicates_and_bounded_unknowns(make_stack: StackFactory) -> None:
+async def test_sigkill_mid_campaign_leaves_no_duplicates_and_bounded_unknowns(
+    make_stack: StackFactory,
+) -> None:
     stack = await make_stack(worker=False, batch_size=200, send_concurrency=8)
     audience = await make_audience(stack.engine, stack.tenant, 1000, no_phone_every=7, email_opt_out_every=9)
     email_t, sms_t = await make_templates(stack.engine, stack.tenant)
@@ -48,7 +50,9 @@ async def test_sigkill_mid_campaign_leaves_no_duplicates_and_bounded_unknowns(ma
         assert r.status_code == 200, r.text
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
-        while sum(received_emails(stack, audience).values()) + sum(received_sms(stack, audience).values()) < 400:
+        while (
+            sum(received_emails(stack, audience).values()) + sum(received_sms(stack, audience).values()) < 400
+        ):
             assert loop.time() < deadline and first.poll() is None, "worker never got going"
             await asyncio.sleep(0.01)
         first.send_signal(signal.SIGKILL)
