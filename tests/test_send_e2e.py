@@ -1,5 +1,6 @@
 """Issue 2 acceptance: a ONE_TIME campaign on EMAIL and SMS, end to end on real parts."""
 
+import asyncio
 from collections import Counter
 
 from tests.conftest import StackFactory
@@ -47,3 +48,61 @@ async def test_thousand_recipients_each_get_exactly_one_message_per_channel(make
     }
     assert len(rows) == 2000  # targets x channels = sent + skipped (+ failed/bounced/unknown = 0)
     assert body["skippedCount"] == len(skipped) and body["unknownCount"] == 0
+
+
+async def test_history_stays_bounded_through_continue_as_new(make_stack: StackFactory) -> None:
+    """Tiny pages and a low continue-as-new threshold: a 1,000,000-recipient campaign takes this
+    same path (one run per `batches_per_run` pages), so its history never grows past a bound."""
+    stack = await make_stack(batch_size=10, batches_per_run=3, snapshot_chunk_size=100)
+    audience = await make_audience(stack.engine, stack.tenant, 250, no_phone_every=3)
+    email_t, sms_t = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, email_t, sms_t)
+    handle = stack.client.get_workflow_handle(f"campaign-{cid}")
+    first_run = (await handle.describe()).run_id
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    # Pause and resume across runs: state (cursor, counts, epoch) must survive continue-as-new.
+    await asyncio.sleep(1.0)
+    r = await stack.call("POST", f"/campaigns/{cid}/pause")
+    assert r.status_code in (200, 409), r.text
+    if r.status_code == 200:
+        assert (await stack.call("POST", f"/campaigns/{cid}/resume")).status_code == 200
+    body = await wait_for(stack, cid, "COMPLETED", timeout=180)
+
+    emails, sms = received_emails(stack, audience), received_sms(stack, audience)
+    assert set(emails) == audience.emails() and set(emails.values()) == {1}
+    assert set(sms) == audience.phones() and set(sms.values()) == {1}
+    assert body["targetCount"] == 250 and body["sentCount"] == 250
+    desc = await handle.describe()
+    assert desc.run_id != first_run, "expected the workflow to have continued as new"
+    progress = await handle.query("progress")
+    assert progress["processed"] == 250
+    history = await handle.fetch_history()
+    assert len(history.events) < 120  # the last run only; 25 pages in one run would need ~300
+
+
+async def test_search_attributes_follow_the_status(make_stack: StackFactory) -> None:
+    stack = await make_stack()
+    audience = await make_audience(stack.engine, stack.tenant, 5)
+    email_t, _ = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, email_t, None, clubId="club_9")
+    query = f"TenantId = '{stack.tenant}' AND ClubId = 'club_9' AND CampaignType = 'ONE_TIME'"
+
+    async def listed(status: str) -> list[str]:
+        ids = []
+        async for wf in stack.client.list_workflows(f"{query} AND CampaignStatus = '{status}'"):
+            ids.append(wf.id)
+        return ids
+
+    for _ in range(50):
+        if await listed("DRAFT") == [f"campaign-{cid}"]:
+            break
+        await asyncio.sleep(0.2)
+    assert await listed("DRAFT") == [f"campaign-{cid}"]
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    await wait_for(stack, cid, "COMPLETED")
+    for _ in range(50):
+        if await listed("COMPLETED") == [f"campaign-{cid}"]:
+            break
+        await asyncio.sleep(0.2)
+    assert await listed("COMPLETED") == [f"campaign-{cid}"]
+    assert await listed("DRAFT") == []

@@ -91,15 +91,9 @@ class CampaignWorkflow:
                 await self._sync()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if not self._state.discarded and not self._state.status.is_final:
-                    workflow.continue_as_new(
-                        CampaignWorkflowInput(
-                            campaign_id=input.campaign_id,
-                            tenant_id=input.tenant_id,
-                            club_id=input.club_id,
-                            type=input.type,
-                            state=self._state,
-                        )
-                    )
+                    # Everything the next run needs travels in its input (handlers' update ids
+                    # do not carry over; the state does).
+                    workflow.continue_as_new(input.model_copy(update={"state": self._state}))
         await self._sync()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._sync()
