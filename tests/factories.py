@@ -1,5 +1,6 @@
 """Direct-to-database builders for test audiences (fast bulk setup; the API is tested elsewhere)."""
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,19 +31,22 @@ async def make_audience(
     no_phone_every: int = 0,
     email_opt_out_every: int = 0,
     club_id: str = "club_1",
+    prefix: str = "member",
 ) -> Audience:
     """n customers in a STATIC segment; every k-th has no phone / opted out of email."""
     tag = tenant.replace("_", "-")
+    # Sinks are shared by the whole session: phones must be unique per audience, like emails.
+    phone_base = secrets.randbelow(90_000) + 10_000
     customers = []
     for i in range(n):
         customers.append(
             {
                 "id": new_id("customer"),
                 "tenant_id": tenant,
-                "external_id": f"ext-{i}",
+                "external_id": f"{prefix}-{i}",
                 "club_id": club_id,
-                "email": f"member{i}@{tag}.example.com",
-                "phone": None if no_phone_every and i % no_phone_every == 0 else f"+2782{i:07d}",
+                "email": f"{prefix}{i}@{tag}.example.com",
+                "phone": None if no_phone_every and i % no_phone_every == 0 else f"+44{phone_base}{i:06d}",
                 "first_name": f"First{i}",
                 "last_name": f"Last{i}",
                 "attributes": {"tier": "gold" if i % 2 else "silver"},

@@ -1,0 +1,105 @@
+"""Replay safety: recorded histories of CampaignWorkflow must replay against the current code.
+
+Campaigns sleep for weeks; a change that reorders activities, timers or handlers would break the
+ones already running. The JSON files in `tests/histories/` are real histories recorded from the
+scenarios below. Re-record them (and keep the old ones!) only for an intentional, patched change:
+
+    CAMPAIGNS_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_replay.py -k record
+"""
+
+import asyncio
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from tests.conftest import Stack, StackFactory
+from tests.factories import make_audience, make_templates
+from tests.helpers import create_campaign, wait_for
+from workflows.campaign import CampaignWorkflow
+
+HISTORIES = Path(__file__).with_name("histories")
+
+
+def stored_histories() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+async def test_stored_histories_replay_against_current_code() -> None:
+    paths = stored_histories()
+    assert paths, "no recorded histories: run the recorder (see module docstring)"
+    replayer = Replayer(workflows=[CampaignWorkflow], data_converter=pydantic_data_converter)
+    for path in paths:
+        history = WorkflowHistory.from_json(path.stem, path.read_text())
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+async def _save(stack: Stack, campaign_id: str, name: str) -> None:
+    handle = stack.client.get_workflow_handle(f"campaign-{campaign_id}")
+    history = await handle.fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    data = json.loads(history.to_json())
+    (HISTORIES / f"{name}.json").write_text(json.dumps(data, indent=1))
+
+
+async def _campaign(stack: Stack, n: int) -> str:
+    prefix = f"m{len(stack.tenant)}{id(object()) % 100000}"
+    audience = await make_audience(stack.engine, stack.tenant, n, no_phone_every=4, prefix=prefix)
+    email_t, sms_t = await make_templates(stack.engine, stack.tenant)
+    return await create_campaign(stack, audience, email_t, sms_t)
+
+
+@pytest.mark.skipif(not os.environ.get("CAMPAIGNS_RECORD_HISTORIES"), reason="recorder, run on purpose")
+async def test_record_histories(make_stack: StackFactory) -> None:
+    stack = await make_stack(batch_size=20)
+    cid = await _campaign(stack, 50)
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    await wait_for(stack, cid, "COMPLETED")
+    await _save(stack, cid, "execute_complete")
+
+    cid = await _campaign(stack, 10)
+    when = (await stack.env.get_current_time() + timedelta(seconds=2)).isoformat()
+    assert (
+        await stack.call("POST", f"/campaigns/{cid}/schedule", json={"scheduledAt": when})
+    ).status_code == 200
+    await wait_for(stack, cid, "COMPLETED")
+    await _save(stack, cid, "schedule_fires")
+
+    cid = await _campaign(stack, 10)
+    later = (await stack.env.get_current_time() + timedelta(days=3)).isoformat()
+    assert (
+        await stack.call("POST", f"/campaigns/{cid}/schedule", json={"scheduledAt": later})
+    ).status_code == 200
+    assert (await stack.call("POST", f"/campaigns/{cid}/cancel")).status_code == 200
+    await wait_for(stack, cid, "CANCELLED")
+    await _save(stack, cid, "schedule_cancel")
+
+    stack = await make_stack(batch_size=5, send_concurrency=2)
+    cid = await _campaign(stack, 200)
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    await asyncio.sleep(0.5)
+    assert (await stack.call("POST", f"/campaigns/{cid}/pause")).status_code == 200
+    handle = stack.client.get_workflow_handle(f"campaign-{cid}")
+    await handle.signal("pause")  # ignored signal stays in history
+    assert (await stack.call("POST", f"/campaigns/{cid}/resume")).status_code == 200
+    await wait_for(stack, cid, "COMPLETED", timeout=180)
+    await _save(stack, cid, "pause_resume_complete")
+
+    stack = await make_stack(batch_size=10, batches_per_run=2)
+    cid = await _campaign(stack, 45)
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    await wait_for(stack, cid, "COMPLETED")
+    await _save(stack, cid, "continued_as_new_last_run")
+
+    stack = await make_stack()
+    cid = await _campaign(stack, 3)
+    r = await stack.call("PATCH", f"/campaigns/{cid}", json={"name": "Renamed", "channels": ["EMAIL"]})
+    assert r.status_code == 200, r.text
+    assert (await stack.call("DELETE", f"/campaigns/{cid}")).status_code == 204
+    await _save(stack, cid, "edit_discard")
