@@ -31,12 +31,13 @@ async def make_audience(
     no_phone_every: int = 0,
     email_opt_out_every: int = 0,
     club_id: str = "club_1",
-    prefix: str = "member",
+    prefix: str | None = None,
 ) -> Audience:
     """n customers in a STATIC segment; every k-th has no phone / opted out of email."""
     tag = tenant.replace("_", "-")
     # Sinks are shared by the whole session: phones must be unique per audience, like emails.
     phone_base = secrets.randbelow(90_000) + 10_000
+    prefix = prefix or f"member{secrets.token_hex(2)}-"
     customers = []
     for i in range(n):
         customers.append(

@@ -79,7 +79,7 @@ async def test_cancel_stops_for_good(make_stack: StackFactory) -> None:
 
 
 async def test_operator_signals_act_like_rest_and_illegal_ones_are_ignored(make_stack: StackFactory) -> None:
-    stack, cid, audience = await started_campaign(make_stack, n=3000)
+    stack, cid, audience = await started_campaign(make_stack, n=1500)
     handle = stack.client.get_workflow_handle(f"campaign-{cid}")
     await handle.signal("resume")  # illegal while ACTIVE: ignored, never crashes the workflow
     await wait_sent(stack, audience, 200)
@@ -93,22 +93,22 @@ async def test_operator_signals_act_like_rest_and_illegal_ones_are_ignored(make_
     await handle.signal("pause")  # illegal while PAUSED: ignored
     await handle.signal("resume")
     await wait_for(stack, cid, "COMPLETED", timeout=180)
-    assert sent(stack, audience) == 3000
+    assert sent(stack, audience) == 1500
     desc = await handle.describe()
     assert desc.status is not None and desc.status.name == "COMPLETED"
 
-    stack2, cid2, audience2 = await started_campaign(make_stack, n=2000)
+    stack2, cid2, audience2 = await started_campaign(make_stack, n=1500)
     await wait_sent(stack2, audience2, 100)
     await stack2.client.get_workflow_handle(f"campaign-{cid2}").signal("cancel")
     await wait_for(stack2, cid2, "CANCELLED")
     await asyncio.sleep(1.5)
     frozen = sent(stack2, audience2)
     await asyncio.sleep(1)
-    assert sent(stack2, audience2) == frozen < 2000
+    assert sent(stack2, audience2) == frozen < 1500
 
 
 async def test_racing_calls_leave_one_consistent_state(make_stack: StackFactory) -> None:
-    stack, cid, audience = await started_campaign(make_stack, n=3000)
+    stack, cid, audience = await started_campaign(make_stack, n=1500)
     await wait_sent(stack, audience, 100)
     pause, cancel = await asyncio.gather(
         stack.call("POST", f"/campaigns/{cid}/pause"), stack.call("POST", f"/campaigns/{cid}/cancel")
@@ -122,7 +122,7 @@ async def test_racing_calls_leave_one_consistent_state(make_stack: StackFactory)
     await asyncio.sleep(1)
     assert sent(stack, audience) == frozen == body["sentCount"]
 
-    stack, cid, audience = await started_campaign(make_stack, n=3000)
+    stack, cid, audience = await started_campaign(make_stack, n=1500)
     await wait_sent(stack, audience, 100)
     assert (await stack.call("POST", f"/campaigns/{cid}/pause")).status_code == 200
     results = await asyncio.gather(*[stack.call("POST", f"/campaigns/{cid}/resume") for _ in range(2)])
@@ -130,4 +130,4 @@ async def test_racing_calls_leave_one_consistent_state(make_stack: StackFactory)
     assert codes == [200, 409], [r.text for r in results]
     assert next(r for r in results if r.status_code == 409).json()["currentStatus"] == "ACTIVE"
     await wait_for(stack, cid, "COMPLETED", timeout=180)
-    assert sent(stack, audience) == 3000
+    assert sent(stack, audience) == 1500

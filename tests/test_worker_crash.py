@@ -15,7 +15,7 @@ from tests.helpers import create_campaign, ledger, received_emails, received_sms
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_worker(stack: Stack) -> subprocess.Popen[bytes]:
+def start_worker(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
     s = stack.settings
     env = {
         **os.environ,
@@ -31,19 +31,24 @@ def start_worker(stack: Stack) -> subprocess.Popen[bytes]:
         "CAMPAIGNS_PUBLIC_URL": s.public_url,
     }
     return subprocess.Popen(
-        [sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "worker.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        # A file, not a pipe: nobody reads a pipe here, and a full one would block the worker.
+        stderr=log.open("ab"),
     )
 
 
 async def test_sigkill_mid_campaign_leaves_no_duplicates_and_bounded_unknowns(
-    make_stack: StackFactory,
+    make_stack: StackFactory, tmp_path: Path
 ) -> None:
     stack = await make_stack(worker=False, batch_size=200, send_concurrency=8)
     audience = await make_audience(stack.engine, stack.tenant, 1000, no_phone_every=7, email_opt_out_every=9)
     email_t, sms_t = await make_templates(stack.engine, stack.tenant)
     cid = await create_campaign(stack, audience, email_t, sms_t)
 
-    first = start_worker(stack)
+    first = start_worker(stack, tmp_path / "worker1.log")
     second = None
     try:
         r = await stack.call("POST", f"/campaigns/{cid}/execute")
@@ -60,7 +65,7 @@ async def test_sigkill_mid_campaign_leaves_no_duplicates_and_bounded_unknowns(
         at_kill = sum(received_emails(stack, audience).values()) + sum(received_sms(stack, audience).values())
         assert at_kill < 1800, "the kill came too late to be a mid-campaign crash"
 
-        second = start_worker(stack)
+        second = start_worker(stack, tmp_path / "worker2.log")
         body = await wait_for(stack, cid, "COMPLETED", timeout=120)
     finally:
         for proc in (first, second):
