@@ -16,6 +16,7 @@ from core.settings import Settings, get_settings
 from core.temporal import connect
 from db.engine import make_engine, resolve_database_url
 from workflows.campaign import CampaignWorkflow
+from workflows.resend import ResendUnknownWorkflow
 
 log = logging.getLogger("campaigns.worker")
 
@@ -24,7 +25,7 @@ def build_worker(client: Client, settings: Settings, deps: ActivityDeps) -> Work
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[CampaignWorkflow],
+        workflows=[CampaignWorkflow, ResendUnknownWorkflow],
         activities=all_activities(deps),
         max_concurrent_activities=50,
         # Frequent heartbeats: a cancelled or halted batch hears about it quickly.

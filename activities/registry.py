@@ -5,6 +5,7 @@ from typing import Any
 
 from activities.deps import ActivityDeps
 from activities.lifecycle import LifecycleActivities
+from activities.resend import ResendActivities
 from activities.sending import SendingActivities
 from activities.snapshot import SnapshotActivities
 
@@ -13,6 +14,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     life = LifecycleActivities(deps)
     snap = SnapshotActivities(deps)
     send = SendingActivities(deps)
+    resend = ResendActivities(deps)
     return [
         life.check_campaign,
         life.sync_campaign,
@@ -21,4 +23,5 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         life.finish_run,
         snap.snapshot_audience,
         send.send_batch,
+        resend.resend_unknown,
     ]

@@ -184,6 +184,9 @@ class SendingActivities:
 
 
 class _Page:
+    # What to do with a claim when nothing left the client: a fresh claim is dropped.
+    release_sql = _RELEASE_MANY
+
     def __init__(self, deps: ActivityDeps, inp: SendBatchInput) -> None:
         self.deps = deps
         self.inp = inp
@@ -505,7 +508,7 @@ class _Page:
                 )
             if released:
                 # Nothing left the client: drop the claims so a later attempt sends them (once).
-                await conn.execute(_RELEASE_MANY, {"ids": released})
+                await conn.execute(self.release_sql, {"ids": released})
             if bounced:
                 await conn.execute(_BOUNCE, {"ids": bounced})
         self.sent += sum(1 for a in marked if a.outcome == Outcome.SENT)

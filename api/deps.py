@@ -41,7 +41,9 @@ async def get_conn(state: StateDep) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
+# scope="function": the transaction ends when the route function returns, *before* the response is
+# sent, so a client never sees a 201 for data that is not committed yet (or that fails to commit).
+ConnDep = Annotated[AsyncConnection, Depends(get_conn, scope="function")]
 
 
 def get_control(state: StateDep) -> CampaignControl:

@@ -10,8 +10,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import Problem
@@ -19,6 +24,7 @@ from core.constants import (
     CAMPAIGN_WORKFLOW,
     ERR_CAMPAIGN_INVALID,
     ERR_ILLEGAL_TRANSITION,
+    RESEND_WORKFLOW,
     SA_CAMPAIGN_STATUS,
     SA_CAMPAIGN_TYPE,
     SA_CLUB_ID,
@@ -26,7 +32,7 @@ from core.constants import (
     campaign_workflow_id,
 )
 from core.enums import CampaignStatus, CampaignType
-from core.messages import CampaignProgress, CampaignWorkflowInput
+from core.messages import CampaignProgress, CampaignWorkflowInput, ResendInput
 
 log = logging.getLogger("campaigns.api.lifecycle")
 R = TypeVar("R", bound=BaseModel)
@@ -88,6 +94,22 @@ class CampaignControl:
                 ) from None
             log.error("temporal update %s failed: %s", name, err)
             raise Problem(503, "the workflow service is unavailable, try again") from None
+
+    async def start_resend(self, campaign_id: str, tenant_id: str) -> str:
+        """Start the resend of UNKNOWN deliveries; one at a time per campaign (else 409)."""
+        workflow_id = f"{campaign_workflow_id(campaign_id)}-resend"
+        try:
+            await self.client.start_workflow(
+                RESEND_WORKFLOW,
+                ResendInput(campaign_id=campaign_id, tenant_id=tenant_id),
+                id=workflow_id,
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            raise Problem(409, "a resend of this campaign is already running") from None
+        return workflow_id
 
     async def progress(self, campaign_id: str) -> CampaignProgress:
         handle = self.client.get_workflow_handle(campaign_workflow_id(campaign_id))

@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
 
 def _route_modules() -> list[Any]:
     modules: list[Any] = [campaigns]
-    for name in ("customers", "segments", "templates", "tracking", "webhooks", "events", "stats"):
+    for name in ("customers", "segments", "templates", "tracking", "webhooks", "events", "stats", "resend"):
         try:
             modules.append(importlib.import_module(f"api.routes.{name}"))
         except ModuleNotFoundError as err:

@@ -7,6 +7,7 @@ from temporalio.common import SearchAttributeKey
 
 DEFAULT_TASK_QUEUE = "campaigns"
 CAMPAIGN_WORKFLOW = "CampaignWorkflow"
+RESEND_WORKFLOW = "ResendUnknownWorkflow"
 
 SA_CAMPAIGN_STATUS = SearchAttributeKey.for_keyword("CampaignStatus")
 SA_CAMPAIGN_TYPE = SearchAttributeKey.for_keyword("CampaignType")

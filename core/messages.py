@@ -176,3 +176,15 @@ class HaltInput(BaseModel):
 
 class FinishRunInput(BaseModel):
     run_id: str
+
+
+class ResendInput(BaseModel):
+    campaign_id: str
+    tenant_id: str
+    after: str | None = None
+
+
+class ResendResult(BaseModel):
+    next_after: str | None
+    resent: int
+    done: bool

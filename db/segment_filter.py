@@ -7,11 +7,19 @@ A filter is a JSON tree:
 Fields: clubId, email, phone, firstName, lastName, externalId, emailOptIn, smsOptIn, createdAt,
 or `attributes.<key>` (a JSON attribute). Ops: eq, ne, in, nin, gt, gte, lt, lte, exists,
 contains (case-insensitive substring), startsWith. `{}` matches every customer of the tenant.
+
+Compiled filters are type-safe: whatever the data, running one never raises. A value must suit its
+field (text fields take strings, emailOptIn/smsOptIn booleans, createdAt ISO-8601 date-times; else a
+FilterError at the value's path), and a condition on a JSON attribute only matches values of its
+own JSON type: a number comparison skips attributes holding text, a text one skips numbers.
 """
 
+import math
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_, true
+from sqlalchemy import ColumnElement, Numeric, and_, case, cast, false, func, literal, not_, or_, true
 from sqlalchemy.sql.elements import ColumnElement as CE
 
 from db.models import Customer
@@ -27,7 +35,22 @@ FIELDS: dict[str, Any] = {
     "smsOptIn": Customer.sms_opt_in,
     "createdAt": Customer.created_at,
 }
+# What a field's values are; a condition's value must be of the same kind (checked when compiling,
+# so that no filter can make Postgres fail a cast or find no operator when it runs).
+TEXT, BOOLEAN, TIMESTAMP = "text", "boolean", "timestamp"
+KINDS: dict[str, str] = {
+    "clubId": TEXT,
+    "email": TEXT,
+    "phone": TEXT,
+    "firstName": TEXT,
+    "lastName": TEXT,
+    "externalId": TEXT,
+    "emailOptIn": BOOLEAN,
+    "smsOptIn": BOOLEAN,
+    "createdAt": TIMESTAMP,
+}
 OPS = {"eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "exists", "contains", "startsWith"}
+ORDERED = {"gt", "gte", "lt", "lte"}
 MAX_DEPTH = 8
 MAX_NODES = 200
 
@@ -90,36 +113,87 @@ def _condition(node: dict[str, Any], path: str) -> ColumnElement[bool]:
         if not key:
             raise FilterError(f"{path}.field", "attribute name missing")
         return _attribute(key, op, value, path)
-    column = FIELDS.get(field)
-    if column is None:
+    if field not in FIELDS:
         raise FilterError(f"{path}.field", f"unknown field; use one of {sorted(FIELDS)} or attributes.<key>")
-    return _compare(column, op, value, path)
+    return _compare(field, op, value, path)
 
 
 def _attribute(key: str, op: str, value: Any, path: str) -> ColumnElement[bool]:
+    """A condition on a JSON attribute. A value of another JSON type than the condition's never
+    matches (and never fails): `gt 30` skips `"abc"`, `contains "a"` skips `12`, `eq true` skips `"true"`.
+    """
     if op == "exists":
         present: ColumnElement[bool] = Customer.attributes.has_key(key)
         return present if value in (None, True) else not_(present)
-    if op in ("eq", "ne") and not isinstance(value, (str, int, float, bool)) and value is not None:
-        raise FilterError(f"{path}.value", "must be a scalar")
-    if op == "eq":
-        return Customer.attributes.contains({key: value})
-    if op == "ne":
-        return not_(Customer.attributes.contains({key: value}))
-    element = Customer.attributes[key]
+    if op in ("eq", "ne"):
+        _json_scalar(value, f"{path}.value")
+        # Containment compares JSON values with their types: 30 matches 30 and 30.0, never "30".
+        equal: ColumnElement[bool] = Customer.attributes.contains({key: value})
+        return equal if op == "eq" else not_(equal)
     if op in ("in", "nin"):
         if not isinstance(value, list) or not value:
             raise FilterError(f"{path}.value", "must be a non-empty list")
+        for i, item in enumerate(value):
+            _json_scalar(item, f"{path}.value[{i}]")
         cond = or_(*[Customer.attributes.contains({key: v}) for v in value])
         return cond if op == "in" else not_(cond)
-    if op in ("gt", "gte", "lt", "lte"):
+    element = Customer.attributes[key]
+    kind = func.jsonb_typeof(element)
+    if op in ORDERED:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise FilterError(f"{path}.value", "must be a number or string")
-        if isinstance(value, (int, float)):
-            num = element.as_float()
-            return _ordered(num, op, value)
-        return _ordered(element.as_string(), op, value)
-    return _compare(element.as_string(), op, value, path)
+        if isinstance(value, str):
+            return _when(kind == "string", _ordered(element.astext, op, value))
+        number = literal(_decimal(value, f"{path}.value"), Numeric())
+        # CASE, not AND: Postgres may evaluate AND's operands in any order, CASE's condition first.
+        return _when(kind == "number", _ordered(cast(element.astext, Numeric()), op, number))
+    if not isinstance(value, str):  # contains, startsWith
+        raise FilterError(f"{path}.value", "must be a string")
+    return _when(kind == "string", _like(element.astext, op, value))
+
+
+def _when(condition: ColumnElement[bool], then: ColumnElement[bool]) -> ColumnElement[bool]:
+    """`then` where `condition` holds, else false (never NULL, so `not` inverts it exactly)."""
+    result: ColumnElement[bool] = case((condition, then), else_=false())
+    return result
+
+
+def _json_scalar(value: Any, path: str) -> None:
+    if isinstance(value, (list, dict)):
+        raise FilterError(path, "must be a scalar")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FilterError(path, "must be a finite number")
+
+
+def _decimal(value: int | float, path: str) -> Decimal:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FilterError(path, "must be a finite number")
+    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+
+
+def _timestamp(value: Any, path: str) -> datetime:
+    """An ISO-8601 date or date-time; without an offset it is UTC."""
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    raise FilterError(path, "must be an ISO-8601 date or date-time, like 2024-05-01T00:00:00Z")
+
+
+def _typed(kind: str, value: Any, path: str) -> Any:
+    """`value` as a bind value for a column of `kind`, or a FilterError at `path`."""
+    if kind == TIMESTAMP:
+        return _timestamp(value, path)
+    if kind == BOOLEAN:
+        if not isinstance(value, bool):
+            raise FilterError(path, "must be true or false")
+        return value
+    if not isinstance(value, str):
+        raise FilterError(path, "must be a string")
+    return value
 
 
 def _ordered(column: Any, op: str, value: Any) -> ColumnElement[bool]:
@@ -135,29 +209,40 @@ def _ordered(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     return result
 
 
-def _compare(column: Any, op: str, value: Any, path: str) -> ColumnElement[bool]:
+def _like(column: Any, op: str, value: str) -> ColumnElement[bool]:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%" if op == "contains" else f"{escaped}%"
+    matched: ColumnElement[bool] = column.ilike(pattern, escape="\\")
+    return matched
+
+
+def _compare(field: str, op: str, value: Any, path: str) -> ColumnElement[bool]:
+    column, kind = FIELDS[field], KINDS[field]
     if op == "exists":
         exists: ColumnElement[bool] = column.is_not(None) if value in (None, True) else column.is_(None)
         return exists
     if op in ("in", "nin"):
         if not isinstance(value, list) or not value:
             raise FilterError(f"{path}.value", "must be a non-empty list")
-        return column.in_(value) if op == "in" else or_(column.is_(None), column.not_in(value))
+        values = [_typed(kind, v, f"{path}.value[{i}]") for i, v in enumerate(value)]
+        listed: ColumnElement[bool] = column.in_(values)
+        return listed if op == "in" else or_(column.is_(None), column.not_in(values))
     if op in ("contains", "startsWith"):
+        if kind != TEXT:
+            raise FilterError(f"{path}.op", f"'{op}' applies to text fields, not to {field}")
         if not isinstance(value, str):
             raise FilterError(f"{path}.value", "must be a string")
-        escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"%{escaped}%" if op == "contains" else f"{escaped}%"
-        matched: ColumnElement[bool] = column.ilike(pattern, escape="\\")
-        return matched
-    if isinstance(value, (list, dict)):
-        raise FilterError(f"{path}.value", "must be a scalar")
+        return _like(column, op, value)
+    if value is None and op in ("eq", "ne"):
+        null: ColumnElement[bool] = column.is_(None) if op == "eq" else column.is_not(None)
+        return null
+    typed = _typed(kind, value, f"{path}.value")
     if op == "eq":
-        equal: ColumnElement[bool] = column.is_(None) if value is None else column == value
+        equal: ColumnElement[bool] = column == typed
         return equal
     if op == "ne":
-        return column.is_not(None) if value is None else or_(column.is_(None), column != value)
-    return _ordered(column, op, value)
+        return or_(column.is_(None), column != typed)
+    return _ordered(column, op, typed)
 
 
 __all__ = ["CE", "FilterError", "compile_filter", "validate_filter"]

@@ -25,10 +25,11 @@ class CapturedEmail:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    to: str = ""  # the To header, read once at capture (header access is slow)
 
-    @property
-    def to(self) -> str:
-        return str(self.message["To"])
+    def __post_init__(self) -> None:
+        if not self.to:
+            self.to = str(self.message["To"])
 
     def part(self, subtype: str) -> str:
         body = self.message.get_body(preferencelist=(subtype,))
@@ -42,6 +43,8 @@ class SmtpSink:
     host: str = "127.0.0.1"
     port: int = 0
     messages: list[CapturedEmail] = field(default_factory=list)
+    # Messages per To address, kept at capture so counting never rescans every message.
+    by_to: Counter[str] = field(default_factory=Counter)
     refuse: dict[str, tuple[int, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
@@ -59,10 +62,10 @@ class SmtpSink:
         raw = envelope.original_content or envelope.content
         assert isinstance(raw, bytes)
         msg = email.message_from_bytes(raw, policy=email.policy.default)
+        captured = CapturedEmail(str(envelope.mail_from), list(envelope.rcpt_tos), msg)
         with self._lock:
-            self.messages.append(
-                CapturedEmail(str(envelope.mail_from), list(envelope.rcpt_tos), msg)
-            )
+            self.messages.append(captured)
+            self.by_to[captured.to] += 1
         return "250 Message accepted for delivery"
 
     def start(self) -> "SmtpSink":
@@ -84,9 +87,14 @@ class SmtpSink:
         with self._lock:
             return list(self.messages)
 
+    def counts(self, addresses: set[str]) -> Counter[str]:
+        with self._lock:
+            return Counter({a: self.by_to[a] for a in addresses if self.by_to.get(a)})
+
     def clear(self) -> None:
         with self._lock:
             self.messages.clear()
+            self.by_to.clear()
 
 
 @dataclass
@@ -107,7 +115,10 @@ class SmsSink:
     port: int = 0
     messages: list[SmsMessage] = field(default_factory=list)
     by_key: dict[str, SmsMessage] = field(default_factory=dict)
+    by_to: Counter[str] = field(default_factory=Counter)
     reject_numbers: set[str] = field(default_factory=set)
+    # Numbers whose posts fail with 503 (nothing stored): a provider outage for those messages.
+    unavailable_numbers: set[str] = field(default_factory=set)
     requests: int = 0
     # Requests per idempotency key: more than one means the sender retried that message.
     attempts: Counter[str] = field(default_factory=Counter)
@@ -126,6 +137,8 @@ class SmsSink:
         key = request.headers.get("Idempotency-Key", "")
         if not to or not body or not key:
             return web.json_response({"message": "To, Body and Idempotency-Key are required"}, status=400)
+        if to in self.unavailable_numbers:
+            return web.json_response({"message": "try again later"}, status=503)
         if to in self.reject_numbers:
             return web.json_response({"message": "invalid destination"}, status=400)
         self.attempts[key] += 1
@@ -135,6 +148,7 @@ class SmsSink:
         msg = SmsMessage(to, str(form.get("From", "")), body, key, "SM" + secrets.token_hex(16))
         self.by_key[key] = msg
         self.messages.append(msg)
+        self.by_to[to] += 1
         return web.json_response({"sid": msg.sid, "status": "queued"}, status=201)
 
     async def _list(self, _: web.Request) -> web.Response:
@@ -159,9 +173,13 @@ class SmsSink:
     def count(self) -> int:
         return len(self.messages)
 
+    def counts(self, numbers: set[str]) -> Counter[str]:
+        return Counter({n: self.by_to[n] for n in numbers if self.by_to.get(n)})
+
     def clear(self) -> None:
         self.messages.clear()
         self.by_key.clear()
+        self.by_to.clear()
         self.attempts.clear()
 
 

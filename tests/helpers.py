@@ -43,13 +43,12 @@ async def create_campaign(
 
 
 def received_emails(stack: Stack, audience: Audience) -> Counter[str]:
-    ours = {c["email"] for c in audience.customers}
-    return Counter(m.to for m in stack.smtp.snapshot() if m.to in ours)
+    """Emails the SMTP sink received per address of this audience (sinks are session-wide)."""
+    return stack.smtp.counts({c["email"] for c in audience.customers if c["email"]})
 
 
 def received_sms(stack: Stack, audience: Audience) -> Counter[str]:
-    ours = {c["phone"] for c in audience.customers if c["phone"]}
-    return Counter(m.to for m in list(stack.sms.messages) if m.to in ours)
+    return stack.sms.counts({c["phone"] for c in audience.customers if c["phone"]})
 
 
 async def ledger(stack: Stack, campaign_id: str, **params: Any) -> list[dict[str, Any]]:

@@ -131,8 +131,8 @@ async def test_tenant_isolation(make_stack: StackFactory) -> None:
             "emailTemplateId": refs["email"],
         },
     )
-    body = assert_problem(r, 422)
-    assert {e["path"] for e in body["errors"]} == {"$.segmentId", "$.emailTemplateId"}
+    refused = assert_problem(r, 422)
+    assert {e["path"] for e in refused["errors"]} == {"$.segmentId", "$.emailTemplateId"}
     assert await row_count(stack, other) == 0
     assert (await stack.call("GET", "/campaigns", tenant=other, params={"tenantId": other})).json()[
         "data"

@@ -58,8 +58,15 @@ async def test_sigkill_mid_campaign_leaves_no_duplicates_and_bounded_unknowns(
         while (
             sum(received_emails(stack, audience).values()) + sum(received_sms(stack, audience).values()) < 400
         ):
-            assert loop.time() < deadline and first.poll() is None, "worker never got going"
-            await asyncio.sleep(0.01)
+            if loop.time() > deadline or first.poll() is not None:
+                log = (tmp_path / "worker1.log").read_text()
+                counts = (
+                    sum(received_emails(stack, audience).values()),
+                    sum(received_sms(stack, audience).values()),
+                )
+                progress = await stack.client.get_workflow_handle(f"campaign-{cid}").query("progress")
+                raise AssertionError(f"worker never got going: {counts} {progress} {log[-3000:]}")
+            await asyncio.sleep(0.02)
         first.send_signal(signal.SIGKILL)
         first.wait()
         at_kill = sum(received_emails(stack, audience).values()) + sum(received_sms(stack, audience).values())

@@ -6,12 +6,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from api.schemas.common import ApiIn, ApiOut, PageMeta, UtcDatetime
+from api.schemas.common import ApiIn, ApiOut, PageMeta, SafeStr, UtcDatetime
 from core.enums import CampaignStatus, CampaignType, Channel
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
-Id = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_\-]+$")]
-TenantId = Annotated[str, Field(min_length=1, max_length=100)]
+# Every free-text field is a SafeStr: a NUL character is a 422, never a database error.
+Name = Annotated[SafeStr, Field(min_length=1, max_length=200)]
+Id = Annotated[SafeStr, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_\-]+$")]
+TenantId = Annotated[SafeStr, Field(min_length=1, max_length=100)]
+ClubId = Annotated[SafeStr, Field(max_length=100)]
+Description = Annotated[SafeStr, Field(max_length=5000)]
+Timezone = Annotated[SafeStr, Field(max_length=64)]  # the column is varchar(64)
+ConversionEvent = Annotated[SafeStr, Field(min_length=1, max_length=200)]
 
 
 def check_timezone(value: str) -> str:
@@ -34,16 +39,16 @@ def check_channels(value: list[Channel] | None) -> list[Channel] | None:
 
 class CampaignCreate(ApiIn):
     tenant_id: TenantId
-    club_id: Annotated[str, Field(max_length=100)] | None = None
+    club_id: ClubId | None = None
     name: Name
-    description: Annotated[str, Field(max_length=5000)] | None = None
+    description: Description | None = None
     type: CampaignType = CampaignType.ONE_TIME
     segment_id: Id | None = None
     channels: list[Channel]
     email_template_id: Id | None = None
     sms_template_id: Id | None = None
-    timezone: str = "UTC"
-    conversion_event: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    timezone: Timezone = "UTC"
+    conversion_event: ConversionEvent | None = None
     conversion_window_hours: Annotated[int, Field(ge=1, le=24 * 90)] | None = None
 
     _tz = field_validator("timezone")(check_timezone)
@@ -52,13 +57,13 @@ class CampaignCreate(ApiIn):
 
 class CampaignUpdate(ApiIn):
     name: Name | None = None
-    description: Annotated[str, Field(max_length=5000)] | None = None
+    description: Description | None = None
     segment_id: Id | None = None
     channels: list[Channel] | None = None
     email_template_id: Id | None = None
     sms_template_id: Id | None = None
-    timezone: str | None = None
-    conversion_event: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    timezone: Timezone | None = None
+    conversion_event: ConversionEvent | None = None
     conversion_window_hours: Annotated[int, Field(ge=1, le=24 * 90)] | None = None
 
     @field_validator("timezone")

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 
@@ -14,6 +14,18 @@ def utc_z(value: datetime) -> str:
 
 
 UtcDatetime = Annotated[datetime, PlainSerializer(utc_z, return_type=str, when_used="json")]
+
+
+# Postgres refuses the NUL character in text (and in jsonb): a string holding one must be a 422
+# here, not a 500 there. Every free-text field of a request body is a SafeStr.
+def no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    return value
+
+
+NoNul = AfterValidator(no_nul)
+SafeStr = Annotated[str, NoNul]
 
 
 class ApiIn(BaseModel):

@@ -11,10 +11,11 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from api.errors import Problem
 from api.schemas.common import ApiIn, ApiOut, PageMeta, UtcDatetime
+from api.schemas.common import NoNul as NoNul  # re-exported: other schemas and routes import it here
 
 MAX_IMPORT_ROWS = 100_000
 MAX_ATTRIBUTES_BYTES = 64 * 1024
@@ -24,15 +25,8 @@ E164 = re.compile(r"\+[1-9]\d{6,14}")
 EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.][^@\s]*\.[^@\s.]+")
 
 
-# Postgres refuses the NUL character in text and jsonb, and NaN/Infinity and unpaired surrogates in
-# jsonb: they must be a 422 here, not a 500 there. (Shared by the segment and template schemas too.)
-def no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain the NUL character (\\u0000)")
-    return value
-
-
-NoNul = AfterValidator(no_nul)
+# Postgres refuses the NUL character in text and jsonb (NoNul, in api.schemas.common), and
+# NaN/Infinity and unpaired surrogates in jsonb: they must be a 422 here, not a 500 there.
 UNSTORABLE = "holds a NUL character (\\u0000), an unpaired surrogate or NaN/Infinity: it cannot be stored"
 
 

@@ -1,0 +1,33 @@
+"""ResendUnknownWorkflow: an operator's explicit resend of a campaign's UNKNOWN deliveries.
+
+A separate short workflow (id `campaign-<id>-resend`), because the campaign's own workflow has
+ended when its campaign is COMPLETED or CANCELLED; one resend per campaign runs at a time.
+"""
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from core.messages import ResendInput, ResendResult
+
+
+@workflow.defn(name="ResendUnknownWorkflow")
+class ResendUnknownWorkflow:
+    @workflow.run
+    async def run(self, inp: ResendInput) -> int:
+        total = 0
+        after = inp.after
+        while True:
+            result: ResendResult = await workflow.execute_activity(
+                "resend_unknown",
+                ResendInput(campaign_id=inp.campaign_id, tenant_id=inp.tenant_id, after=after),
+                result_type=ResendResult,
+                start_to_close_timeout=timedelta(minutes=15),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+            )
+            total += result.resent
+            after = result.next_after
+            if result.done:
+                return total
