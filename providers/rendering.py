@@ -417,8 +417,8 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
                 and len(left) + len(right) > MAX_VALUE_CHARS
             ):
                 raise _refuse("the sum")
-        elif operator == "%" and isinstance(left, str):  # printf-style formatting
-            _check_printf(left, right)
+        elif operator == "%" and isinstance(left, str | bytes):  # printf-style formatting
+            _check_printf(left if isinstance(left, str) else left.decode("latin-1"), right)
         return _bounded(self.binop_table[operator](left, right))
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
