@@ -248,3 +248,11 @@ async def test_unsupported_types_are_refused(make_stack: StackFactory) -> None:
             json={"tenantId": stack.tenant, "name": "x", "channels": ["EMAIL"], "type": type_},
         )
         assert assert_problem(r, 422)["errors"][0]["path"] == "$.type"
+
+
+async def test_nul_in_path_or_query_is_not_a_server_error(make_stack: StackFactory) -> None:
+    stack = await make_stack(worker=False)
+    assert_problem(await stack.call("GET", "/campaigns/campaign_%00x"), 404)
+    assert_problem(await stack.call("GET", "/campaigns/campaign_%00x/recipients"), 404)
+    r = await stack.call("GET", "/campaigns", params={"tenantId": stack.tenant, "clubId": "a\x00b"})
+    assert_problem(r, 422)

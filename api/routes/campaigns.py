@@ -48,6 +48,8 @@ FINAL = (CampaignStatus.COMPLETED.value, CampaignStatus.CANCELLED.value)
 
 async def load_campaign(conn: AsyncConnection, principal: Principal, campaign_id: str) -> dict[str, Any]:
     """A campaign of one of the caller's tenants, else 404 exactly as if it did not exist."""
+    if "\x00" in campaign_id:
+        raise not_found("campaign", campaign_id.replace("\x00", ""))
     row = (
         (
             await conn.execute(
@@ -244,6 +246,8 @@ async def list_campaigns(
     take: Take = 25,
 ) -> CampaignsPublic:
     principal.require(tenant_id)
+    if club_id is not None and "\x00" in club_id:
+        raise invalid("query.clubId", "must not contain NUL characters")
     conditions = [Campaign.tenant_id == tenant_id]
     if club_id is not None:
         conditions.append(Campaign.club_id == club_id)
