@@ -11,18 +11,16 @@ Tracking is applied here, so every email that leaves the service carries it:
 Rewriting is one pass of precompiled regular expressions per part: a page renders hundreds.
 """
 
+import binascii
 import html
 import re
+import secrets
 from dataclasses import dataclass
 from email import message_from_bytes
 from email import policy as email_policy
-from email.charset import QP, Charset
 from email.header import Header
 from email.message import EmailMessage
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.policy import compat32
-from email.utils import formatdate, make_msgid
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 
 from core.settings import Settings
 from providers.rendering import render
@@ -34,6 +32,9 @@ _HREF = re.compile(r"""(\shref\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 _TEXT_URL = re.compile(r"""https?://[^\s<>"']+""", re.IGNORECASE)
 _TRAILING = ".,;:!?)]}"
+
+
+MAX_SUBJECT = 300
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ def render_parts(
     subject: str | None, html: str | None, text: str | None, ctx: dict[str, object]
 ) -> EmailParts:
     return EmailParts(
-        subject=render(subject, ctx).replace("\r", " ").replace("\n", " ").strip(),
+        # One line, and short enough that the header stays far below SMTP's 998-octet limit.
+        subject=render(subject, ctx).replace("\r", " ").replace("\n", " ").strip()[:MAX_SUBJECT],
         html=render(html, ctx, html=True) if html else None,
         text=render(text, ctx) if text else None,
     )
@@ -143,43 +145,75 @@ class WireEmail:
     data: bytes
 
 
-_QP_UTF8 = Charset("utf-8")
-_QP_UTF8.body_encoding = QP  # readable bodies; base64 would hide them from humans and filters
-_WIRE_POLICY = compat32.clone(linesep="\r\n", max_line_length=None)
+CRLF = "\r\n"
 
 
 def _header(value: str) -> str:
-    return value if value.isascii() else Header(value, "utf-8").encode()
+    """One header value on one line: CR/LF can never inject a header; non-ASCII is RFC 2047."""
+    value = value.replace("\r", " ").replace("\n", " ")
+    return value if value.isascii() else Header(value, "utf-8").encode(linesep=" ")
+
+
+def _qp(body: str) -> str:
+    """UTF-8 quoted-printable with CRLF lines (binascii's C encoder; readable and 7-bit safe)."""
+    normalised = body.replace("\r\n", "\n").replace("\r", "\n").replace("\n", CRLF)
+    return binascii.b2a_qp(normalised.encode("utf-8"), istext=True).decode("ascii")
+
+
+def _address_header(value: str) -> str:
+    """`Name <addr>`: a non-ASCII display name is encoded, the address never is."""
+    value = value.replace("\r", " ").replace("\n", " ")
+    if value.isascii():
+        return value
+    name, address = parseaddr(value)
+    return formataddr((name, address), charset="utf-8") if address else _header(value)
+
+
+def _text_part(subtype: str, body: str) -> str:
+    return (
+        f"Content-Type: text/{subtype}; charset=utf-8{CRLF}"
+        f"Content-Transfer-Encoding: quoted-printable{CRLF}{CRLF}{_qp(body)}"
+    )
 
 
 def wire_email(envelope: EmailEnvelope, parts: EmailParts, settings: Settings) -> WireEmail:
-    """The message as sent, built with the compat32 MIME classes: several times cheaper than
-    `EmailMessage` (whose header registry parses every header), which matters at hundreds of
-    messages a second. Tracking links are signed with `settings.tracking_secret`."""
+    """The message as sent, written directly as MIME text.
+
+    The email package's generator (and even more its header registry) costs milliseconds per
+    message, the single largest CPU cost of sending; this builds the same multipart/alternative
+    structure with C-speed quoted-printable. Headers are single-line ASCII, so the long signed
+    `List-Unsubscribe` URL is never folded or encoded (RFC 8058 clients need it verbatim).
+    Tracking links are signed with `settings.tracking_secret`.
+    """
     links = tracking_links(settings.public_url, settings.tracking_secret)
     tracked, unsubscribe = tracked_parts(parts, envelope, links)
-    text_part = MIMEText(tracked.text or "", "plain", _QP_UTF8)  # type: ignore[arg-type]
-    if tracked.html:
-        msg: MIMEMultipart | MIMEText = MIMEMultipart(
-            "alternative",
-            _subparts=[text_part, MIMEText(tracked.html, "html", _QP_UTF8)],  # type: ignore[arg-type]
-        )
-    else:
-        msg = text_part
     domain = envelope.sender.rsplit("@", 1)[-1].strip(">") or "campaigns.local"
     message_id = make_msgid(idstring=envelope.delivery_id, domain=domain)
-    msg["From"] = _header(envelope.sender)
-    msg["To"] = envelope.to
-    msg["Subject"] = _header(tracked.subject)
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = message_id
-    msg["X-Campaign-Id"] = envelope.campaign_id
-    msg["X-Delivery-Id"] = envelope.delivery_id
-    # compat32 never folds an ASCII value that has no whitespace: the long signed URL stays on
-    # one line, as RFC 8058 clients expect (an encoded-word there would not be decoded).
-    msg["List-Unsubscribe"] = f"<{unsubscribe}>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    return WireEmail(envelope.sender, envelope.to, message_id, msg.as_bytes(policy=_WIRE_POLICY))
+    headers = [
+        f"From: {_address_header(envelope.sender)}",
+        f"To: {_address_header(envelope.to)}",
+        f"Subject: {_header(tracked.subject)}",
+        f"Date: {formatdate(usegmt=True)}",
+        f"Message-ID: {message_id}",
+        f"X-Campaign-Id: {_header(envelope.campaign_id)}",
+        f"X-Delivery-Id: {_header(envelope.delivery_id)}",
+        f"List-Unsubscribe: <{unsubscribe}>",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        "MIME-Version: 1.0",
+    ]
+    text = tracked.text or ""
+    if tracked.html:
+        boundary = f"=_alt_{secrets.token_hex(12)}"  # never occurs in QP output (no '=_' there)
+        headers.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+        body = (
+            f"--{boundary}{CRLF}{_text_part('plain', text)}{CRLF}"
+            f"--{boundary}{CRLF}{_text_part('html', tracked.html)}{CRLF}"
+            f"--{boundary}--{CRLF}"
+        )
+        data = CRLF.join(headers) + CRLF + CRLF + body
+    else:
+        data = CRLF.join(headers) + CRLF + _text_part("plain", text) + CRLF
+    return WireEmail(envelope.sender, envelope.to, message_id, data.encode("ascii"))
 
 
 def build_email(envelope: EmailEnvelope, parts: EmailParts, settings: Settings) -> EmailMessage:
