@@ -9,7 +9,7 @@ to the counters. A single interaction costs O(1) statements; a page of sends cos
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -138,7 +138,8 @@ async def roll_up(
 
 
 def _hour(ts: datetime) -> datetime:
-    return ts.replace(minute=0, second=0, microsecond=0)
+    """The UTC hour of an instant, whatever the database session's time zone (half-hour zones)."""
+    return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 async def _apply(conn: AsyncConnection, rows: Iterable[tuple[str, str, str, str, datetime]]) -> None:
