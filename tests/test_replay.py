@@ -22,6 +22,7 @@ from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
 from tests.helpers import create_campaign, wait_for
 from workflows.campaign import CampaignWorkflow
+from workflows.resend import ResendUnknownWorkflow
 
 HISTORIES = Path(__file__).with_name("histories")
 
@@ -33,15 +34,17 @@ def stored_histories() -> list[Path]:
 async def test_stored_histories_replay_against_current_code() -> None:
     paths = stored_histories()
     assert paths, "no recorded histories: run the recorder (see module docstring)"
-    replayer = Replayer(workflows=[CampaignWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[CampaignWorkflow, ResendUnknownWorkflow], data_converter=pydantic_data_converter
+    )
     for path in paths:
         history = WorkflowHistory.from_json(path.stem, path.read_text())
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
 
-async def _save(stack: Stack, campaign_id: str, name: str) -> None:
-    handle = stack.client.get_workflow_handle(f"campaign-{campaign_id}")
+async def _save(stack: Stack, campaign_id: str, name: str, suffix: str = "") -> None:
+    handle = stack.client.get_workflow_handle(f"campaign-{campaign_id}{suffix}")
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
     data = json.loads(history.to_json())
@@ -103,3 +106,22 @@ async def test_record_histories(make_stack: StackFactory) -> None:
     assert r.status_code == 200, r.text
     assert (await stack.call("DELETE", f"/campaigns/{cid}")).status_code == 204
     await _save(stack, cid, "edit_discard")
+
+
+@pytest.mark.skipif(not os.environ.get("CAMPAIGNS_RECORD_HISTORIES"), reason="recorder, run on purpose")
+async def test_record_resend_history(make_stack: StackFactory) -> None:
+    stack = await make_stack(batch_size=5)
+    audience = await make_audience(stack.engine, stack.tenant, 12)
+    _, sms_t = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, None, sms_t)
+    flaky = {c["phone"] for c in audience.customers[:7]}
+    stack.sms.unavailable_numbers |= flaky
+    try:
+        assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+        await wait_for(stack, cid, "COMPLETED")
+    finally:
+        stack.sms.unavailable_numbers -= flaky
+    r = await stack.call("POST", f"/campaigns/{cid}/resend-unknown")
+    assert r.status_code == 202, r.text
+    await stack.client.get_workflow_handle(r.json()["workflowId"]).result()
+    await _save(stack, cid, "resend_unknown", suffix="-resend")

@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy import and_, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
 from api.deps import ConnDep, PrincipalDep
@@ -82,7 +83,8 @@ async def create_template(body: TemplateCreate, principal: PrincipalDep, conn: C
     errors = body.shape_errors()
     for name, source in body.sources().items():
         try:
-            check_syntax(source, html=name == "html")
+            # Compiling a large template takes a while: off the event loop, other requests go on.
+            await run_in_threadpool(check_syntax, source, html=name == "html")
         except TemplateSyntaxProblem as err:
             errors.append({"path": f"$.{name}", "message": f"template syntax error: {_short(err)}"})
     if errors:
