@@ -179,9 +179,11 @@ class CampaignWorkflow:
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
-            st.status = S.COMPLETED
-            st.completed_at = workflow.now()
-            self._changed()
+            # A cancel or pause that arrived meanwhile has already been answered: it stands.
+            if st.status == S.ACTIVE:
+                st.status = S.COMPLETED
+                st.completed_at = workflow.now()
+                self._changed()
 
     async def _run_batch(self, run_id: str, epoch: int) -> SendBatchResult:
         handle = workflow.start_activity(
