@@ -15,18 +15,16 @@ from typing import Any
 
 from sqlalchemy import text
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
-from activities.sending import Content, Message, Outgoing, _Page, skip_reason
-from core.enums import Outcome
+from activities.sending import RECIPIENT_COLUMNS, Content, Message, Outgoing, _Page, skip_reason
 from core.messages import ResendInput, ResendResult, SendBatchInput
 from db import rollups
 
 _ROWS = text(
-    """
-    SELECT d.id AS delivery_id, d.channel, d.customer_id AS id, c.id AS present, c.email, c.phone,
-           c.first_name, c.last_name, c.club_id, c.external_id, c.attributes, c.email_opt_in,
-           c.sms_opt_in, c.email_unsubscribed_at, c.sms_unsubscribed_at, c.email_bounced_at
+    f"""
+    SELECT d.id AS delivery_id, d.channel, d.customer_id AS id, {RECIPIENT_COLUMNS}
     FROM deliveries d
     LEFT JOIN customers c ON c.id = d.customer_id AND c.tenant_id = :tenant
     WHERE d.campaign_id = :campaign AND d.outcome = 'UNKNOWN'
@@ -135,11 +133,6 @@ class ResendActivities:
             await rollups.roll_up(conn, campaign_id=inp.campaign_id)
             await conn.execute(_RECOUNT, {"c": inp.campaign_id})
         if page.provider_down is not None:
-            from temporalio.exceptions import ApplicationError
-
             raise ApplicationError(f"provider unavailable: {page.provider_down}")
         done = len(rows) < self._deps.settings.batch_size
         return ResendResult(next_after=rows[-1]["delivery_id"] if rows else inp.after, resent=sent, done=done)
-
-
-__all__ = ["Outcome", "ResendActivities"]

@@ -74,16 +74,34 @@ class Answer:
     itype: InteractionType | None = None
     pmid: str | None = None
 
+    @classmethod
+    def sent(cls, item: Outgoing, pmid: str | None) -> "Answer":
+        return cls(item, Outcome.SENT, itype=InteractionType.SENT, pmid=pmid)
 
-class ProviderUnavailable(Exception):
-    """Nothing could be handed to a provider; the page is retried later by Temporal."""
+    @classmethod
+    def failed(cls, item: Outgoing, detail: str) -> "Answer":
+        reason = SkipReason.PROVIDER_ERROR.value
+        return cls(item, Outcome.FAILED, reason=reason, detail=detail, itype=InteractionType.FAILED)
+
+    @classmethod
+    def not_sent(cls, item: Outgoing, detail: str) -> "Answer":
+        return cls(item, None, detail=detail)
+
+    @classmethod
+    def unknown(cls, item: Outgoing, detail: str) -> "Answer":
+        """The connection broke mid-transaction: maybe delivered, so never resent by itself."""
+        return cls(item, Outcome.UNKNOWN, reason="CONNECTION_LOST", detail=detail)
 
 
+# What a send needs of a recipient (`c` = customers); `present` is NULL for a deleted customer.
+RECIPIENT_COLUMNS = """
+    c.id AS present, c.email, c.phone, c.first_name, c.last_name, c.club_id, c.external_id,
+    c.attributes, c.email_opt_in, c.sms_opt_in, c.email_unsubscribed_at, c.sms_unsubscribed_at,
+    c.email_bounced_at
+"""
 _PAGE = text(
-    """
-    SELECT rr.customer_id AS id, c.id AS present, c.email, c.phone, c.first_name, c.last_name,
-           c.club_id, c.external_id, c.attributes, c.email_opt_in, c.sms_opt_in,
-           c.email_unsubscribed_at, c.sms_unsubscribed_at, c.email_bounced_at
+    f"""
+    SELECT rr.customer_id AS id, {RECIPIENT_COLUMNS}
     FROM run_recipients rr
     LEFT JOIN customers c ON c.id = rr.customer_id AND c.tenant_id = :tenant
     WHERE rr.run_id = :run AND (CAST(:after AS text) IS NULL OR rr.customer_id > :after)
@@ -446,7 +464,7 @@ class _Page:
                 break
             await asyncio.sleep(0.2 * (2**attempt))
         if result.verdict == SmtpVerdict.ACCEPTED:
-            return Answer(item, Outcome.SENT, itype=InteractionType.SENT, pmid=result.message_id)
+            return Answer.sent(item, result.message_id)
         if result.verdict == SmtpVerdict.REFUSED:
             return Answer(
                 item,
@@ -456,33 +474,21 @@ class _Page:
                 itype=InteractionType.BOUNCED,
             )
         if result.verdict == SmtpVerdict.TEMPORARY:
-            return Answer(
-                item,
-                Outcome.FAILED,
-                reason=SkipReason.PROVIDER_ERROR.value,
-                detail=result.detail,
-                itype=InteractionType.FAILED,
-            )
+            return Answer.failed(item, result.detail)
         if result.verdict == SmtpVerdict.NOT_SENT:
-            return Answer(item, None, detail=result.detail)
-        return Answer(item, Outcome.UNKNOWN, reason="CONNECTION_LOST", detail=result.detail)
+            return Answer.not_sent(item, result.detail)
+        return Answer.unknown(item, result.detail)
 
     async def _deliver_sms(self, item: "Outgoing") -> "Answer":
         assert item.body is not None
         result = await self.deps.sms.send(item.message.customer["phone"], item.body, item.delivery_id)
         if result.verdict == SmsVerdict.ACCEPTED:
-            return Answer(item, Outcome.SENT, itype=InteractionType.SENT, pmid=result.message_id)
+            return Answer.sent(item, result.message_id)
         if result.verdict == SmsVerdict.REJECTED:
-            return Answer(
-                item,
-                Outcome.FAILED,
-                reason=SkipReason.PROVIDER_ERROR.value,
-                detail=result.detail,
-                itype=InteractionType.FAILED,
-            )
+            return Answer.failed(item, result.detail)
         if result.verdict == SmsVerdict.NOT_SENT:
-            return Answer(item, None, detail=result.detail)
-        return Answer(item, Outcome.UNKNOWN, reason="CONNECTION_LOST", detail=result.detail)
+            return Answer.not_sent(item, result.detail)
+        return Answer.unknown(item, result.detail)
 
     async def _record(self, answers: list["Answer"]) -> None:
         """Mark the wave's answers (and their interactions) in one transaction."""

@@ -32,7 +32,7 @@ from core.constants import (
     campaign_workflow_id,
 )
 from core.enums import CampaignStatus, CampaignType
-from core.messages import CampaignProgress, CampaignWorkflowInput, ResendInput
+from core.messages import CampaignWorkflowInput, ResendInput
 
 log = logging.getLogger("campaigns.api.lifecycle")
 R = TypeVar("R", bound=BaseModel)
@@ -110,14 +110,6 @@ class CampaignControl:
         except WorkflowAlreadyStartedError:
             raise Problem(409, "a resend of this campaign is already running") from None
         return workflow_id
-
-    async def progress(self, campaign_id: str) -> CampaignProgress:
-        handle = self.client.get_workflow_handle(campaign_workflow_id(campaign_id))
-        result: CampaignProgress = await handle.query("progress", result_type=CampaignProgress)
-        return result
-
-    async def signal(self, campaign_id: str, name: str) -> None:
-        await self.client.get_workflow_handle(campaign_workflow_id(campaign_id)).signal(name)
 
 
 def _problem_from(cause: BaseException | None, action: str) -> Problem:

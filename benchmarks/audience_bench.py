@@ -11,10 +11,8 @@ with the audience.
 
 import argparse
 import asyncio
-import os
 import resource
 import time
-import uuid
 from typing import Any
 
 import psycopg
@@ -23,10 +21,10 @@ from temporalio.testing import ActivityEnvironment
 from activities.deps import ActivityDeps
 from activities.sending import SendingActivities
 from activities.snapshot import SnapshotActivities
+from benchmarks.harness import scratch_database
 from core.messages import SendBatchInput, SnapshotInput
 from core.settings import Settings
 from db.engine import make_engine
-from db.migrate import upgrade
 from devstack.sinks import SmsSink, SmtpSink
 
 
@@ -69,15 +67,15 @@ def build_audience(url: str, n: int) -> None:
 
 
 async def main(n: int, pages: int) -> None:
-    admin = os.environ.get("CAMPAIGNS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"campaigns_audbench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = admin.rsplit("/", 1)[0] + "/" + name
+    with scratch_database("audbench") as url:
+        await run(url, n, pages)
+
+
+async def run(url: str, n: int, pages: int) -> None:
+    # In-process sinks here: this benchmark is about memory and snapshot time, not throughput.
     smtp = SmtpSink().start()
     sms = await SmsSink().start()
     try:
-        upgrade(url)
         t0 = time.perf_counter()
         build_audience(url, n)
         print(f"audience of {n:,} built in {time.perf_counter() - t0:.1f} s")
@@ -136,8 +134,6 @@ async def main(n: int, pages: int) -> None:
     finally:
         smtp.stop()
         await sms.stop()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

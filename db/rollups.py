@@ -6,6 +6,7 @@ NOTHING (which yields the distinct-recipient counts and the hourly timeline) and
 to the counters. A single interaction costs O(1) statements; a page of sends costs one pass.
 """
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,8 +49,6 @@ _INSERT = text(
 
 async def insert_interaction(conn: AsyncConnection, item: NewInteraction) -> str | None:
     """Insert one interaction; None when its `event_key` was seen before (idempotent webhooks)."""
-    import json
-
     row = (
         await conn.execute(
             _INSERT,

@@ -5,7 +5,6 @@ The SMS sink behaves like a Twilio-style provider: bearer auth, form posts, dedu
 `Idempotency-Key` (the same key twice is one message).
 """
 
-import asyncio
 import email
 import email.policy
 import secrets
@@ -190,7 +189,3 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-async def serve_forever() -> None:  # pragma: no cover - development helper
-    await asyncio.Event().wait()

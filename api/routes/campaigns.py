@@ -7,13 +7,14 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Query, Response
-from sqlalchemy import and_, delete, func, insert, select, text, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.auth import Principal
-from api.deps import ConnDep, ControlDep, PrincipalDep, StateDep
+from api.deps import AppState, ConnDep, ControlDep, PrincipalDep, StateDep
 from api.errors import Problem, invalid, not_found
+from api.lifecycle import CampaignControl
 from api.schemas.campaigns import (
     CampaignCreate,
     CampaignPublic,
@@ -400,7 +401,7 @@ async def schedule_campaign(
 
 
 async def _transition(
-    campaign_id: str, action: str, principal: Principal, state: Any, control: Any
+    campaign_id: str, action: str, principal: Principal, state: AppState, control: CampaignControl
 ) -> TransitionResult:
     async with state.engine.connect() as conn:
         row = await load_campaign(conn, principal, campaign_id)
@@ -495,6 +496,3 @@ async def list_recipients(
         for r in rows
     ]
     return RecipientsPublic(data=data, meta=PageMeta(total=total, skip=skip, take=take))
-
-
-__all__ = ["load_campaign", "router", "text"]

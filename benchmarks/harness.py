@@ -1,0 +1,131 @@
+"""The real parts every benchmark stands on: a scratch database, a Temporal dev server, the sinks
+in their own process, a worker and the API, started and torn down in one place."""
+
+import asyncio
+import multiprocessing
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.deps import ActivityDeps
+from api.auth import issue_token
+from api.deps import AppState
+from api.lifecycle import CampaignControl
+from api.main import create_app
+from core.binaries import find_binary
+from core.constants import SEARCH_ATTRIBUTES
+from core.settings import Settings
+from db.engine import make_engine
+from db.migrate import upgrade
+from devstack.sinks import SmsSink, SmtpSink
+from worker import build_worker
+
+
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A migrated database on CAMPAIGNS_BENCH_DATABASE_URL's server, dropped afterwards."""
+    admin = os.environ.get("CAMPAIGNS_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"campaigns_{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = admin.rsplit("/", 1)[0] + "/" + name
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_sinks(smtp_port: int, sms_port: int) -> None:
+    async def serve() -> None:
+        SmtpSink(port=smtp_port).start()
+        await SmsSink(port=sms_port).start()
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def wait_port(port: int) -> None:
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened")
+
+
+@dataclass
+class BenchStack:
+    settings: Settings
+    engine: AsyncEngine
+    api: httpx.AsyncClient
+    tenant: str
+
+
+@asynccontextmanager
+async def bench_stack(prefix: str, tenant: str, **settings: Any) -> AsyncIterator[BenchStack]:
+    """Everything running, with an API client authorised for `tenant`."""
+    with scratch_database(prefix) as url:
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=find_binary("temporal"),
+            data_converter=pydantic_data_converter,
+            search_attributes=SEARCH_ATTRIBUTES,
+        )
+        # The sinks run in their own process, as a real SMTP server and SMS API would: in-process
+        # they would share the worker's GIL and halve what is measured.
+        smtp_port, sms_port = free_port(), free_port()
+        sinks = multiprocessing.get_context("spawn").Process(
+            target=run_sinks, args=(smtp_port, sms_port), daemon=True
+        )
+        sinks.start()
+        await wait_port(smtp_port)
+        await wait_port(sms_port)
+        cfg = Settings(
+            environment="test",
+            database_url=url,
+            task_queue=prefix,
+            smtp_port=smtp_port,
+            sms_url=f"http://127.0.0.1:{sms_port}/messages",
+            sms_token="dev-sms-token",
+            **settings,
+        )
+        engine = make_engine(url, pool_size=cfg.send_concurrency + 8)
+        deps = ActivityDeps.build(cfg, engine)
+        app = create_app(cfg, AppState(cfg, engine, CampaignControl(env.client, cfg.task_queue)))
+        headers = {"Authorization": "Bearer " + issue_token(cfg, "bench", [tenant])}
+        try:
+            async with (
+                build_worker(env.client, cfg, deps),
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app),
+                    base_url="http://bench",
+                    headers=headers,
+                    timeout=60,
+                ) as api,
+            ):
+                yield BenchStack(cfg, engine, api, tenant)
+        finally:
+            await deps.close()
+            sinks.kill()
+            await engine.dispose()
+            await env.shutdown()
