@@ -24,7 +24,7 @@ from db import rollups
 
 _ROWS = text(
     f"""
-    SELECT d.id AS delivery_id, d.channel, d.customer_id AS id, {RECIPIENT_COLUMNS}
+    SELECT d.id AS delivery_id, d.run_id, d.channel, d.customer_id AS id, {RECIPIENT_COLUMNS}
     FROM deliveries d
     LEFT JOIN customers c ON c.id = d.customer_id AND c.tenant_id = :tenant
     WHERE d.campaign_id = :campaign AND d.outcome = 'UNKNOWN'

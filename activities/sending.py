@@ -101,7 +101,7 @@ RECIPIENT_COLUMNS = """
 """
 _PAGE = text(
     f"""
-    SELECT rr.customer_id AS id, {RECIPIENT_COLUMNS}
+    SELECT rr.run_id, rr.customer_id AS id, {RECIPIENT_COLUMNS}
     FROM run_recipients rr
     LEFT JOIN customers c ON c.id = rr.customer_id AND c.tenant_id = :tenant
     WHERE rr.run_id = :run AND (CAST(:after AS text) IS NULL OR rr.customer_id > :after)
@@ -109,13 +109,15 @@ _PAGE = text(
     LIMIT :limit
     """
 )
+# A page may span several runs (a TRIGGERED campaign's page holds one run per event): every
+# statement names the page's runs and the customer range, which is exact for a one-run page.
 _EXISTING = text(
-    "SELECT customer_id, channel, outcome FROM deliveries"
-    " WHERE run_id = :run AND customer_id BETWEEN :first AND :last"
+    "SELECT run_id, customer_id, channel FROM deliveries"
+    " WHERE run_id = ANY(:runs) AND customer_id BETWEEN :first AND :last"
 )
 _ORPHANS = text(
     "UPDATE deliveries SET outcome = 'UNKNOWN', reason = 'CRASHED_IN_FLIGHT', updated_at = now()"
-    " WHERE run_id = :run AND customer_id BETWEEN :first AND :last AND outcome = 'PENDING'"
+    " WHERE run_id = ANY(:runs) AND customer_id BETWEEN :first AND :last AND outcome = 'PENDING'"
 )
 _INSERT_FINAL = text(
     """
@@ -130,9 +132,10 @@ _CLAIM_MANY = text(
     """
     INSERT INTO deliveries (id, run_id, campaign_id, tenant_id, customer_id, channel, outcome,
                             address, claimed_at)
-    SELECT v.id, :run, :campaign, :tenant, v.customer, v.channel, 'PENDING', v.address, now()
-    FROM unnest(CAST(:ids AS text[]), CAST(:customers AS text[]), CAST(:channels AS text[]),
-                CAST(:addresses AS text[])) AS v(id, customer, channel, address)
+    SELECT v.id, v.run, :campaign, :tenant, v.customer, v.channel, 'PENDING', v.address, now()
+    FROM unnest(CAST(:ids AS text[]), CAST(:runs AS text[]), CAST(:customers AS text[]),
+                CAST(:channels AS text[]), CAST(:addresses AS text[]))
+         AS v(id, run, customer, channel, address)
     ON CONFLICT (run_id, customer_id, channel) DO NOTHING
     RETURNING id
     """
@@ -164,7 +167,7 @@ _MARK_MANY = text(
 )
 _PAGE_COUNTS = text(
     "SELECT outcome, count(*) FROM deliveries"
-    " WHERE run_id = :run AND customer_id BETWEEN :first AND :last GROUP BY outcome"
+    " WHERE run_id = ANY(:runs) AND customer_id BETWEEN :first AND :last GROUP BY outcome"
 )
 
 
@@ -212,19 +215,17 @@ class _Page:
         self.provider_down: str | None = None
         self.sent = 0
 
-    async def run(self) -> SendBatchResult:
-        engine = self.deps.engine
-        inp = self.inp
-        content = await self._content()
-        async with engine.connect() as conn:
-            rows = (
+    async def load_rows(self) -> Sequence[RowMapping]:
+        """The page: recipients (with `run_id`, `id` = customer id and RECIPIENT_COLUMNS)."""
+        async with self.deps.engine.connect() as conn:
+            return (
                 (
                     await conn.execute(
                         _PAGE,
                         {
-                            "tenant": inp.tenant_id,
-                            "run": inp.run_id,
-                            "after": inp.after,
+                            "tenant": self.inp.tenant_id,
+                            "run": self.inp.run_id,
+                            "after": self.inp.after,
                             "limit": self.deps.settings.batch_size,
                         },
                     )
@@ -232,6 +233,12 @@ class _Page:
                 .mappings()
                 .all()
             )
+
+    async def run(self) -> SendBatchResult:
+        engine = self.deps.engine
+        inp = self.inp
+        content = await self._content()
+        rows = await self.load_rows()
         if not rows:
             return SendBatchResult(
                 page_complete=True,
@@ -241,11 +248,16 @@ class _Page:
                 counts=Counts(),
                 sent_recipients=await self._sent_recipients(),
             )
-        bounds = {"run": inp.run_id, "first": rows[0]["id"], "last": rows[-1]["id"]}
+        customers = [r["id"] for r in rows]
+        bounds = {
+            "runs": sorted({r["run_id"] for r in rows}),
+            "first": min(customers),
+            "last": max(customers),
+        }
         async with engine.begin() as conn:
             # A dead attempt's in-flight messages: maybe delivered, so never resent (§8).
             await conn.execute(_ORPHANS, bounds)
-            existing = {(r[0], r[1]) for r in await conn.execute(_EXISTING, bounds)}
+            existing = {(r[0], r[1], r[2]) for r in await conn.execute(_EXISTING, bounds)}
             finals, to_send = self._triage(rows, content, existing)
             if finals:
                 await conn.execute(_INSERT_FINAL, finals)
@@ -341,13 +353,13 @@ class _Page:
         return Content(list(campaign["channels"]), templates[Channel.EMAIL], templates[Channel.SMS])
 
     def _triage(
-        self, rows: Sequence[RowMapping], content: Content, existing: set[tuple[str, str]]
+        self, rows: Sequence[RowMapping], content: Content, existing: set[tuple[str, str, str]]
     ) -> tuple[list[dict[str, Any]], list[Message]]:
         finals: list[dict[str, Any]] = []
         to_send: list[Message] = []
         for row in rows:
             for channel in content.channels:
-                if (row["id"], channel) in existing:
+                if (row["run_id"], row["id"], channel) in existing:
                     continue
                 reason = skip_reason(row, channel)
                 if reason is None:
@@ -367,7 +379,7 @@ class _Page:
     ) -> dict[str, Any]:
         return {
             "id": new_id("delivery"),
-            "run": self.inp.run_id,
+            "run": customer["run_id"],
             "campaign": self.inp.campaign_id,
             "tenant": self.inp.tenant_id,
             "customer": customer["id"],
@@ -430,7 +442,7 @@ class _Page:
                 _CLAIM_MANY,
                 {
                     "ids": [i.delivery_id for i in items],
-                    "run": self.inp.run_id,
+                    "runs": [i.message.customer["run_id"] for i in items],
                     "campaign": self.inp.campaign_id,
                     "tenant": self.inp.tenant_id,
                     "customers": [i.message.customer["id"] for i in items],
