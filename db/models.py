@@ -94,9 +94,44 @@ class Template(Base):
     html: Mapped[str | None] = mapped_column(Text)
     text: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str | None] = mapped_column(Text)
+    # The current version; every version's content is kept in template_versions.
+    version: Mapped[int] = mapped_column(Integer, server_default="1")  # not text(): `text` is a column here
     created_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
     updated_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
     __table_args__ = (Index("ix_templates_tenant_created", "tenant_id", "created_at"),)
+
+
+class TemplateVersion(Base):
+    """The content of each version of a template; a send run pins the versions it sends."""
+
+    __tablename__ = "template_versions"
+    template_id: Mapped[str] = mapped_column(ForeignKey("templates.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+
+
+class Suppression(Base):
+    """The tenant suppression list: addresses that never receive a message on that channel.
+
+    Email addresses are stored lower-cased and matched case-insensitively; phones in E.164.
+    """
+
+    __tablename__ = "suppressions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(320))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "channel", "address", name="uq_suppressions_tenant_channel_address"),
+        Index("ix_suppressions_tenant_created", "tenant_id", "created_at"),
+    )
 
 
 class Campaign(Base):
@@ -160,6 +195,9 @@ class SendRun(Base):
     started_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
     snapshot_complete: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     target_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # The template versions this run sends, pinned when its snapshot starts (NULL: the current one).
+    email_template_version: Mapped[int | None] = mapped_column(Integer)
+    sms_template_version: Mapped[int | None] = mapped_column(Integer)
     completed_at: Mapped[datetime | None] = mapped_column(TS)
     # Sending stops when halt_epoch >= the epoch a batch was started with (pause/cancel).
     halt_epoch: Mapped[int] = mapped_column(Integer, server_default=text("0"))
