@@ -8,15 +8,18 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
 from core.constants import ERR_CAMPAIGN_INVALID
-from core.enums import Channel
+from core.enums import CampaignType, Channel
 from core.messages import (
     ApplyEditInput,
     CheckCampaignInput,
     CheckCampaignResult,
     FinishRunInput,
     HaltInput,
+    NextRunInput,
+    NextRunResult,
     SyncCampaignInput,
 )
+from core.recurrence import RecurringSchedule, next_run_after
 from db.audience import load_segment, segment_size
 from db.models import Campaign, Template
 
@@ -41,8 +44,19 @@ class LifecycleActivities:
             c = row._mapping
             problems: list[str] = []
             size = 0
-            if not c["segment_id"]:
-                problems.append("segmentId: the campaign has no segment")
+            kind = CampaignType(c["type"])
+            schedule = None
+            if kind == CampaignType.RECURRING:
+                if c["schedule"] is None:
+                    problems.append("schedule: a RECURRING campaign needs a schedule")
+                else:
+                    schedule = RecurringSchedule.model_validate(c["schedule"])
+            if kind == CampaignType.TRIGGERED:
+                if not c["trigger_event"]:
+                    problems.append("triggerEvent: a TRIGGERED campaign needs a trigger event")
+            elif not c["segment_id"]:
+                if kind != CampaignType.JOURNEY:
+                    problems.append("segmentId: the campaign has no segment")
             else:
                 seg = await load_segment(conn, inp.tenant_id, c["segment_id"])
                 if seg is None:
@@ -73,7 +87,12 @@ class LifecycleActivities:
                     problems.append(f"{api_field}: template not found in this tenant")
                 elif found != channel:
                     problems.append(f"{api_field}: template is for channel {found}")
-        return CheckCampaignResult(ok=not problems, problems=problems, segment_size=size)
+        return CheckCampaignResult(ok=not problems, problems=problems, segment_size=size, schedule=schedule)
+
+    @activity.defn(name="next_run_time")
+    async def next_run_time(self, inp: NextRunInput) -> NextRunResult:
+        """Local activity: the recurrence needs the tz database, which is not workflow state."""
+        return NextRunResult(at=next_run_after(inp.schedule, inp.after))
 
     @activity.defn(name="sync_campaign")
     async def sync_campaign(self, inp: SyncCampaignInput) -> None:
@@ -95,6 +114,9 @@ class LifecycleActivities:
                     skipped_count=st.counts.skipped,
                     failed_count=st.counts.failed + st.counts.bounced,
                     unknown_count=st.counts.unknown,
+                    next_run_at=st.next_run_at,
+                    last_run_at=st.last_run_at,
+                    run_count=st.run_count,
                     state_version=inp.version,
                     updated_at=datetime.now(UTC),
                 )
@@ -139,3 +161,4 @@ class LifecycleActivities:
                 text("UPDATE send_runs SET completed_at = coalesce(completed_at, now()) WHERE id = :r"),
                 {"r": inp.run_id},
             )
+

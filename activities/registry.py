@@ -4,10 +4,12 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.deps import ActivityDeps
+from activities.journey import JourneyActivities
 from activities.lifecycle import LifecycleActivities
 from activities.resend import ResendActivities
 from activities.sending import SendingActivities
 from activities.snapshot import SnapshotActivities
+from activities.triggered import TriggeredActivities
 
 
 def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
@@ -15,6 +17,8 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     snap = SnapshotActivities(deps)
     send = SendingActivities(deps)
     resend = ResendActivities(deps)
+    triggered = TriggeredActivities(deps)
+    journey = JourneyActivities(deps)
     return [
         life.check_campaign,
         life.sync_campaign,
@@ -24,4 +28,11 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         snap.snapshot_audience,
         send.send_batch,
         resend.resend_unknown,
+        life.next_run_time,
+        triggered.send_triggered,
+        triggered.close_triggers,
+        journey.prepare_journey_send,
+        journey.run_summary,
+        journey.customer_engagement,
+        journey.customer_event_seen,
     ]

@@ -3,11 +3,15 @@
 Pure module (no I/O, no settings) so the workflow sandbox can import it.
 """
 
+import hashlib
+
 from temporalio.common import SearchAttributeKey
 
 DEFAULT_TASK_QUEUE = "campaigns"
 CAMPAIGN_WORKFLOW = "CampaignWorkflow"
 RESEND_WORKFLOW = "ResendUnknownWorkflow"
+CAMPAIGN_SEND_WORKFLOW = "CampaignSendWorkflow"
+JOURNEY_WORKFLOW = "JourneyWorkflow"
 
 SA_CAMPAIGN_STATUS = SearchAttributeKey.for_keyword("CampaignStatus")
 SA_CAMPAIGN_TYPE = SearchAttributeKey.for_keyword("CampaignType")
@@ -28,3 +32,18 @@ def campaign_workflow_id(campaign_id: str) -> str:
 def run_id_for(campaign_id: str, run_number: int) -> str:
     """A send run is one snapshot of the audience; ONE_TIME campaigns have run 1 only."""
     return f"{campaign_id}.r{run_number}"
+
+
+def trigger_control_run_id(campaign_id: str) -> str:
+    """The run row of a TRIGGERED campaign that carries its halt epoch (each event has its own run)."""
+    return f"{campaign_id}.t"
+
+
+def event_run_id(campaign_id: str, match_seq: int) -> str:
+    """The run of one event routed to a TRIGGERED campaign: the ledger's at-most-once key."""
+    return f"{campaign_id}.e{match_seq}"
+
+
+def journey_run_id(campaign_id: str, send_key: str) -> str:
+    """The run of one journey child send: the same send key is the same run (never sent twice)."""
+    return f"{campaign_id}.j{hashlib.sha256(send_key.encode()).hexdigest()[:16]}"

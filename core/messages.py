@@ -5,10 +5,12 @@ object per workflow and per activity, so fields can be added without breaking ru
 """
 
 from datetime import datetime
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, Field
 
 from core.enums import CampaignStatus, CampaignType
+from core.recurrence import RecurringSchedule
 
 
 class Counts(BaseModel):
@@ -53,6 +55,17 @@ class CampaignState(BaseModel):
     last_error: str | None = None
     version: int = 1
     discarded: bool = False
+    # RECURRING: the schedule pinned at execute/schedule time, and where the recurrence stands.
+    schedule: RecurringSchedule | None = None
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    # The scheduled instant of the latest run: the next run is the first slot after it (or after
+    # now, so that slots missed while paused are skipped, not sent late).
+    last_slot: datetime | None = None
+    run_count: int = 0
+    run_active: bool = False
+    # Recipients targeted by the runs before the current one (target_count sums all runs).
+    target_base: int = 0
 
 
 class CampaignWorkflowInput(BaseModel):
@@ -123,6 +136,7 @@ class CheckCampaignResult(BaseModel):
     ok: bool
     problems: list[str] = Field(default_factory=list)
     segment_size: int = 0
+    schedule: RecurringSchedule | None = None
 
 
 class SyncCampaignInput(BaseModel):
@@ -188,3 +202,134 @@ class ResendResult(BaseModel):
     next_after: str | None
     resent: int
     done: bool
+
+
+class NextRunInput(BaseModel):
+    schedule: RecurringSchedule
+    after: datetime
+
+
+class NextRunResult(BaseModel):
+    at: datetime | None
+
+
+class CloseTriggersInput(BaseModel):
+    campaign_id: str
+
+
+# ---- journeys: the child-workflow contract (README "Journeys") ---------------------------------
+
+
+class JourneyAudience(BaseModel):
+    """Who a child send goes to: explicit customers, or the campaign's segment at send time."""
+
+    customer_ids: list[str] | None = None
+    segment: bool = False
+
+
+class CampaignSendInput(BaseModel):
+    """Input of `CampaignSendWorkflow`, the child a journey starts to send a JOURNEY campaign.
+
+    `send_key` names this send (e.g. "<journey workflow id>/step-3"): the same key is the same
+    run, so a retried or re-started child never sends twice.
+    """
+
+    campaign_id: str
+    tenant_id: str
+    send_key: str
+    audience: JourneyAudience
+
+
+class CampaignSendResult(BaseModel):
+    run_id: str
+    target_count: int
+    counts: Counts
+    sent_customer_ids: list[str] = Field(default_factory=list)
+
+
+class PrepareSendInput(BaseModel):
+    campaign_id: str
+    tenant_id: str
+    run_id: str
+    send_key: str
+    audience: JourneyAudience
+
+
+class PrepareSendResult(BaseModel):
+    target_count: int
+
+
+class RunSummaryInput(BaseModel):
+    run_id: str
+    campaign_id: str
+
+
+class RunSummary(BaseModel):
+    counts: Counts
+    sent_customer_ids: list[str]
+
+
+class EngagementInput(BaseModel):
+    campaign_id: str
+    customer_id: str
+    run_id: str | None = None
+
+
+class Engagement(BaseModel):
+    opened: bool
+    clicked: bool
+
+
+class EventSeenInput(BaseModel):
+    tenant_id: str
+    customer_id: str
+    event_type: str
+    since: datetime
+
+
+class SendStep(BaseModel):
+    kind: Literal["send"] = "send"
+    campaign_id: str
+
+
+class WaitStep(BaseModel):
+    kind: Literal["wait"] = "wait"
+    seconds: float = Field(ge=0)
+
+
+class WaitForEventStep(BaseModel):
+    kind: Literal["wait_for_event"] = "wait_for_event"
+    event_type: str
+    timeout_seconds: float = Field(gt=0)
+    # How often the journey looks for the event in the event store (a signal wakes it at once).
+    poll_seconds: float = Field(default=60, gt=0)
+
+
+class BranchStep(BaseModel):
+    """Branch on what the customer did: opened/clicked the last send, or the last awaited event."""
+
+    kind: Literal["branch"] = "branch"
+    on: Literal["opened", "clicked", "event"]
+    then: list["JourneyStep"] = Field(default_factory=list)
+    otherwise: list["JourneyStep"] = Field(default_factory=list)
+
+
+JourneyStep = Annotated[
+    Union[SendStep, WaitStep, WaitForEventStep, BranchStep],  # noqa: UP007
+    Field(discriminator="kind"),
+]
+BranchStep.model_rebuild()
+
+
+class JourneyInput(BaseModel):
+    journey_id: str
+    tenant_id: str
+    customer_id: str
+    steps: list[JourneyStep]
+
+
+class JourneyResult(BaseModel):
+    """What the journey did, step by step ("send campaign_x: SENT", "branch opened: then", ...)."""
+
+    path: list[str]
+    sends: list[CampaignSendResult]

@@ -9,11 +9,13 @@ workflow computes its own timers. DST rules:
 """
 
 import calendar
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as WallTime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
 
 # Looking further ahead than this for a next run means the schedule can never fire.
 MAX_LOOKAHEAD_DAYS = 400
@@ -26,7 +28,9 @@ class Frequency(StrEnum):
 
 
 class RecurringSchedule(BaseModel):
-    """The schedule of a RECURRING campaign, as the workflow carries it (already validated)."""
+    """The schedule of a RECURRING campaign (the API stores it camelCase; both spellings load)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
     frequency: Frequency
     time: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -46,12 +50,12 @@ class RecurringSchedule(BaseModel):
         return self
 
     @property
-    def local_time(self) -> time:
+    def local_time(self) -> WallTime:
         hours, minutes = self.time.split(":")
-        return time(int(hours), int(minutes))
+        return WallTime(int(hours), int(minutes))
 
 
-def local_to_utc(day: date, at: time, zone: ZoneInfo) -> datetime:
+def local_to_utc(day: date, at: WallTime, zone: ZoneInfo) -> datetime:
     """The UTC instant of a local wall-clock time, resolving DST gaps and folds as documented."""
     naive = datetime.combine(day, at)
     first = naive.replace(tzinfo=zone, fold=0)

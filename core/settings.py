@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.constants import DEFAULT_TASK_QUEUE
@@ -46,8 +46,37 @@ class Settings(BaseSettings):
     snapshot_chunk_size: int = Field(10_000, ge=100, le=1_000_000)
     # Batches per workflow run before continue-as-new keeps history bounded.
     batches_per_run: int = Field(200, ge=1, le=2_000)
+    # TRIGGERED campaigns: how long one drain activity waits for queued events, and how often it
+    # looks (the latency from POST /events to the send).
+    trigger_poll_seconds: float = Field(15.0, gt=0, le=300)
+    trigger_poll_interval: float = Field(0.2, gt=0, le=10)
 
     max_body_bytes: int = 1024 * 1024
+
+    # Operations (README "Operations"): logs, worker metrics, tracing.
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: str = Field("json", description="`json` (one object per line) or `text`")
+    worker_metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="port of the worker's Prometheus `/metrics`; unset or 0: off"
+    )
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP collector, e.g. `http://otel:4318`; unset: tracing off"
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value.strip().lower() not in ("json", "text"):
+            raise ValueError("log_format must be json or text")
+        return value.strip().lower()
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> "Settings":

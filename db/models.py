@@ -162,6 +162,14 @@ class Campaign(Base):
     completed_at: Mapped[datetime | None] = mapped_column(TS)
     conversion_event: Mapped[str | None] = mapped_column(String(200))
     conversion_window_hours: Mapped[int | None] = mapped_column(Integer)
+    # RECURRING: the schedule as the API validated it (camelCase JSON, see core.recurrence).
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    next_run_at: Mapped[datetime | None] = mapped_column(TS)
+    last_run_at: Mapped[datetime | None] = mapped_column(TS)
+    run_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # TRIGGERED: the event type and the data[key] == value conditions an event must meet.
+    trigger_event: Mapped[str | None] = mapped_column(String(200))
+    trigger_conditions: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_by: Mapped[str | None] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     idempotency_hash: Mapped[str | None] = mapped_column(String(64))
@@ -181,6 +189,12 @@ class Campaign(Base):
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
         Index("ix_campaigns_tenant_conversion", "tenant_id", "conversion_event"),
+        Index(
+            "ix_campaigns_tenant_trigger",
+            "tenant_id",
+            "trigger_event",
+            postgresql_where=text("type = 'TRIGGERED'"),
+        ),
     )
 
 
@@ -201,7 +215,19 @@ class SendRun(Base):
     completed_at: Mapped[datetime | None] = mapped_column(TS)
     # Sending stops when halt_epoch >= the epoch a batch was started with (pause/cancel).
     halt_epoch: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    __table_args__ = (UniqueConstraint("campaign_id", "number", name="uq_send_runs_campaign_number"),)
+    # SEGMENT: a snapshot of the segment (numbered 1, 2, ... per campaign); EVENT: one triggering
+    # event's recipient (number 0); JOURNEY: one send of a journey's child workflow (number 0).
+    kind: Mapped[str] = mapped_column(String(8), server_default=text("'SEGMENT'"))
+    source_id: Mapped[str | None] = mapped_column(String(200))
+    __table_args__ = (
+        Index(
+            "uq_send_runs_campaign_number",
+            "campaign_id",
+            "number",
+            unique=True,
+            postgresql_where=text("kind = 'SEGMENT'"),
+        ),
+    )
 
 
 class RunRecipient(Base):
@@ -306,3 +332,42 @@ class CampaignHourly(Base):
     hour: Mapped[datetime] = mapped_column(TS, primary_key=True)
     type: Mapped[str] = mapped_column(String(16), primary_key=True)
     recipients: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class CustomerEvent(Base):
+    """An event posted to `POST /events`; its id is unique per tenant, so a repeat is ignored."""
+
+    __tablename__ = "customer_events"
+    tenant_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    type: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[str] = mapped_column(String(40))
+    club_id: Mapped[str | None] = mapped_column(String(100))
+    occurred_at: Mapped[datetime] = mapped_column(TS)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    received_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    __table_args__ = (
+        Index("ix_customer_events_customer_type", "tenant_id", "customer_id", "type", "received_at"),
+    )
+
+
+class TriggerMatch(Base):
+    """An event routed to a TRIGGERED campaign: the campaign's send queue, drained in `seq` order.
+
+    One row per (campaign, event id) whatever how often the event is posted. `state` is PENDING
+    (to send), DONE (sent through its own EVENT run, the ledger holding the outcome) or
+    SKIPPED_PAUSED (arrived while the campaign was paused: counted, never sent).
+    """
+
+    __tablename__ = "trigger_matches"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(40))
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    event_id: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "event_id", name="uq_trigger_matches_campaign_event"),
+        Index("ix_trigger_matches_pending", "campaign_id", "seq", postgresql_where=text("state = 'PENDING'")),
+    )

@@ -8,7 +8,7 @@ for operators and parent workflows, and those ignore (and log) what is illegal.
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         SA_CLUB_ID,
         SA_TENANT_ID,
         run_id_for,
+        trigger_control_run_id,
     )
     from core.enums import CampaignStatus, CampaignType
     from core.messages import (
@@ -33,10 +34,13 @@ with workflow.unsafe.imports_passed_through():
         CampaignWorkflowInput,
         CheckCampaignInput,
         CheckCampaignResult,
+        CloseTriggersInput,
         Counts,
         EditRequest,
         FinishRunInput,
         HaltInput,
+        NextRunInput,
+        NextRunResult,
         ScheduleRequest,
         SendBatchInput,
         SendBatchResult,
@@ -47,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 S = CampaignStatus
+T = CampaignType
 
 # Activity timeouts. A batch heartbeats every second; a dead worker is noticed in HEARTBEAT.
 SHORT = timedelta(seconds=30)
@@ -71,6 +76,8 @@ class CampaignWorkflow:
         self._batch_running = False
         self._lock = asyncio.Lock()
         self._batches_this_run = 0
+        # A RECURRING run just finished: continue-as-new so history never grows with runs.
+        self._run_finished = False
 
     # ---- main loop ---------------------------------------------------------------------------
 
@@ -86,7 +93,12 @@ class CampaignWorkflow:
             elif status == S.SCHEDULED:
                 await self._sleep_until_scheduled()
             elif status == S.ACTIVE:
-                await self._send_step()
+                if self._input.type == T.RECURRING:
+                    await self._recurring_step()
+                elif self._input.type == T.TRIGGERED:
+                    await self._trigger_step()
+                else:
+                    await self._send_step()
             if self._should_continue_as_new():
                 await self._sync()
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -94,6 +106,14 @@ class CampaignWorkflow:
                     # Everything the next run needs travels in its input (handlers' update ids
                     # do not carry over; the state does).
                     workflow.continue_as_new(input.model_copy(update={"state": self._state}))
+        if self._input.type == T.TRIGGERED and not self._state.discarded:
+            # Events still queued for a finished campaign will never be sent: say so in the queue.
+            await workflow.execute_activity(
+                "close_triggers",
+                CloseTriggersInput(campaign_id=self._input.campaign_id),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
         await self._sync()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._sync()
@@ -122,6 +142,110 @@ class CampaignWorkflow:
             self._state.started_at = workflow.now()
             self._changed()
 
+    # ---- RECURRING -----------------------------------------------------------------------------
+
+    async def _recurring_step(self) -> None:
+        """Sleep until the next run, snapshot and send it, then continue-as-new (contract §6)."""
+        st = self._state
+        if st.run_active:
+            await self._send_step()
+            return
+        schedule = st.schedule
+        assert schedule is not None
+        if schedule.max_runs is not None and st.run_count >= schedule.max_runs:
+            self._complete()
+            return
+        # Slots that passed while paused (or while a long run was sending) are skipped.
+        after = workflow.now() if st.last_slot is None else max(st.last_slot, workflow.now())
+        at = await self._next_run(after)
+        if at is None:  # endAt reached
+            self._complete()
+            return
+        if st.next_run_at != at:
+            st.next_run_at = at
+            self._changed()
+            await self._sync()
+        remaining = (at - workflow.now()).total_seconds()
+        if remaining > 0:
+            version = st.version
+            try:
+                await workflow.wait_condition(
+                    lambda: self._state.version != version, timeout=timedelta(seconds=remaining)
+                )
+                return  # paused, cancelled or edited: decide again
+            except TimeoutError:
+                pass
+        if st.status != S.ACTIVE:
+            return
+        st.run_number += 1
+        st.run_active = True
+        st.last_slot = at
+        st.last_run_at = workflow.now()
+        st.snapshot_cursor = None
+        st.snapshot_complete = False
+        st.send_cursor = None
+        st.target_base = st.target_count or 0
+        last = schedule.max_runs is not None and st.run_count + 1 >= schedule.max_runs
+        st.next_run_at = None if last else await self._next_run(at)
+        self._changed()
+
+    async def _next_run(self, after: datetime) -> datetime | None:
+        """Local times in the schedule's zone, resolved in a local activity (so replay does not
+        depend on the tz database the worker has then)."""
+        assert self._state.schedule is not None
+        result: NextRunResult = await workflow.execute_local_activity(
+            "next_run_time",
+            NextRunInput(schedule=self._state.schedule, after=after),
+            result_type=NextRunResult,
+            start_to_close_timeout=timedelta(seconds=10),
+        )
+        return result.at
+
+    def _complete(self) -> None:
+        if self._state.status == S.ACTIVE:
+            self._state.status = S.COMPLETED
+            self._state.completed_at = workflow.now()
+            self._state.next_run_at = None
+            self._changed()
+
+    # ---- TRIGGERED -----------------------------------------------------------------------------
+
+    async def _trigger_step(self) -> None:
+        """Drain this campaign's queue of matched events (the API routes them, in batches)."""
+        st = self._state
+        result = await self._batch("send_triggered", trigger_control_run_id(self._input.campaign_id))
+        if result is None:
+            return
+        self._batches_this_run += 1
+        if result.recipients:
+            st.processed += result.recipients
+            st.target_count = st.processed
+            st.counts = st.counts.plus(result.counts)
+            st.sent_recipients = result.sent_recipients
+            self._changed()
+
+    # ---- ONE_TIME and each RECURRING run ---------------------------------------------------
+
+    async def _batch(self, activity: str, run_id: str) -> SendBatchResult | None:
+        """One page activity; a page that cannot succeed pauses the campaign with the reason."""
+        st = self._state
+        self._batch_running = True
+        try:
+            return await self._run_batch(activity, run_id, st.epoch)
+        except ActivityError as err:
+            # A batch that cannot succeed (e.g. its template vanished) pauses the campaign with
+            # the reason instead of failing the workflow; an operator can fix and resume.
+            st.last_error = str(err.cause or err)
+            workflow.logger.error("send batch failed, pausing campaign: %s", st.last_error)
+            if st.status == S.ACTIVE:
+                st.status = S.PAUSED
+                st.paused_at = workflow.now()
+                st.epoch += 1
+                self._changed()
+            return None
+        finally:
+            self._batch_running = False
+
     async def _send_step(self) -> None:
         st = self._state
         if st.run_number == 0:
@@ -145,26 +269,12 @@ class CampaignWorkflow:
             st.snapshot_cursor = snap.last_customer_id
             if snap.done:
                 st.snapshot_complete = True
-                st.target_count = snap.target_count
+                st.target_count = st.target_base + snap.target_count
                 self._changed()
             return
-        epoch = st.epoch
-        self._batch_running = True
-        try:
-            result = await self._run_batch(run_id, epoch)
-        except ActivityError as err:
-            # A batch that cannot succeed (e.g. its template vanished) pauses the campaign with
-            # the reason instead of failing the workflow; an operator can fix and resume.
-            st.last_error = str(err.cause or err)
-            workflow.logger.error("send batch failed, pausing campaign: %s", st.last_error)
-            if st.status == S.ACTIVE:
-                st.status = S.PAUSED
-                st.paused_at = workflow.now()
-                st.epoch += 1
-                self._changed()
+        result = await self._batch("send_batch", run_id)
+        if result is None:
             return
-        finally:
-            self._batch_running = False
         self._batches_this_run += 1
         st.sent_recipients = result.sent_recipients
         if result.page_complete:
@@ -179,15 +289,21 @@ class CampaignWorkflow:
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
-            # A cancel or pause that arrived meanwhile has already been answered: it stands.
-            if st.status == S.ACTIVE:
-                st.status = S.COMPLETED
-                st.completed_at = workflow.now()
+            if self._input.type == T.RECURRING:
+                st.run_active = False
+                st.run_count += 1
+                self._run_finished = True
                 self._changed()
+                limit = st.schedule.max_runs if st.schedule is not None else None
+                if limit is not None and st.run_count >= limit:
+                    self._complete()
+                return
+            # A cancel or pause that arrived meanwhile has already been answered: it stands.
+            self._complete()
 
-    async def _run_batch(self, run_id: str, epoch: int) -> SendBatchResult:
+    async def _run_batch(self, activity: str, run_id: str, epoch: int) -> SendBatchResult:
         handle = workflow.start_activity(
-            "send_batch",
+            activity,
             SendBatchInput(
                 campaign_id=self._input.campaign_id,
                 tenant_id=self._input.tenant_id,
@@ -239,7 +355,8 @@ class CampaignWorkflow:
         if self._batch_running or self._state.status.is_final:
             return False
         return (
-            self._batches_this_run >= self._input.batches_per_run
+            self._run_finished
+            or self._batches_this_run >= self._input.batches_per_run
             or workflow.info().is_continue_as_new_suggested()
         )
 
@@ -297,9 +414,9 @@ class CampaignWorkflow:
             )
 
     def _require_sendable_type(self, action: str) -> None:
-        if self._input.type != CampaignType.ONE_TIME:
+        if self._input.type == T.JOURNEY:
             raise ApplicationError(
-                f"cannot {action} a {self._input.type.value} campaign here",
+                f"cannot {action} a JOURNEY campaign: journeys send it as a child workflow",
                 {"status": self._state.status.value, "action": action},
                 type=ERR_ILLEGAL_TRANSITION,
                 non_retryable=True,
@@ -321,6 +438,14 @@ class CampaignWorkflow:
                 non_retryable=True,
             )
         return result
+
+    def _adopt(self, check: CheckCampaignResult) -> None:
+        """What the pre-send check pins: the planned audience size, a RECURRING schedule."""
+        if self._input.type == T.ONE_TIME:
+            self._state.target_count = check.segment_size
+        else:
+            self._state.target_count = 0
+        self._state.schedule = check.schedule
 
     def _result(self) -> TransitionResult:
         st = self._state
@@ -344,7 +469,7 @@ class CampaignWorkflow:
             self._require("schedule", S.DRAFT, S.SCHEDULED)
             self._state.status = S.SCHEDULED
             self._state.scheduled_at = req.scheduled_at
-            self._state.target_count = check.segment_size
+            self._adopt(check)
             self._changed()
         await self._wait_settled()
         return self._result()
@@ -371,7 +496,7 @@ class CampaignWorkflow:
             self._require("execute", S.DRAFT, S.SCHEDULED)
             self._state.status = S.ACTIVE
             self._state.started_at = workflow.now()
-            self._state.target_count = check.segment_size
+            self._adopt(check)
             self._changed()
         version = self._state.version
         await workflow.wait_condition(lambda: self._synced_version >= version)

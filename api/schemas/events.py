@@ -1,11 +1,12 @@
 """Inbound events: customer events (POST /events) and provider delivery webhooks."""
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from api.schemas.common import ApiIn, ApiOut
+from api.schemas.common import ApiIn, ApiOut, SafeStr
 
 EventId = Annotated[str, Field(min_length=1, max_length=200)]
 Ref = Annotated[str, Field(min_length=1, max_length=200)]
@@ -18,19 +19,44 @@ def as_utc(value: datetime) -> datetime:
 
 
 class EventCreate(ApiIn):
-    id: EventId
-    type: Annotated[str, Field(min_length=1, max_length=200)]
-    tenant_id: Annotated[str, Field(min_length=1, max_length=100)]
-    club_id: Annotated[str, Field(max_length=100)] | None = None
-    customer_id: Annotated[str, Field(min_length=1, max_length=40)]
+    id: Annotated[SafeStr, Field(min_length=1, max_length=200)]
+    type: Annotated[SafeStr, Field(min_length=1, max_length=200)]
+    tenant_id: Annotated[SafeStr, Field(min_length=1, max_length=100)]
+    club_id: Annotated[SafeStr, Field(max_length=100)] | None = None
+    customer_id: Annotated[SafeStr, Field(min_length=1, max_length=40)]
     occurred_at: datetime
     data: dict[str, Any] = Field(default_factory=dict)
 
     _utc = field_validator("occurred_at")(as_utc)
 
+    @field_validator("data")
+    @classmethod
+    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Postgres jsonb refuses the NUL character: a 422 here, never a 500 there.
+        if "\\u0000" in json.dumps(value):
+            raise ValueError("must not contain the NUL character (\\u0000)")
+        return value
+
 
 class EventAccepted(ApiOut):
     id: str
+    # A repeated event id is accepted and ignored (it was routed the first time).
+    duplicate: bool
+    # TRIGGERED campaigns the event was queued for (ACTIVE) or counted as skipped by (PAUSED).
+    triggered: int
+    skipped_paused: int
+    conversions_recorded: int
+
+
+class EventBatch(ApiIn):
+    events: Annotated[list[EventCreate], Field(min_length=1, max_length=1000)]
+
+
+class EventBatchAccepted(ApiOut):
+    accepted: int
+    duplicates: int
+    triggered: int
+    skipped_paused: int
     conversions_recorded: int
 
 
