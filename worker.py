@@ -1,56 +1,109 @@
 """Runs a campaign worker: the CampaignWorkflow and every activity it needs.
 
-`python worker.py` reads `CAMPAIGNS_*` settings from the environment.
+`python worker.py` (or `campaigns worker`) reads `CAMPAIGNS_*` settings from the environment:
+logs per `CAMPAIGNS_LOG_LEVEL`/`CAMPAIGNS_LOG_FORMAT`, Prometheus metrics on
+`CAMPAIGNS_WORKER_METRICS_PORT` (with the Temporal SDK's own), spans to `CAMPAIGNS_OTLP_ENDPOINT`.
 """
 
 import asyncio
 import logging
+import signal
 from datetime import timedelta
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
 from activities.registry import all_activities
+from core import logs, metrics, tracing
+from core.interceptors import ObservabilityInterceptor
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from db.engine import make_engine, resolve_database_url
 from workflows.campaign import CampaignWorkflow
+from workflows.campaign_send import CampaignSendWorkflow
+from workflows.journey import JourneyWorkflow
 from workflows.resend import ResendUnknownWorkflow
 
 log = logging.getLogger("campaigns.worker")
+
+# On SIGTERM the worker stops polling and gives the running send pages this long to finish (a page
+# is a few seconds) before cancelling them. Give the process manager a longer stop timeout
+# (docker compose `stop_grace_period`, Kubernetes `terminationGracePeriodSeconds`).
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
 def build_worker(client: Client, settings: Settings, deps: ActivityDeps) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[CampaignWorkflow, ResendUnknownWorkflow],
+        workflows=[CampaignWorkflow, ResendUnknownWorkflow, CampaignSendWorkflow, JourneyWorkflow],
         activities=all_activities(deps),
+        # Log ids, retry and batch metrics; tracing comes with the client's interceptors.
+        interceptors=[ObservabilityInterceptor()],
         max_concurrent_activities=50,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         # Frequent heartbeats: a cancelled or halted batch hears about it quickly.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
     )
 
 
+def start_metrics(settings: Settings) -> tuple[Runtime | None, metrics.MetricsServer | None]:
+    """The worker's /metrics (ours + the SDK's, whose exporter listens on a private port)."""
+    if not settings.worker_metrics_port:
+        return None, None
+    sdk_address = f"127.0.0.1:{metrics.free_port()}"
+    runtime = metrics.temporal_runtime(sdk_address)
+    server = metrics.MetricsServer(settings.worker_metrics_port, temporal_url=f"http://{sdk_address}/metrics")
+    return runtime, server.start()
+
+
 async def run_worker(settings: Settings) -> None:
+    tracing.configure(settings.otlp_endpoint, "campaigns-worker")
+    runtime, metrics_server = start_metrics(settings)
     engine = make_engine(resolve_database_url(settings), pool_size=settings.send_concurrency + 4)
     deps = ActivityDeps.build(settings, engine)
-    client = await connect(settings)
+    client = await connect(settings, runtime=runtime)
     worker = build_worker(client, settings, deps)
     log.info("worker polling task queue %s at %s", settings.task_queue, settings.temporal_address)
     try:
-        await worker.run()
+        await run_until_signalled(worker)
     finally:
         await deps.close()
         await engine.dispose()
+        if metrics_server is not None:
+            metrics_server.stop()
+        tracing.shutdown()
+
+
+async def run_until_signalled(worker: Worker) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully: no new tasks are polled, running
+    activities finish (or are cancelled after GRACEFUL_SHUTDOWN), and the function returns."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = asyncio.create_task(worker.run())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            log.info("stopping: letting running activities finish (at most %s)", GRACEFUL_SHUTDOWN)
+            await worker.shutdown()
+        await running  # a worker that failed by itself raises here
+    finally:
+        stopping.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_format)
     try:
-        asyncio.run(run_worker(get_settings()))
+        asyncio.run(run_worker(settings))
     except KeyboardInterrupt:
         pass
 

@@ -23,6 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
+from core import metrics
 from core.constants import ERR_CAMPAIGN_INVALID
 from core.enums import Channel, InteractionType, Outcome, SkipReason
 from core.ids import new_id
@@ -530,6 +531,7 @@ class _Page:
             if bounced:
                 await conn.execute(_BOUNCE, {"ids": bounced})
         self.sent += sum(1 for a in marked if a.outcome == Outcome.SENT)
+        metrics.count_messages(self.inp.tenant_id, [(a.item.message.channel, a.outcome) for a in marked])
         if released:
             self.provider_down = next(a.detail for a in answers if a.outcome is None) or "unreachable"
 

@@ -6,14 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import text
 
 from api import errors
 from api.deps import AppState, StateDep
 from api.lifecycle import CampaignControl
 from api.limits import BodySizeLimit
+from api.observability import ObservabilityMiddleware, bind_route_ids, metrics_endpoint
 from api.routes import campaigns
+from core import logs, tracing
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from db.engine import make_engine, resolve_database_url
@@ -31,6 +33,8 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
             yield
             return
         cfg = settings or get_settings()
+        logs.configure(cfg.log_level, cfg.log_format)
+        tracing.configure(cfg.otlp_endpoint, "campaigns-api")
         engine = make_engine(resolve_database_url(cfg))
         client = await connect(cfg)
         app.state.campaigns = AppState(
@@ -42,18 +46,23 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
             yield
         finally:
             await engine.dispose()
+            tracing.shutdown()
 
     app = FastAPI(
         title="Campaigns API",
         version="0.1.0",
         description="Campaign lifecycle management, scheduling, and statistics.",
         lifespan=lifespan,
+        # Once routing knows the route: campaign and tenant ids for the request's log lines.
+        dependencies=[Depends(bind_route_ids)],
     )
     if state is not None:
         app.state.campaigns = state
     errors.install(app)
     limit = (settings or (state.settings if state else None) or get_settings()).max_body_bytes
     app.add_middleware(BodySizeLimit, limit=limit)
+    app.add_middleware(ObservabilityMiddleware)  # outermost: counts and times every answer
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     for module in _route_modules():
         app.include_router(module.router)
 
@@ -68,7 +77,17 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
 
 def _route_modules() -> list[Any]:
     modules: list[Any] = [campaigns]
-    for name in ("customers", "segments", "templates", "tracking", "webhooks", "events", "stats", "resend"):
+    for name in (
+        "customers",
+        "segments",
+        "templates",
+        "suppressions",
+        "tracking",
+        "webhooks",
+        "events",
+        "stats",
+        "resend",
+    ):
         try:
             modules.append(importlib.import_module(f"api.routes.{name}"))
         except ModuleNotFoundError as err:

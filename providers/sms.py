@@ -12,6 +12,8 @@ from enum import StrEnum
 
 import aiohttp
 
+from core import tracing
+
 
 class SmsVerdict(StrEnum):
     ACCEPTED = "ACCEPTED"
@@ -43,6 +45,12 @@ class SmsClient:
         return self._session
 
     async def send(self, to: str, body: str, idempotency_key: str, attempts: int = 3) -> SmsResult:
+        with tracing.provider_span("sms.send", {"messaging.system": "sms"}) as span:
+            result = await self._send(to, body, idempotency_key, attempts)
+            tracing.annotate(span, **{"campaigns.verdict": result.verdict.value})
+            return result
+
+    async def _send(self, to: str, body: str, idempotency_key: str, attempts: int) -> SmsResult:
         result = SmsResult(SmsVerdict.NOT_SENT, "not attempted")
         for attempt in range(attempts):
             result = await self._send_once(to, body, idempotency_key)

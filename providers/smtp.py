@@ -14,6 +14,8 @@ from enum import StrEnum
 
 import aiosmtplib
 
+from core import tracing
+
 log = logging.getLogger(__name__)
 
 
@@ -68,6 +70,12 @@ class SmtpPool:
     async def send(
         self, sender: str, recipient: str, data: bytes, message_id: str | None = None
     ) -> SmtpResult:
+        with tracing.provider_span("smtp.send", {"messaging.system": "smtp"}) as span:
+            result = await self._send(sender, recipient, data, message_id)
+            tracing.annotate(span, **{"campaigns.verdict": result.verdict.value})
+            return result
+
+    async def _send(self, sender: str, recipient: str, data: bytes, message_id: str | None) -> SmtpResult:
         client = await self._idle.get()
         try:
             if client is None or not client.is_connected:

@@ -1,0 +1,342 @@
+"""Operations (issue 9): metrics of API and worker, JSON logs with the campaign's ids, tracing.
+
+Each test runs a real campaign on the real stack (Temporal dev server, worker, Postgres, sinks)
+and reads what an operator would: the `/metrics` text, the log lines, the exported spans.
+"""
+
+import asyncio
+import dataclasses
+import io
+import json
+import logging
+import sys
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client.parser import text_string_to_metric_families
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from activities.deps import ActivityDeps
+from api.deps import AppState
+from api.lifecycle import CampaignControl
+from api.main import create_app
+from core import logs, metrics, tracing
+from core.constants import campaign_workflow_id
+from core.settings import Settings
+from core.temporal import connect
+from devstack.sinks import SmsSink
+from tests.conftest import Stack, StackFactory
+from tests.factories import Audience, make_audience, make_templates
+from tests.helpers import create_campaign, wait_for
+from worker import build_worker, start_metrics
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Samples:
+    """Every sample of a Prometheus text exposition, keyed by (name, labels)."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(found: Samples, name: str, **labels: str) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+async def run_campaign(stack: Stack, n: int = 4) -> tuple[str, Audience]:
+    audience = await make_audience(stack.engine, stack.tenant, n)
+    email_t, sms_t = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, email_t, sms_t)
+    r = await stack.call("POST", f"/campaigns/{cid}/execute")
+    assert r.status_code == 200, r.text
+    await wait_for(stack, cid, "COMPLETED")
+    return cid, audience
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+
+
+async def test_api_metrics_count_requests_by_route_template_and_status(make_stack: StackFactory) -> None:
+    stack = await make_stack()
+    cid, _ = await run_campaign(stack)
+    assert (await stack.call("GET", "/no/such/path")).status_code == 404
+
+    r = await stack.api.get("/metrics")  # no token: like /health (contract §3)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    found = samples(r.text)
+    execute = {"method": "POST", "route": "/campaigns/{campaign_id}/execute", "status": "200"}
+    assert value(found, "campaigns_http_requests_total", **execute) >= 1
+    assert value(found, "campaigns_http_request_duration_seconds_count", **execute) >= 1
+    assert value(found, "campaigns_http_request_duration_seconds_sum", **execute) > 0
+    created = {"method": "POST", "route": "/campaigns", "status": "201"}
+    assert value(found, "campaigns_http_requests_total", **created) >= 1
+    unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
+    assert value(found, "campaigns_http_requests_total", **unmatched) >= 1
+    routes = {dict(labels).get("route", "") for name, labels in found if name.startswith("campaigns_http")}
+    assert not any(cid in route for route in routes), "raw ids must never become label values"
+
+
+async def test_worker_metrics_serve_messages_batches_retries_and_the_sdks_own(
+    make_stack: StackFactory,
+) -> None:
+    """The SMS provider is down for the first attempt of the page (a retry), and refuses one
+    number for good (a failed message)."""
+    sms_port = metrics.free_port()
+    stack = await make_stack(
+        worker=False,
+        sms_url=f"http://127.0.0.1:{sms_port}/messages",
+        worker_metrics_port=metrics.free_port(),
+    )
+    runtime, server = start_metrics(stack.settings)
+    assert runtime is not None and server is not None
+    client = await connect(stack.settings, runtime=runtime)
+    deps = ActivityDeps.build(stack.settings, stack.engine)
+    worker = build_worker(client, stack.settings, deps)
+    task = asyncio.create_task(worker.run())
+    sms = SmsSink(port=sms_port)
+    before = samples(scrape(server.port))
+    try:
+        audience = await make_audience(stack.engine, stack.tenant, 5)
+        refused = str(audience.customers[0]["phone"])
+        sms.reject_numbers.add(refused)
+        email_t, sms_t = await make_templates(stack.engine, stack.tenant)
+        cid = await create_campaign(stack, audience, email_t, sms_t)
+        assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+        await until_retried(client, cid)
+        await sms.start()  # the provider is back: the retried page sends the rest
+        await wait_for(stack, cid, "COMPLETED")
+        text = scrape(server.port)
+    finally:
+        await worker.shutdown()
+        task.cancel()
+        await deps.close()
+        await sms.stop()
+        server.stop()
+
+    found = samples(text)
+    tenant = stack.tenant
+    assert value(found, "campaigns_messages_sent_total", channel="EMAIL", tenant=tenant) == 5
+    assert value(found, "campaigns_messages_sent_total", channel="SMS", tenant=tenant) == 4
+    failed = {"channel": "SMS", "tenant": tenant, "outcome": "FAILED"}
+    assert value(found, "campaigns_messages_failed_total", **failed) == 1
+    batches = value(found, "campaigns_batch_duration_seconds_count", activity="send_batch")
+    assert batches - value(before, "campaigns_batch_duration_seconds_count", activity="send_batch") >= 2
+    retries = value(found, "campaigns_activity_retries_total", activity="send_batch")
+    assert retries - value(before, "campaigns_activity_retries_total", activity="send_batch") >= 1
+    # The Temporal SDK's own series, through the same endpoint.
+    names = {name for name, _ in found}
+    assert any(name.startswith("temporal_activity_execution_latency") for name in names), sorted(names)[:50]
+    assert any(name.startswith("temporal_workflow_completed") for name in names)
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text: str = response.read().decode()
+    return text
+
+
+async def until_retried(client: Client, campaign_id: str, timeout: float = 60) -> None:
+    """Until Temporal has scheduled a second attempt of the campaign's send page."""
+    handle = client.get_workflow_handle(campaign_workflow_id(campaign_id))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        pending = (await handle.describe()).raw_description.pending_activities
+        if any(p.activity_type.name == "send_batch" and p.attempt >= 2 for p in pending):
+            return
+        assert loop.time() < deadline, f"the page was never retried: {pending}"
+        await asyncio.sleep(0.1)
+
+
+# ---- logs ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Every log line of the process, formatted as production formats it (JSON)."""
+    stream = io.StringIO()
+    handler = logs.handler("json", stream)
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    activity_log = logging.getLogger("campaigns.activity")
+    saved = root.level, activity_log.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    activity_log.setLevel(logging.DEBUG)  # also the lifecycle activities' lines
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(saved[0])
+    activity_log.setLevel(saved[1])
+
+
+async def test_logs_are_json_lines_with_the_campaigns_ids(
+    make_stack: StackFactory, captured_logs: io.StringIO
+) -> None:
+    stack = await make_stack()
+    cid, audience = await run_campaign(stack)
+    assert (await stack.call("GET", f"/campaigns/{cid}")).status_code == 200
+
+    text = captured_logs.getvalue()
+    lines = [json.loads(line) for line in text.splitlines()]  # every line is one JSON object
+    assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+    ours = [line for line in lines if line.get("campaignId") == cid]
+    assert ours, "no line names the campaign"
+    for line in ours:
+        assert line["tenantId"] == stack.tenant, line
+        assert line["workflowId"] == campaign_workflow_id(cid), line
+
+    api = [line for line in ours if line["logger"] == "campaigns.api.access"]
+    assert {(line["method"], line["route"], line["status"]) for line in api} >= {
+        ("POST", "/campaigns/{campaign_id}/execute", 200),
+        ("GET", "/campaigns/{campaign_id}", 200),
+    }
+    activities = [line for line in ours if line["logger"] == "campaigns.activity"]
+    assert {line["activity"] for line in activities} >= {"send_batch", "snapshot_audience", "sync_campaign"}
+    assert all(line["runId"] for line in activities)
+    page = next(line for line in activities if line["activity"] == "send_batch" and line.get("recipients"))
+    assert page["sent"] == 2 * len(audience.customers) and page["durationMs"] > 0  # EMAIL + SMS
+
+    # No personal data: not one address of the audience appears anywhere in the logs.
+    for customer in audience.customers:
+        assert customer["email"] not in text and str(customer["phone"]) not in text
+
+
+def test_mask_hides_addresses_phone_numbers_and_secrets() -> None:
+    line = (
+        "to jane.doe+promo@example.co.uk and +447700900123, header Bearer abc.def-ghi, "
+        "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl, "
+        "db postgresql://app:s3cret@db:5432/campaigns, at 2024-03-01T10:00:00Z took 1234567 us"
+    )
+    masked = logs.mask(line)
+    for secret in ("jane.doe", "447700900", "abc.def-ghi", "eyJzdWIi", "s3cret"):
+        assert secret not in masked, masked
+    assert "j***@example.co.uk" in masked and "+***23" in masked and "Bearer ***" in masked
+    assert "postgresql://app:***@db:5432/campaigns" in masked
+    assert "2024-03-01T10:00:00Z took 1234567 us" in masked  # numbers that are not phones stay
+
+
+def test_formatters_mask_messages_extras_and_exceptions() -> None:
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "send to %s failed", ("a@b.example",), None)
+    record.detail = "+15550100001 refused"
+    try:
+        raise RuntimeError("boom for ann@example.com")
+    except RuntimeError:
+        record.exc_info = sys.exc_info()
+    with logs.bound(campaignId="campaign_1", tenantId="tenant_1"):
+        line = json.loads(logs.JsonFormatter().format(record))
+        text = logs.TextFormatter().format(record)
+    assert line["message"] == "send to a***@b.example failed"
+    assert line["detail"] == "+***01 refused"
+    assert "ann@" not in line["exc"] and "RuntimeError" in line["exc"]
+    assert (line["campaignId"], line["tenantId"]) == ("campaign_1", "tenant_1")
+    assert "campaignId=campaign_1 tenantId=tenant_1" in text and "a@b.example" not in text
+
+
+def test_log_settings_are_validated() -> None:
+    assert Settings(log_level="debug", log_format="TEXT").log_level == "DEBUG"
+    with pytest.raises(ValueError):
+        Settings(log_level="loud")
+    with pytest.raises(ValueError):
+        Settings(log_format="xml")
+
+
+# ---- tracing ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.enable(provider)
+    yield exporter
+    tracing.disable()
+
+
+@pytest.fixture
+async def traced_stack(make_stack: StackFactory, spans: InMemorySpanExporter) -> AsyncIterator[Stack]:
+    """A stack whose API, client and worker carry the tracing interceptor (as `connect` adds it)."""
+    base = await make_stack(worker=False)
+    client = Client(
+        base.client.service_client,
+        namespace=base.client.namespace,
+        data_converter=pydantic_data_converter,
+        interceptors=tracing.client_interceptors(),
+    )
+    deps = ActivityDeps.build(base.settings, base.engine)
+    worker = build_worker(client, base.settings, deps)
+    task = asyncio.create_task(worker.run())
+    control = CampaignControl(client, base.settings.task_queue, batches_per_run=base.settings.batches_per_run)
+    app = create_app(base.settings, AppState(settings=base.settings, engine=base.engine, control=control))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as api:
+        yield dataclasses.replace(base, api=api, client=client)
+    await worker.shutdown()
+    task.cancel()
+    await deps.close()
+
+
+async def test_a_campaign_is_one_trace_from_the_api_to_the_provider_calls(
+    traced_stack: Stack, spans: InMemorySpanExporter
+) -> None:
+    cid, _ = await run_campaign(traced_stack, n=3)
+    finished = list(spans.get_finished_spans())
+    by_name: dict[str, list[ReadableSpan]] = {}
+    for span in finished:
+        by_name.setdefault(span.name, []).append(span)
+
+    create = one(by_name["POST /campaigns"])
+    trace_id = trace_of(create)
+    in_trace = {span.name for span in finished if trace_of(span) == trace_id}
+    assert {
+        "StartWorkflow:CampaignWorkflow",
+        "RunWorkflow:CampaignWorkflow",
+        "HandleUpdate:execute",
+        "StartActivity:send_batch",
+        "RunActivity:send_batch",
+        "smtp.send",
+        "sms.send",
+    } <= in_trace, sorted(in_trace)
+    # Provider calls are children of the activity that made them.
+    runs = {span_id(s) for s in by_name["RunActivity:send_batch"]}
+    provider = by_name["smtp.send"] + by_name["sms.send"]
+    assert len(provider) == 6
+    assert all(s.parent is not None and s.parent.span_id in runs for s in provider)
+    assert all(dict(s.attributes or {}).get("campaigns.verdict") == "ACCEPTED" for s in provider)
+    # The execute call is its own trace; the workflow's handling of it links to it.
+    execute = one(by_name["POST /campaigns/{campaign_id}/execute"])
+    assert dict(execute.attributes or {})["campaigns.campaignId"] == cid
+    handled = one(by_name["HandleUpdate:execute"])
+    assert trace_of(execute) in {link.context.trace_id for link in handled.links}
+
+
+def one(found: list[ReadableSpan]) -> ReadableSpan:
+    assert len(found) == 1, [s.name for s in found]
+    return found[0]
+
+
+def trace_of(span: ReadableSpan) -> int:
+    assert span.context is not None
+    trace_id: int = span.context.trace_id
+    return trace_id
+
+
+def span_id(span: ReadableSpan) -> int:
+    assert span.context is not None
+    found: int = span.context.span_id
+    return found
+
+
+def test_tracing_is_off_by_default_and_then_adds_nothing() -> None:
+    assert tracing.configure(Settings().otlp_endpoint, "campaigns-test") is False
+    assert tracing.tracer() is None and tracing.client_interceptors() == []
+    assert tracing.provider_span("smtp.send") is tracing.provider_span("sms.send")  # one shared no-op
+    assert tracing.traces_url("http://otel:4318/") == "http://otel:4318/v1/traces"
