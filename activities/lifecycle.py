@@ -129,6 +129,9 @@ class LifecycleActivities:
             "email_template_id": "email_template_id",
             "sms_template_id": "sms_template_id",
             "channels": "channels",
+            "schedule": "schedule",
+            "trigger_event": "trigger_event",
+            "trigger_conditions": "trigger_conditions",
         }
         values = {
             col: getattr(inp.edit, name) for name, col in columns.items() if name in inp.edit.fields_set

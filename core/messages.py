@@ -5,7 +5,7 @@ object per workflow and per activity, so fields can be added without breaking ru
 """
 
 from datetime import datetime
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field
 
@@ -107,6 +107,9 @@ class EditRequest(BaseModel):
     email_template_id: str | None = None
     sms_template_id: str | None = None
     channels: list[str] | None = None
+    schedule: dict[str, Any] | None = None
+    trigger_event: str | None = None
+    trigger_conditions: dict[str, Any] | None = None
     fields_set: list[str] = Field(default_factory=list)
 
 

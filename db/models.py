@@ -163,13 +163,13 @@ class Campaign(Base):
     conversion_event: Mapped[str | None] = mapped_column(String(200))
     conversion_window_hours: Mapped[int | None] = mapped_column(Integer)
     # RECURRING: the schedule as the API validated it (camelCase JSON, see core.recurrence).
-    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    schedule: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     next_run_at: Mapped[datetime | None] = mapped_column(TS)
     last_run_at: Mapped[datetime | None] = mapped_column(TS)
     run_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     # TRIGGERED: the event type and the data[key] == value conditions an event must meet.
     trigger_event: Mapped[str | None] = mapped_column(String(200))
-    trigger_conditions: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    trigger_conditions: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     created_by: Mapped[str | None] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     idempotency_hash: Mapped[str | None] = mapped_column(String(64))

@@ -26,6 +26,7 @@ from db.campaign_counts import RecipientCounts, counts_from
 from db.rollups import ALL
 
 TIMELINE_TYPES = (T.SENT.value, T.OPENED.value)
+MESSAGE_TYPES = frozenset({T.SENT.value, T.DELIVERED.value, T.BOUNCED.value, T.FAILED.value})
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,10 @@ class CampaignStats:
 
 _STATS = text(
     """
-    SELECT channel, type, recipients, CAST(NULL AS timestamptz) AS hour
+    SELECT channel, type, recipients, events, CAST(NULL AS timestamptz) AS hour
     FROM campaign_counters WHERE campaign_id = :c
     UNION ALL
-    SELECT NULL, type, recipients, hour
+    SELECT NULL, type, recipients, 0, hour
     FROM campaign_hourly WHERE campaign_id = :c AND type = ANY(:timeline_types)
     """
 )
@@ -59,9 +60,14 @@ async def campaign_stats(conn: AsyncConnection, campaign_id: str) -> CampaignSta
     rows = await conn.execute(_STATS, {"c": campaign_id, "timeline_types": list(TIMELINE_TYPES)})
     counters: dict[str, dict[str, int]] = {}
     hours: dict[datetime, dict[str, int]] = {}
-    for channel, type_, recipients, hour in rows:
+    for channel, type_, recipients, events, hour in rows:
         if hour is None:
-            counters.setdefault(channel, {})[type_] = int(recipients)
+            # byChannel counts messages (contract §9): a campaign with several runs (RECURRING,
+            # TRIGGERED, journeys) sends a recipient more than one message per channel. Each
+            # message has one ledger interaction, so messages = events; opens and clicks stay
+            # distinct recipients.
+            per_message = channel != ALL and type_ in MESSAGE_TYPES
+            counters.setdefault(channel, {})[type_] = int(events if per_message else recipients)
         else:
             hours.setdefault(hour, {})[type_] = int(recipients)
     totals = counts_from(counters.get(ALL, {}))
@@ -129,3 +135,40 @@ async def page_interactions(
 def customer_name(first: str | None, last: str | None) -> str | None:
     name = " ".join(part for part in (first, last) if part)
     return name or None
+
+
+_RUNS = text(
+    """
+    SELECT r.number AS run_number, r.started_at, r.completed_at, r.target_count,
+           count(*) FILTER (WHERE d.outcome = 'SENT') AS sent,
+           count(*) FILTER (WHERE d.outcome = 'SKIPPED') AS skipped,
+           count(*) FILTER (WHERE d.outcome = 'FAILED') AS failed,
+           count(*) FILTER (WHERE d.outcome = 'BOUNCED') AS bounced,
+           count(*) FILTER (WHERE d.outcome IN ('UNKNOWN', 'PENDING')) AS unknown
+    FROM (SELECT * FROM send_runs WHERE campaign_id = :c AND kind = 'SEGMENT'
+          ORDER BY number DESC LIMIT :n) r
+    LEFT JOIN deliveries d ON d.run_id = r.id
+    GROUP BY r.id, r.number, r.started_at, r.completed_at, r.target_count
+    ORDER BY r.number DESC
+    """
+)
+_TRIGGERS = text(
+    """
+    SELECT count(*) AS matched,
+           count(*) FILTER (WHERE state = 'PENDING') AS queued,
+           count(*) FILTER (WHERE state = 'DONE') AS processed,
+           count(*) FILTER (WHERE state = 'SKIPPED_PAUSED') AS skipped_while_paused,
+           count(*) FILTER (WHERE state = 'CLOSED') AS closed
+    FROM trigger_matches WHERE campaign_id = :c
+    """
+)
+
+
+async def run_stats(conn: AsyncConnection, campaign_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """Per-run ledger outcomes of a RECURRING campaign (each run's deliveries are counted)."""
+    rows = (await conn.execute(_RUNS, {"c": campaign_id, "n": limit})).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def trigger_stats(conn: AsyncConnection, campaign_id: str) -> dict[str, Any]:
+    return dict((await conn.execute(_TRIGGERS, {"c": campaign_id})).mappings().one())

@@ -239,15 +239,14 @@ async def test_patch_and_delete_rules(make_stack: StackFactory) -> None:
     await handle.result()  # the DRAFT workflow ended with the delete
 
 
-async def test_unsupported_types_are_refused(make_stack: StackFactory) -> None:
+async def test_each_type_needs_its_own_fields(make_stack: StackFactory) -> None:
     stack = await make_stack(worker=False)
-    for type_ in ("RECURRING", "TRIGGERED", "JOURNEY"):
-        r = await stack.call(
-            "POST",
-            "/campaigns",
-            json={"tenantId": stack.tenant, "name": "x", "channels": ["EMAIL"], "type": type_},
-        )
-        assert assert_problem(r, 422)["errors"][0]["path"] == "$.type"
+    base = {"tenantId": stack.tenant, "name": "x", "channels": ["EMAIL"]}
+    for type_, path in (("RECURRING", "$.schedule"), ("TRIGGERED", "$.triggerEvent")):
+        r = await stack.call("POST", "/campaigns", json=base | {"type": type_})
+        assert assert_problem(r, 422)["errors"][0]["path"] == path
+    r = await stack.call("POST", "/campaigns", json=base | {"type": "ONE_TIME", "triggerEvent": "a"})
+    assert assert_problem(r, 422)["errors"][0]["path"] == "$.triggerEvent"
 
 
 async def test_nul_in_path_or_query_is_not_a_server_error(make_stack: StackFactory) -> None:

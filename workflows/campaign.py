@@ -497,6 +497,9 @@ class CampaignWorkflow:
             self._state.status = S.ACTIVE
             self._state.started_at = workflow.now()
             self._adopt(check)
+            if self._state.schedule is not None:
+                # Shown at once (GET right after execute); the main loop computes the same.
+                self._state.next_run_at = await self._next_run(workflow.now())
             self._changed()
         version = self._state.version
         await workflow.wait_condition(lambda: self._synced_version >= version)
@@ -510,6 +513,7 @@ class CampaignWorkflow:
     def _do_pause(self) -> None:
         self._state.status = S.PAUSED
         self._state.paused_at = workflow.now()
+        self._state.next_run_at = None  # nothing is planned while paused
         self._state.epoch += 1
         self._changed()
 
@@ -540,6 +544,12 @@ class CampaignWorkflow:
     async def resume(self) -> TransitionResult:
         self._require("resume", S.PAUSED)
         self._do_resume()
+        st = self._state
+        if st.schedule is not None and not st.run_active:
+            # Runs whose time passed while paused are skipped: the next one is after now.
+            after = workflow.now() if st.last_slot is None else max(st.last_slot, workflow.now())
+            st.next_run_at = await self._next_run(after)
+            self._changed()
         version = self._state.version
         await workflow.wait_condition(lambda: self._synced_version >= version)
         return self._result()

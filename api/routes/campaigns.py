@@ -28,6 +28,7 @@ from api.schemas.campaigns import (
     RecipientsPublic,
     ResumeResponse,
     ScheduleBody,
+    ScheduleIn,
     ScheduleResponse,
 )
 from api.schemas.common import PageMeta
@@ -143,6 +144,12 @@ async def to_public(conn: AsyncConnection, row: dict[str, Any]) -> CampaignPubli
         open_rate=rate(counts.opened, counts.delivered),
         conversion_event=row["conversion_event"],
         conversion_window_hours=row["conversion_window_hours"],
+        schedule=row["schedule"],
+        next_run_at=row["next_run_at"],
+        last_run_at=row["last_run_at"],
+        run_count=row["run_count"],
+        trigger_event=row["trigger_event"],
+        trigger_conditions=row["trigger_conditions"],
         started_at=row["started_at"],
         paused_at=row["paused_at"],
         resumed_at=row["resumed_at"],
@@ -152,6 +159,48 @@ async def to_public(conn: AsyncConnection, row: dict[str, Any]) -> CampaignPubli
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
+
+
+# Which type-specific fields each campaign type takes (contract §6).
+TYPE_FIELDS: dict[CampaignType, set[str]] = {
+    CampaignType.ONE_TIME: set(),
+    CampaignType.RECURRING: {"schedule"},
+    CampaignType.TRIGGERED: {"trigger_event", "trigger_conditions"},
+    CampaignType.JOURNEY: set(),
+}
+ALL_TYPE_FIELDS = {"schedule", "trigger_event", "trigger_conditions"}
+CAMEL = {"schedule": "schedule", "trigger_event": "triggerEvent", "trigger_conditions": "triggerConditions"}
+
+
+def check_type_fields(kind: CampaignType, fields: set[str], body: CampaignCreate | CampaignUpdate) -> None:
+    """422 for a field the campaign type does not use, or a required one missing (on create)."""
+    errors: list[dict[str, str]] = []
+    for name in sorted(fields & (ALL_TYPE_FIELDS - TYPE_FIELDS[kind])):
+        if getattr(body, name) is not None:
+            errors.append({"path": f"$.{CAMEL[name]}", "message": f"not used by {kind.value} campaigns"})
+    if isinstance(body, CampaignCreate):
+        if kind == CampaignType.RECURRING and body.schedule is None:
+            errors.append({"path": "$.schedule", "message": "a RECURRING campaign needs a schedule"})
+        if kind == CampaignType.TRIGGERED:
+            if body.trigger_event is None:
+                errors.append(
+                    {"path": "$.triggerEvent", "message": "a TRIGGERED campaign needs a triggerEvent"}
+                )
+            if body.segment_id is not None:
+                errors.append(
+                    {"path": "$.segmentId", "message": "TRIGGERED campaigns send to the event's customer"}
+                )
+    if errors:
+        raise Problem(422, "the fields do not fit the campaign type", errors=errors)
+
+
+def stored_schedule(schedule: ScheduleIn | None, timezone: str) -> dict[str, Any] | None:
+    if schedule is None:
+        return None
+    try:
+        return schedule.stored(timezone)
+    except ValueError as err:
+        raise invalid("$.schedule", str(err)) from None
 
 
 def _body_hash(body: CampaignCreate) -> str:
@@ -171,8 +220,8 @@ async def create_campaign(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> CampaignPublic:
     principal.require(body.tenant_id)
-    if body.type != CampaignType.ONE_TIME:
-        raise invalid("$.type", f"{body.type.value} campaigns are not supported by this service yet")
+    check_type_fields(body.type, body.model_fields_set, body)
+    schedule = stored_schedule(body.schedule, body.timezone)
     digest = _body_hash(body)
     async with state.engine.begin() as conn:
         if idempotency_key:
@@ -203,6 +252,9 @@ async def create_campaign(
                     timezone=body.timezone,
                     conversion_event=body.conversion_event,
                     conversion_window_hours=body.conversion_window_hours,
+                    schedule=schedule,
+                    trigger_event=body.trigger_event,
+                    trigger_conditions=body.trigger_conditions,
                     created_by=principal.subject,
                     idempotency_key=idempotency_key,
                     idempotency_hash=digest if idempotency_key else None,
@@ -296,7 +348,15 @@ async def get_campaign(campaign_id: str, principal: PrincipalDep, conn: ConnDep)
     return await to_public(conn, await load_campaign(conn, principal, campaign_id))
 
 
-DRAFT_ONLY = {"segment_id", "channels", "email_template_id", "sms_template_id"}
+DRAFT_ONLY = {
+    "segment_id",
+    "channels",
+    "email_template_id",
+    "sms_template_id",
+    "schedule",
+    "trigger_event",
+    "trigger_conditions",
+}
 
 
 @router.patch("/{campaign_id}", response_model=CampaignPublic, response_model_by_alias=True)
@@ -315,6 +375,11 @@ async def update_campaign(
         row = await load_campaign(conn, principal, campaign_id)
         if row["status"] in FINAL:
             raise Problem(409, f"a {row['status']} campaign is read-only", currentStatus=row["status"])
+        check_type_fields(CampaignType(row["type"]), fields, body)
+        for name in ("schedule", "trigger_event"):
+            if name in fields and getattr(body, name) is None:
+                raise invalid(f"$.{CAMEL[name]}", f"{CAMEL[name]} cannot be null")
+        schedule = stored_schedule(body.schedule, body.timezone or row["timezone"])
         await check_references(
             conn,
             row["tenant_id"],
@@ -334,6 +399,9 @@ async def update_campaign(
                 email_template_id=body.email_template_id,
                 sms_template_id=body.sms_template_id,
                 channels=[c.value for c in body.channels] if body.channels else None,
+                schedule=schedule,
+                trigger_event=body.trigger_event,
+                trigger_conditions=body.trigger_conditions,
                 fields_set=sorted(draft_only),
             ),
             status=row["status"],

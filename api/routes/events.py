@@ -71,7 +71,8 @@ _ROUTE = text(
          AND c.status IN ('ACTIVE', 'PAUSED')
          AND (c.club_id IS NULL OR e.club_id IS NULL OR c.club_id = e.club_id)
          AND NOT EXISTS (
-             SELECT 1 FROM jsonb_each(coalesce(c.trigger_conditions, '{}'::jsonb)) kv
+             SELECT 1 FROM jsonb_each(CASE WHEN jsonb_typeof(c.trigger_conditions) = 'object'
+                                           THEN c.trigger_conditions ELSE '{}'::jsonb END) kv
              WHERE (e.data -> kv.key) IS DISTINCT FROM kv.value
          )
         ON CONFLICT DO NOTHING

@@ -13,12 +13,22 @@ from api.schemas.stats import (
     EmailChannelStats,
     InteractionPublic,
     InteractionsPublic,
+    RunStats,
     SmsChannelStats,
     TimelineBucket,
+    TriggerStats,
 )
-from core.enums import Channel, InteractionType
+from core.enums import CampaignType, Channel, InteractionType
 from db.campaign_counts import RecipientCounts, rate
-from db.stats import InteractionFilter, campaign_stats, count_interactions, customer_name, page_interactions
+from db.stats import (
+    InteractionFilter,
+    campaign_stats,
+    count_interactions,
+    customer_name,
+    page_interactions,
+    run_stats,
+    trigger_stats,
+)
 
 router = APIRouter(prefix="/campaigns", tags=["stats"])
 
@@ -62,6 +72,16 @@ async def get_campaign_stats(campaign_id: str, principal: PrincipalDep, conn: Co
         skipped_count=row["skipped_count"],
         failed_count=t.failed,
         unknown_count=row["unknown_count"],
+        runs=(
+            [RunStats(**r) for r in await run_stats(conn, campaign_id)]
+            if row["type"] == CampaignType.RECURRING
+            else None
+        ),
+        triggers=(
+            TriggerStats(**await trigger_stats(conn, campaign_id))
+            if row["type"] == CampaignType.TRIGGERED
+            else None
+        ),
     )
 
 

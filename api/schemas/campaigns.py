@@ -1,13 +1,14 @@
 """Campaign schemas, field for field as the seed spells them."""
 
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from api.schemas.common import ApiIn, ApiOut, PageMeta, SafeStr, UtcDatetime
 from core.enums import CampaignStatus, CampaignType, Channel
+from core.recurrence import RecurringSchedule
 
 # Every free-text field is a SafeStr: a NUL character is a 422, never a database error.
 Name = Annotated[SafeStr, Field(min_length=1, max_length=200)]
@@ -37,6 +38,71 @@ def check_channels(value: list[Channel] | None) -> list[Channel] | None:
     return value
 
 
+TriggerEvent = Annotated[SafeStr, Field(min_length=1, max_length=200)]
+ConditionValue = Annotated[SafeStr, Field(max_length=500)] | int | float | bool | None
+ConditionKey = Annotated[SafeStr, Field(min_length=1, max_length=100)]
+TriggerConditions = Annotated[dict[ConditionKey, ConditionValue], Field(max_length=20)]
+DayOfWeek = Annotated[int, Field(ge=1, le=7, description="1 = Monday … 7 = Sunday")]
+DayOfMonth = Annotated[int, Field(ge=1, le=31, description="29 to 31 run on the last day of shorter months")]
+
+
+class ScheduleIn(ApiIn):
+    """A RECURRING schedule (contract §6). `timezone` defaults to the campaign's; `startAt` and
+    `endAt` without an offset are read in that timezone."""
+
+    frequency: Literal["daily", "weekly", "monthly"]
+    day_of_week: DayOfWeek | None = None
+    day_of_month: DayOfMonth | None = None
+    time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="local HH:MM")]
+    timezone: Timezone | None = None
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    max_runs: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)
+
+    @model_validator(mode="after")
+    def _days_fit_frequency(self) -> "ScheduleIn":
+        if self.frequency == "weekly" and self.day_of_week is None:
+            raise ValueError("dayOfWeek is required for a weekly schedule")
+        if self.frequency == "monthly" and self.day_of_month is None:
+            raise ValueError("dayOfMonth is required for a monthly schedule")
+        if self.frequency != "weekly" and self.day_of_week is not None:
+            raise ValueError("dayOfWeek applies to weekly schedules only")
+        if self.frequency != "monthly" and self.day_of_month is not None:
+            raise ValueError("dayOfMonth applies to monthly schedules only")
+        return self
+
+    def stored(self, campaign_timezone: str) -> dict[str, Any]:
+        """The schedule as the workflow will run it: zone resolved, instants in UTC."""
+        zone = self.timezone or campaign_timezone
+
+        def utc(value: datetime | None) -> datetime | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=ZoneInfo(zone))
+            return value.astimezone(UTC)
+
+        start, end = utc(self.start_at), utc(self.end_at)
+        if start is not None and end is not None and end <= start:
+            raise ValueError("endAt must be after startAt")
+        schedule = RecurringSchedule(
+            frequency=self.frequency,
+            time=self.time,
+            timezone=zone,
+            day_of_week=self.day_of_week,
+            day_of_month=self.day_of_month,
+            start_at=start,
+            end_at=end,
+            max_runs=self.max_runs,
+        )
+        return schedule.model_dump(by_alias=True, mode="json")
+
+
 class CampaignCreate(ApiIn):
     tenant_id: TenantId
     club_id: ClubId | None = None
@@ -50,6 +116,9 @@ class CampaignCreate(ApiIn):
     timezone: Timezone = "UTC"
     conversion_event: ConversionEvent | None = None
     conversion_window_hours: Annotated[int, Field(ge=1, le=24 * 90)] | None = None
+    schedule: ScheduleIn | None = None
+    trigger_event: TriggerEvent | None = None
+    trigger_conditions: TriggerConditions | None = None
 
     _tz = field_validator("timezone")(check_timezone)
     _ch = field_validator("channels")(check_channels)
@@ -65,6 +134,9 @@ class CampaignUpdate(ApiIn):
     timezone: Timezone | None = None
     conversion_event: ConversionEvent | None = None
     conversion_window_hours: Annotated[int, Field(ge=1, le=24 * 90)] | None = None
+    schedule: ScheduleIn | None = None
+    trigger_event: TriggerEvent | None = None
+    trigger_conditions: TriggerConditions | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -126,6 +198,12 @@ class CampaignPublic(ApiOut):
     open_rate: float | None
     conversion_event: str | None
     conversion_window_hours: int | None
+    schedule: dict[str, Any] | None = None
+    next_run_at: UtcDatetime | None = None
+    last_run_at: UtcDatetime | None = None
+    run_count: int = 0
+    trigger_event: str | None = None
+    trigger_conditions: dict[str, Any] | None = None
     started_at: UtcDatetime | None
     paused_at: UtcDatetime | None
     resumed_at: UtcDatetime | None

@@ -34,6 +34,30 @@ class TimelineBucket(ApiOut):
     opened: int
 
 
+class RunStats(ApiOut):
+    """One run of a RECURRING campaign: its audience snapshot and ledger outcomes (messages)."""
+
+    run_number: int
+    started_at: UtcDatetime
+    completed_at: UtcDatetime | None
+    target_count: int
+    sent: int
+    skipped: int
+    failed: int
+    bounced: int
+    unknown: int
+
+
+class TriggerStats(ApiOut):
+    """Events routed to a TRIGGERED campaign, by what became of them."""
+
+    matched: int
+    queued: int
+    processed: int
+    skipped_while_paused: int
+    closed: int
+
+
 class CampaignStatsPublic(ApiOut):
     campaign_id: str
     target_count: int | None
@@ -53,6 +77,9 @@ class CampaignStatsPublic(ApiOut):
     skipped_count: int
     failed_count: int
     unknown_count: int
+    # RECURRING: the latest runs (newest first, at most 100); TRIGGERED: the event queue.
+    runs: list[RunStats] | None = None
+    triggers: TriggerStats | None = None
 
 
 class InteractionPublic(ApiOut):
