@@ -15,8 +15,14 @@ import aiohttp
 import aiosmtplib
 import jwt
 import pytest
+import uvicorn
 
+from api.deps import AppState
+from api.lifecycle import CampaignControl
+from api.main import create_app
 from core.constants import SEARCH_ATTRIBUTES
+from core.enums import CampaignStatus
+from core.messages import CampaignProgress, Counts
 from core.settings import Settings
 from devstack import settings_doc
 from devstack.captures import CaptureView
@@ -25,9 +31,13 @@ from devstack.demo import ApiClient, create_demo, execute_and_wait
 from devstack.processes import Child
 from devstack.sinks import SmsSink, SmtpSink
 from devstack.stack import DevConfig, DevPorts, child_environment, shown_url, temporal_command
+from devstack.status import render
+from tests.conftest import Stack, StackFactory
+from tests.factories import make_audience, make_templates
+from tests.helpers import create_campaign, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBCOMMANDS = ("dev", "migrate", "token", "demo", "sinks")
+SUBCOMMANDS = ("dev", "api", "worker", "status", "migrate", "token", "demo", "sinks", "settings")
 
 
 def token_claims(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
@@ -236,3 +246,102 @@ def test_demo_creates_everything_through_the_api(fake_api: str) -> None:
     }
     assert campaign["status"] == "COMPLETED"
     assert ids.lines()[-1] == f"CAMPAIGN_ID={ids.campaign_id}"
+
+
+# ---- against the test stack (real Temporal, worker, Postgres, sinks) ---------------------------
+
+
+async def campaigns_cli(
+    *argv: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[int, str, str]:
+    """Run the installed `campaigns` script without blocking the event loop (the worker lives there)."""
+    script = Path(sys.executable).with_name("campaigns")
+    proc = await asyncio.create_subprocess_exec(
+        str(script),
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def stack_env(stack: Stack) -> dict[str, str]:
+    return {
+        "CAMPAIGNS_TEMPORAL_ADDRESS": stack.settings.temporal_address,
+        "CAMPAIGNS_TASK_QUEUE": stack.task_queue,
+        "CAMPAIGNS_DATABASE_URL": str(stack.settings.database_url),
+    }
+
+
+async def test_token_and_status_against_the_test_stack(make_stack: StackFactory) -> None:
+    stack = await make_stack()
+    code, token, _ = await campaigns_cli("token", "--tenant", stack.tenant)
+    assert code == 0
+    listed = await stack.api.get(
+        "/campaigns", params={"tenantId": stack.tenant}, headers={"Authorization": f"Bearer {token.strip()}"}
+    )
+    assert listed.status_code == 200, listed.text
+
+    audience = await make_audience(stack.engine, stack.tenant, 4)
+    email_t, sms_t = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, email_t, sms_t)
+    code, out, err = await campaigns_cli("status", cid, "--once", env=stack_env(stack))
+    assert code == 0, err
+    assert f"{cid} DRAFT" in out and "not started" in out
+
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    code, out, err = await campaigns_cli("status", cid, "--interval", "0.2", env=stack_env(stack))
+    assert code == 0, err
+    last = out.strip().splitlines()[-1]  # it follows the campaign until it completes
+    assert f"{cid} COMPLETED" in last and "100.0% 4/4" in last and "sent 8" in last, out
+    await wait_for(stack, cid, "COMPLETED")
+
+    code, _, err = await campaigns_cli("status", "campaign_0000000000000000", "--once", env=stack_env(stack))
+    assert code == 1 and "no workflow campaign-campaign_0000000000000000" in err
+
+
+async def test_demo_against_the_test_stack(make_stack: StackFactory) -> None:
+    stack = await make_stack()
+    control = CampaignControl(stack.client, stack.task_queue, batches_per_run=stack.settings.batches_per_run)
+    app = create_app(stack.settings, AppState(settings=stack.settings, engine=stack.engine, control=control))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False))
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        api = f"http://127.0.0.1:{port}"
+        code, out, err = await campaigns_cli(
+            "demo", "--api", api, "--tenant", stack.tenant, "--execute", "--timeout", "60"
+        )
+    finally:
+        server.should_exit = True
+        await serving
+    assert code == 0, err
+    values = dict(line.split("=", 1) for line in out.strip().splitlines())
+    assert values["STATUS"] == "COMPLETED" and int(values["SENT_COUNT"]) >= 1
+    campaign = await stack.call("GET", f"/campaigns/{values['CAMPAIGN_ID']}")
+    assert campaign.status_code == 200 and campaign.json()["status"] == "COMPLETED"
+
+
+def test_status_line_draws_a_bar_of_recipients_processed() -> None:
+    progress = CampaignProgress(
+        campaign_id="campaign_1",
+        status=CampaignStatus.ACTIVE,
+        target_count=1000,
+        processed=250,
+        sent_recipients=240,
+        counts=Counts(sent=400, skipped=20),
+        snapshot_complete=True,
+        batch_running=True,
+        scheduled_at=None,
+        last_error=None,
+    )
+    line = render(progress, width=20)
+    assert line.startswith("campaign_1 ACTIVE    [#####---------------]  25.0% 250/1000")
+    assert "sent 400, skipped 20, failed 0" in line

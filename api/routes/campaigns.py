@@ -210,7 +210,13 @@ def _body_hash(body: CampaignCreate) -> str:
 # ---- CRUD ---------------------------------------------------------------------------------------
 
 
-@router.post("", status_code=201, response_model=CampaignPublic, response_model_by_alias=True)
+@router.post(
+    "",
+    status_code=201,
+    response_model=CampaignPublic,
+    response_model_by_alias=True,
+    responses={200: {"model": CampaignPublic, "description": "Replay: the campaign of this Idempotency-Key"}},
+)
 async def create_campaign(
     body: CampaignCreate,
     principal: PrincipalDep,

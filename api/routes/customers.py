@@ -108,7 +108,13 @@ async def load_customer(conn: AsyncConnection, principal: Principal, customer_id
     return row
 
 
-@router.post("", status_code=201, response_model=CustomerPublic, response_model_by_alias=True)
+@router.post(
+    "",
+    status_code=201,
+    response_model=CustomerPublic,
+    response_model_by_alias=True,
+    responses={200: {"model": CustomerPublic, "description": "An existing customer was updated"}},
+)
 async def upsert_customer(
     body: CustomerCreate, principal: PrincipalDep, conn: ConnDep, response: Response
 ) -> CustomerPublic:

@@ -23,6 +23,7 @@ class ResendAccepted(ApiOut):
     status_code=202,
     response_model=ResendAccepted,
     response_model_by_alias=True,
+    responses={200: {"model": ResendAccepted, "description": "No UNKNOWN delivery: nothing to resend"}},
 )
 async def resend_unknown(
     campaign_id: str, principal: PrincipalDep, state: StateDep, control: ControlDep, response: Response
