@@ -293,6 +293,9 @@ class EventSeenInput(BaseModel):
 class SendStep(BaseModel):
     kind: Literal["send"] = "send"
     campaign_id: str
+    # "customer": the journey's customer; "segment": the campaign's whole segment (a broadcast
+    # step of a journey, e.g. "remind everyone in the segment").
+    audience: Literal["customer", "segment"] = "customer"
 
 
 class WaitStep(BaseModel):

@@ -171,7 +171,7 @@ async def test_monthly_on_the_31st_runs_on_the_last_day_of_shorter_months(
     cid, _ = await recurring(
         stack, {"frequency": "monthly", "dayOfMonth": 31, "time": "06:00", "timezone": "UTC", "maxRuns": 4}
     )
-    instants = []
+    instants: list[datetime] = []
     year, month = now.year, now.month
     while len(instants) < 4:
         last = calendar.monthrange(year, month)[1]

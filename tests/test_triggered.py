@@ -48,7 +48,9 @@ async def post(stack: Stack, body: dict[str, Any], tenant: str | None = None) ->
     return result
 
 
-async def until_emails(stack: Stack, audience: Audience, expected: dict[str, int], timeout: float = 30) -> None:
+async def until_emails(
+    stack: Stack, audience: Audience, expected: dict[str, int], timeout: float = 30
+) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         got = {a: n for a, n in received_emails(stack, audience).items() if n}
@@ -82,7 +84,8 @@ async def test_events_reach_exactly_the_matching_customers_once(make_stack: Stac
         },
     )
     other_cid = r.json()["id"]
-    assert (await stack.call("POST", f"/campaigns/{other_cid}/execute", tenant=stack.other_tenant)).status_code == 200
+    r = await stack.call("POST", f"/campaigns/{other_cid}/execute", tenant=stack.other_tenant)
+    assert r.status_code == 200
 
     first = await post(stack, event(stack, "evt-1", c[0], reason="upgrade", tier="gold"))
     assert first == {
@@ -161,14 +164,14 @@ async def test_triggered_fields_are_validated(make_stack: StackFactory) -> None:
     stack = await make_stack(worker=False)
     audience = await make_audience(stack.engine, stack.tenant, 1)
     email_t, _ = await make_templates(stack.engine, stack.tenant)
-    base = {
+    base: dict[str, Any] = {
         "tenantId": stack.tenant,
         "name": "x",
         "type": "TRIGGERED",
         "channels": ["EMAIL"],
         "emailTemplateId": email_t,
     }
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({}, "$.triggerEvent"),
         ({"triggerEvent": "a", "segmentId": audience.segment_id}, "$.segmentId"),
         ({"triggerEvent": "a", "schedule": {"frequency": "daily", "time": "09:00"}}, "$.schedule"),

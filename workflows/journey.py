@@ -85,7 +85,11 @@ class JourneyWorkflow:
                 campaign_id=step.campaign_id,
                 tenant_id=self._inp.tenant_id,
                 send_key=f"{workflow.info().workflow_id}/{at}",
-                audience=JourneyAudience(customer_ids=[self._inp.customer_id]),
+                audience=(
+                    JourneyAudience(segment=True)
+                    if step.audience == "segment"
+                    else JourneyAudience(customer_ids=[self._inp.customer_id])
+                ),
             ),
             id=f"{workflow.info().workflow_id}/{at}",
             result_type=CampaignSendResult,
