@@ -9,12 +9,15 @@ import dataclasses
 import io
 import json
 import logging
+import re
 import sys
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -37,6 +40,9 @@ from tests.helpers import create_campaign, wait_for
 from worker import build_worker, start_metrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD = ROOT / "deploy" / "grafana" / "campaigns-dashboard.json"
 
 
 def samples(text: str) -> Samples:
@@ -136,6 +142,30 @@ async def test_worker_metrics_serve_messages_batches_retries_and_the_sdks_own(
     names = {name for name, _ in found}
     assert any(name.startswith("temporal_activity_execution_latency") for name in names), sorted(names)[:50]
     assert any(name.startswith("temporal_workflow_completed") for name in names)
+    # The sample dashboard charts only series that a real worker and API expose.
+    assert dashboard_series() <= names, sorted(dashboard_series() - names)
+
+
+def dashboard_series() -> set[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    return {m for expr in exprs for m in re.findall(r"\b(?:campaigns|temporal)_[a-z_]+", expr)}
+
+
+def test_prometheus_and_grafana_files_match_the_compose_services() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    worker_port = compose["x-campaigns-env"]["CAMPAIGNS_WORKER_METRICS_PORT"]
+    assert f"{worker_port}:{worker_port}" in services["worker"]["ports"]
+    Settings(worker_metrics_port=worker_port)
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    assert targets == {"api:8000", f"worker:{worker_port}"}
+    for service in ("prometheus", "grafana"):
+        for volume in services[service]["volumes"]:
+            assert (ROOT / volume.split(":")[0]).exists(), volume
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "campaigns-service" and len(dashboard_series()) >= 10
 
 
 def scrape(port: int) -> str:
