@@ -212,7 +212,13 @@ async def test_logs_are_json_lines_with_the_campaigns_ids(
     make_stack: StackFactory, captured_logs: io.StringIO
 ) -> None:
     stack = await make_stack()
-    cid, audience = await run_campaign(stack)
+    audience = await make_audience(stack.engine, stack.tenant, 4)
+    cid = await create_campaign(stack, audience, *await make_templates(stack.engine, stack.tenant))
+    # An operator's illegal signal: the workflow logs (and ignores) it through workflow.logger.
+    await stack.client.get_workflow_handle(campaign_workflow_id(cid)).signal("resume")
+    await until_logged(captured_logs, "ignored resume signal")
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    await wait_for(stack, cid, "COMPLETED")
     assert (await stack.call("GET", f"/campaigns/{cid}")).status_code == 200
 
     text = captured_logs.getvalue()
@@ -229,6 +235,8 @@ async def test_logs_are_json_lines_with_the_campaigns_ids(
         ("POST", "/campaigns/{campaign_id}/execute", 200),
         ("GET", "/campaigns/{campaign_id}", 200),
     }
+    workflow_lines = [line for line in ours if line["logger"] == "temporalio.workflow"]
+    assert workflow_lines and all(line["runId"] for line in workflow_lines)
     activities = [line for line in ours if line["logger"] == "campaigns.activity"]
     assert {line["activity"] for line in activities} >= {"send_batch", "snapshot_audience", "sync_campaign"}
     assert all(line["runId"] for line in activities)
@@ -238,6 +246,14 @@ async def test_logs_are_json_lines_with_the_campaigns_ids(
     # No personal data: not one address of the audience appears anywhere in the logs.
     for customer in audience.customers:
         assert customer["email"] not in text and str(customer["phone"]) not in text
+
+
+async def until_logged(stream: io.StringIO, text: str, timeout: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while text not in stream.getvalue():
+        assert loop.time() < deadline, f"never logged: {text}"
+        await asyncio.sleep(0.05)
 
 
 def test_mask_hides_addresses_phone_numbers_and_secrets() -> None:
