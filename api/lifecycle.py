@@ -47,7 +47,17 @@ class CampaignControl:
         self.search_attributes = search_attributes
         self.batches_per_run = batches_per_run
 
-    async def start(self, campaign_id: str, tenant_id: str, club_id: str | None, type_: str) -> None:
+    async def start(
+        self,
+        campaign_id: str,
+        tenant_id: str,
+        club_id: str | None,
+        type_: str,
+        *,
+        name: str = "",
+        created_by: str | None = None,
+    ) -> None:
+        """Start the campaign's workflow in DRAFT, labelled for operators in the Temporal UI."""
         attrs = None
         if self.search_attributes:
             pairs: list[SearchAttributePair[Any]] = [
@@ -70,6 +80,21 @@ class CampaignControl:
             id=campaign_workflow_id(campaign_id),
             task_queue=self.task_queue,
             search_attributes=attrs,
+            memo={
+                "campaignId": campaign_id,
+                "campaignName": name,
+                "tenantId": tenant_id,
+                "clubId": club_id,
+                "type": type_,
+                "createdBy": created_by,
+            },
+            static_summary=f"{type_} campaign \"{name}\" ({campaign_id}) of tenant {tenant_id}"[:400],
+            static_details=(
+                f"**{name}**\n\n- campaign: `{campaign_id}`\n- type: {type_}\n- tenant: `{tenant_id}`"
+                f"\n- club: `{club_id or '-'}`\n- created by: `{created_by or '-'}`\n\n"
+                "Signals `pause`, `resume`, `cancel` steer it; the `progress` query shows live counts; "
+                "the current details say where it stands."
+            ),
         )
 
     async def update(

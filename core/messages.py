@@ -66,6 +66,9 @@ class CampaignState(BaseModel):
     run_active: bool = False
     # Recipients targeted by the runs before the current one (target_count sums all runs).
     target_base: int = 0
+    # Pages sent (all runs) and the largest page seen: "page 12 of 40" in the Temporal UI.
+    pages: int = 0
+    page_size: int = 0
 
 
 class CampaignWorkflowInput(BaseModel):

@@ -111,6 +111,7 @@ class CampaignWorkflow:
             await workflow.execute_activity(
                 "close_triggers",
                 CloseTriggersInput(campaign_id=self._input.campaign_id),
+                summary="close the queue of events not sent",
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
@@ -262,6 +263,7 @@ class CampaignWorkflow:
                     run_number=st.run_number,
                     after=st.snapshot_cursor,
                 ),
+                summary=f"snapshot run {st.run_number} (after {st.snapshot_cursor or 'start'})",
                 result_type=SnapshotResult,
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=RETRY,
@@ -280,12 +282,15 @@ class CampaignWorkflow:
         if result.page_complete:
             st.send_cursor = result.next_cursor
             st.processed += result.recipients
+            st.pages += 1
+            st.page_size = max(st.page_size, result.recipients)
             st.counts = st.counts.plus(result.counts)
         self._changed()
         if result.exhausted and st.status == S.ACTIVE:
             await workflow.execute_activity(
                 "finish_run",
                 FinishRunInput(run_id=run_id),
+                summary=f"close run {st.run_number}",
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
@@ -302,6 +307,12 @@ class CampaignWorkflow:
             self._complete()
 
     async def _run_batch(self, activity: str, run_id: str, epoch: int) -> SendBatchResult:
+        st = self._state
+        summary = (
+            "send the queued events"
+            if activity == "send_triggered"
+            else f"send page {st.pages + 1} of run {st.run_number} (after {st.send_cursor or 'start'})"
+        )
         handle = workflow.start_activity(
             activity,
             SendBatchInput(
@@ -311,6 +322,7 @@ class CampaignWorkflow:
                 after=self._state.send_cursor,
                 epoch=epoch,
             ),
+            summary=summary,
             result_type=SendBatchResult,
             start_to_close_timeout=BATCH_TIMEOUT,
             heartbeat_timeout=HEARTBEAT,
@@ -328,6 +340,7 @@ class CampaignWorkflow:
         await workflow.execute_activity(
             "halt_run",
             HaltInput(run_id=run_id, epoch=epoch),
+            summary="halt the running page (pause/cancel)",
             start_to_close_timeout=SHORT,
             retry_policy=RETRY,
         )
@@ -370,13 +383,42 @@ class CampaignWorkflow:
         while self._synced_version < self._state.version:
             version = self._state.version
             self._upsert_search_attributes()
+            workflow.set_current_details(self._details())
             await workflow.execute_activity(
                 "sync_campaign",
                 SyncCampaignInput(campaign_id=self._input.campaign_id, version=version, state=self._state),
+                summary=f"read model: {self._state.status.value} (v{version})",
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
             self._synced_version = max(self._synced_version, version)
+
+    def _details(self) -> str:
+        """Where the campaign stands, in plain words, for the Temporal UI's "current details"."""
+        st = self._state
+        kind = self._input.type
+        status = st.status.value
+        if st.status == S.ACTIVE and kind == T.TRIGGERED:
+            return f"ACTIVE: sending on matching events; {st.processed:,} processed, {st.counts.sent:,} sent"
+        if st.status == S.ACTIVE and kind == T.RECURRING and not st.run_active:
+            nxt = st.next_run_at.isoformat() if st.next_run_at else "none"
+            return f"ACTIVE: waiting for run {st.run_number + 1} at {nxt}; {st.run_count} runs done"
+        if st.status == S.SCHEDULED and st.scheduled_at is not None:
+            return f"SCHEDULED: sleeping until {st.scheduled_at.isoformat()}"
+        if st.status in (S.ACTIVE, S.PAUSED) and (st.snapshot_complete or st.target_count):
+            target = st.target_count or 0
+            run_target = target - st.target_base
+            total = -(-run_target // st.page_size) if st.page_size else "?"
+            run = f" of run {st.run_number}" if kind == T.RECURRING else ""
+            active = st.status == S.ACTIVE
+            where = f"page {st.pages + 1} of {total}{run}" if active else f"after page {st.pages}"
+            text = (
+                f"{status}: sending {where} - {st.sent_recipients:,} of {target:,} recipients sent"
+                f" ({st.processed:,} processed)"
+            )
+            return text + (f"; last error: {st.last_error}" if st.last_error else "")
+        done = f"; {st.sent_recipients:,} recipients sent" if st.status.is_final else ""
+        return f"{status}{done}"
 
     def _upsert_search_attributes(self) -> None:
         # The time-skipping test server has no custom attributes: only keep them current when
@@ -426,6 +468,7 @@ class CampaignWorkflow:
         result: CheckCampaignResult = await workflow.execute_activity(
             "check_campaign",
             CheckCampaignInput(campaign_id=self._input.campaign_id, tenant_id=self._input.tenant_id),
+            summary="pre-send check: segment, templates, channels",
             result_type=CheckCampaignResult,
             start_to_close_timeout=SHORT,
             retry_policy=RETRY,
@@ -578,6 +621,7 @@ class CampaignWorkflow:
                 ApplyEditInput(
                     campaign_id=self._input.campaign_id, tenant_id=self._input.tenant_id, edit=req
                 ),
+                summary="apply a DRAFT edit",
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )

@@ -269,7 +269,14 @@ async def create_campaign(
         except IntegrityError:
             raise Problem(409, "a concurrent request with the same Idempotency-Key won") from None
     try:
-        await control.start(campaign_id, body.tenant_id, body.club_id, body.type.value)
+        await control.start(
+            campaign_id,
+            body.tenant_id,
+            body.club_id,
+            body.type.value,
+            name=body.name,
+            created_by=principal.subject,
+        )
     except Exception as err:
         async with state.engine.begin() as conn:
             await conn.execute(delete(Campaign).where(Campaign.id == campaign_id))
