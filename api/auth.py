@@ -15,9 +15,10 @@ class Principal:
     tenants: frozenset[str]
 
     def require(self, tenant_id: str) -> None:
-        """A tenant the token does not grant is a 403 (contract §3)."""
+        """A tenant the token does not grant is a 403 (contract §3). The answer does not repeat the
+        tenant id: no response carries another tenant's identifiers."""
         if tenant_id not in self.tenants:
-            raise Problem(403, f"the token does not grant tenant {tenant_id}")
+            raise Problem(403, "the token does not grant the tenant named in the request")
 
 
 def decode(token: str, settings: Settings) -> Principal:

@@ -5,7 +5,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("campaigns.api")
@@ -45,7 +47,10 @@ class Problem(Exception):
 
 
 def not_found(kind: str, id_: str) -> Problem:
-    return Problem(404, f"{kind} {id_} not found")
+    """The same answer for an unknown id and for another tenant's: the id is not echoed, so no
+    response ever carries an id of another tenant (contract §3)."""
+    del id_  # kept in the signature: callers name what they looked for
+    return Problem(404, f"{kind} not found")
 
 
 def invalid(path: str, message: str) -> Problem:
@@ -82,6 +87,8 @@ def _json_path(loc: tuple[Any, ...]) -> str:
 
 
 def install(app: FastAPI) -> None:
+    """The problem+json handlers, and an OpenAPI document that lists the errors they produce."""
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.detail, exc.errors, **exc.extra)
@@ -105,3 +112,141 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error on %s %s: %r", request.method, request.url.path, exc)
         return problem_response(500, "internal error")
+
+
+# ---- the errors in the OpenAPI document ------------------------------------------------------------
+#
+# FastAPI documents only the success status and its own 422 shape. Every operation is given here, in
+# one place, the problem+json answers it can actually produce, so clients (and the schema fuzzer in
+# tests/test_fuzz_api.py) can rely on the document: routes added later are covered without edits.
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "for 422 (and some 400/409): each bad field with its JSON path",
+            "items": {
+                "type": "object",
+                "required": ["path", "message"],
+                "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+        "currentStatus": {"type": "string", "description": "409 on a campaign: the status it is in"},
+    },
+    "additionalProperties": True,
+}
+DESCRIPTIONS = {
+    400: "Malformed request body (not JSON, not UTF-8, unreadable CSV)",
+    401: "Missing, expired or invalid credentials",
+    403: "The token does not grant the tenant named in the request",
+    404: "No such object in the caller's tenants",
+    409: "Illegal transition or change in the object's current state",
+    413: "Request body too large",
+    415: "Unsupported request content type",
+    422: "Validation error: `errors` lists each bad field with its JSON path",
+    503: "A dependency (the workflow service) is unavailable; try again",
+}
+BEARER = "bearerAuth"
+WEBHOOK_SIGNATURE = "webhookSignature"
+
+
+def _route_needs(route: APIRoute) -> set[str]:
+    """Names of the dependency functions a route runs (directly or through other dependencies)."""
+    names: set[str] = set()
+    stack = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        for sub in dependant.dependencies:
+            names.add(getattr(sub.call, "__name__", ""))
+            stack.append(sub)
+    return names
+
+
+def _error_statuses(method: str, route: APIRoute, operation: dict[str, Any]) -> list[int]:
+    needs = _route_needs(route)
+    statuses = [503]
+    if operation.get("requestBody"):
+        statuses += [400, 413, 415, 422]
+    elif method != "get":
+        statuses.append(413)  # the body limit holds whether or not the route reads a body
+    if operation.get("parameters"):
+        statuses.append(422)
+    if "get_principal" in needs or "require_signature" in needs:
+        statuses.append(401)
+    if "get_principal" in needs:
+        statuses.append(403)
+        if "{" in route.path:
+            statuses.append(404)
+        if method != "get":
+            statuses.append(409)
+    return sorted(set(statuses))
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        openapi_version=app.openapi_version,
+        description=app.description,
+        routes=app.routes,
+    )
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    components["securitySchemes"] = {
+        BEARER: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+        WEBHOOK_SIGNATURE: {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Campaigns-Signature",
+            "description": "sha256=<hex HMAC-SHA256 of the raw body with CAMPAIGNS_WEBHOOK_SECRET>",
+        },
+    }
+    routes = {
+        (route.path, method.lower()): route
+        for route in api_routes(app)
+        for method in route.methods or ()
+    }
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            route = routes.get((path, method))
+            if route is None:
+                continue
+            needs = _route_needs(route)
+            if "get_principal" in needs:
+                operation["security"] = [{BEARER: []}]
+            elif "require_signature" in needs:
+                operation["security"] = [{WEBHOOK_SIGNATURE: []}]
+            responses = operation.setdefault("responses", {})
+            for status in _error_statuses(method, route, operation):
+                responses[str(status)] = {
+                    "description": DESCRIPTIONS[status],
+                    "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                }
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components["schemas"].pop(unused, None)
+    app.openapi_schema = schema
+    return schema
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every APIRoute of the app, also those of included routers (nested in this FastAPI)."""
+    found: list[APIRoute] = []
+    stack: list[Any] = list(app.routes)
+    while stack:
+        route = stack.pop()
+        if isinstance(route, APIRoute):
+            found.append(route)
+        inner = getattr(route, "original_router", None) or getattr(route, "app", None)
+        if inner is not None and hasattr(inner, "routes") and inner is not app.router:
+            stack.extend(inner.routes)
+    return found
