@@ -18,10 +18,14 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from core.constants import JOURNEY_WORKFLOW
+from core.messages import JourneyInput, JourneyResult
 from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
 from tests.helpers import create_campaign, wait_for
 from workflows.campaign import CampaignWorkflow
+from workflows.campaign_send import CampaignSendWorkflow
+from workflows.journey import JourneyWorkflow
 from workflows.resend import ResendUnknownWorkflow
 
 HISTORIES = Path(__file__).with_name("histories")
@@ -35,7 +39,8 @@ async def test_stored_histories_replay_against_current_code() -> None:
     paths = stored_histories()
     assert paths, "no recorded histories: run the recorder (see module docstring)"
     replayer = Replayer(
-        workflows=[CampaignWorkflow, ResendUnknownWorkflow], data_converter=pydantic_data_converter
+        workflows=[CampaignWorkflow, ResendUnknownWorkflow, CampaignSendWorkflow, JourneyWorkflow],
+        data_converter=pydantic_data_converter,
     )
     for path in paths:
         history = WorkflowHistory.from_json(path.stem, path.read_text())
@@ -43,8 +48,12 @@ async def test_stored_histories_replay_against_current_code() -> None:
         assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
 
-async def _save(stack: Stack, campaign_id: str, name: str, suffix: str = "") -> None:
-    handle = stack.client.get_workflow_handle(f"campaign-{campaign_id}{suffix}")
+async def _save(
+    stack: Stack, campaign_id: str, name: str, suffix: str = "", *, workflow_id: str = "", run_id: str = ""
+) -> None:
+    handle = stack.client.get_workflow_handle(
+        workflow_id or f"campaign-{campaign_id}{suffix}", run_id=run_id or None
+    )
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
     data = json.loads(history.to_json())
@@ -125,3 +134,91 @@ async def test_record_resend_history(make_stack: StackFactory) -> None:
     assert r.status_code == 202, r.text
     await stack.client.get_workflow_handle(r.json()["workflowId"]).result()
     await _save(stack, cid, "resend_unknown", suffix="-resend")
+
+
+@pytest.mark.skipif(not os.environ.get("CAMPAIGNS_RECORD_HISTORIES"), reason="recorder, run on purpose")
+async def test_record_recurring_history(make_timeskip_stack: StackFactory) -> None:
+    """One whole RECURRING run: sleep, snapshot, send, close, continue-as-new (first run's history)."""
+    stack = await make_timeskip_stack()
+    audience = await make_audience(stack.engine, stack.tenant, 3)
+    email_t, _ = await make_templates(stack.engine, stack.tenant)
+    schedule = {"frequency": "daily", "time": "08:00", "timezone": "Europe/London", "maxRuns": 2}
+    cid = await create_campaign(stack, audience, email_t, None, type="RECURRING", schedule=schedule)
+    handle = stack.client.get_workflow_handle(f"campaign-{cid}")
+    first_run = (await handle.describe()).run_id
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    await stack.env.sleep(timedelta(days=3))
+    await wait_for(stack, cid, "COMPLETED")
+    await _save(stack, cid, "recurring_first_run", run_id=first_run)
+    await _save(stack, cid, "recurring_last_run")
+
+
+@pytest.mark.skipif(not os.environ.get("CAMPAIGNS_RECORD_HISTORIES"), reason="recorder, run on purpose")
+async def test_record_triggered_and_journey_histories(make_stack: StackFactory) -> None:
+    stack = await make_stack(trigger_poll_seconds=1.0)
+    audience = await make_audience(stack.engine, stack.tenant, 3)
+    email_t, _ = await make_templates(stack.engine, stack.tenant)
+    r = await stack.call(
+        "POST",
+        "/campaigns",
+        json={
+            "tenantId": stack.tenant,
+            "name": "On upgrade",
+            "type": "TRIGGERED",
+            "channels": ["EMAIL"],
+            "emailTemplateId": email_t,
+            "triggerEvent": "tier.changed",
+        },
+    )
+    cid = r.json()["id"]
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    for i, customer in enumerate(audience.customers):
+        event = {
+            "id": f"e{i}",
+            "type": "tier.changed",
+            "tenantId": stack.tenant,
+            "customerId": customer["id"],
+            "occurredAt": "2026-11-26T10:00:00Z",
+        }
+        assert (await stack.call("POST", "/events", json=event)).status_code == 202
+    await asyncio.sleep(2)
+    assert (await stack.call("POST", f"/campaigns/{cid}/pause")).status_code == 200
+    assert (await stack.call("POST", f"/campaigns/{cid}/resume")).status_code == 200
+    assert (await stack.call("POST", f"/campaigns/{cid}/cancel")).status_code == 200
+    await wait_for(stack, cid, "CANCELLED")
+    await _save(stack, cid, "triggered_events_pause_cancel")
+
+    r = await stack.call(
+        "POST",
+        "/campaigns",
+        json={"tenantId": stack.tenant, "name": "Step", "type": "JOURNEY", "channels": ["EMAIL"],
+              "emailTemplateId": email_t},
+    )
+    journey_campaign = r.json()["id"]
+    inp = JourneyInput.model_validate(
+        {
+            "journey_id": "j",
+            "tenant_id": stack.tenant,
+            "customer_id": audience.customers[0]["id"],
+            "steps": [
+                {"kind": "send", "campaign_id": journey_campaign},
+                {"kind": "wait", "seconds": 1},
+                {"kind": "wait_for_event", "event_type": "never", "timeout_seconds": 1, "poll_seconds": 0.5},
+                {
+                    "kind": "branch",
+                    "on": "opened",
+                    "otherwise": [{"kind": "send", "campaign_id": journey_campaign}],
+                },
+            ],
+        }
+    )
+    handle = await stack.client.start_workflow(
+        JOURNEY_WORKFLOW,
+        inp,
+        id=f"journey-record-{cid}",
+        task_queue=stack.task_queue,
+        result_type=JourneyResult,
+    )
+    await handle.result()
+    await _save(stack, cid, "journey_send_wait_branch", workflow_id=handle.id)
+    await _save(stack, cid, "campaign_send_child", workflow_id=f"{handle.id}/s0")
