@@ -31,8 +31,19 @@ from workflows.resend import ResendUnknownWorkflow
 HISTORIES = Path(__file__).with_name("histories")
 
 
+# Workflow ids that the code depends on (a journey names its children after its own id).
+WORKFLOW_IDS = HISTORIES / "workflow_ids.txt"
+
+
 def stored_histories() -> list[Path]:
     return sorted(HISTORIES.glob("*.json"))
+
+
+def workflow_ids() -> dict[str, str]:
+    if not WORKFLOW_IDS.exists():
+        return {}
+    pairs = (line.split(" ", 1) for line in WORKFLOW_IDS.read_text().splitlines() if line.strip())
+    return {name: wid for name, wid in pairs}
 
 
 async def test_stored_histories_replay_against_current_code() -> None:
@@ -42,8 +53,9 @@ async def test_stored_histories_replay_against_current_code() -> None:
         workflows=[CampaignWorkflow, ResendUnknownWorkflow, CampaignSendWorkflow, JourneyWorkflow],
         data_converter=pydantic_data_converter,
     )
+    ids = workflow_ids()
     for path in paths:
-        history = WorkflowHistory.from_json(path.stem, path.read_text())
+        history = WorkflowHistory.from_json(ids.get(path.stem, path.stem), path.read_text())
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
@@ -56,6 +68,9 @@ async def _save(
     )
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
+    if workflow_id:
+        ids = workflow_ids() | {name: workflow_id}
+        WORKFLOW_IDS.write_text("".join(f"{k} {v}\n" for k, v in sorted(ids.items())))
     data = json.loads(history.to_json())
     (HISTORIES / f"{name}.json").write_text(json.dumps(data, indent=1))
 
