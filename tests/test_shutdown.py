@@ -1,0 +1,180 @@
+"""Graceful shutdown (issue 8): SIGTERM to a worker lets the running send page finish, and a new
+worker completes the campaign with every recipient sent exactly once; SIGTERM to the API (uvicorn)
+drains the requests in flight before the process exits."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+
+from db.models import Customer, Delivery
+from tests.conftest import Stack, StackFactory
+from tests.factories import make_audience, make_templates
+from tests.helpers import create_campaign, ledger, received_emails, wait_for
+from tests.test_worker_crash import start_worker
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def pending_rows(stack: Stack, campaign_id: str) -> int:
+    """Messages claimed without a recorded answer: what a crash would turn into UNKNOWN."""
+    async with stack.engine.connect() as conn:
+        query = (
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.campaign_id == campaign_id, Delivery.outcome == "PENDING")
+        )
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def test_sigterm_lets_the_running_page_finish_and_a_new_worker_completes(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    batch = 250
+    stack = await make_stack(worker=False, batch_size=batch, send_concurrency=4)
+    audience = await make_audience(stack.engine, stack.tenant, 1000)
+    email_t, _ = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, email_t, None)
+
+    def sent() -> int:
+        return sum(received_emails(stack, audience).values())
+
+    first = start_worker(stack, tmp_path / "worker1.log")
+    second = None
+    try:
+        r = await stack.call("POST", f"/campaigns/{cid}/execute")
+        assert r.status_code == 200, r.text
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while sent() < 60:
+            assert loop.time() < deadline and first.poll() is None, (tmp_path / "worker1.log").read_text()
+            await asyncio.sleep(0.01)
+        first.send_signal(signal.SIGTERM)
+        at_signal = sent()
+        returncode = await asyncio.to_thread(first.wait, 60)
+        at_exit = sent()
+        log = (tmp_path / "worker1.log").read_text()
+        assert returncode == 0, log[-3000:]
+        assert "Traceback" not in log, log[-3000:]
+        # The worker logs what it does, never its secrets.
+        for secret in (stack.settings.sms_token, stack.settings.jwt_secret, stack.settings.tracking_secret):
+            assert secret not in log
+        # The page that was running finished: it went on sending after the signal, stopped at a page
+        # boundary, and left no message claimed without an answer.
+        assert at_signal < at_exit < len(audience.customers), (at_signal, at_exit)
+        assert at_exit % batch == 0, (at_signal, at_exit)
+        assert await pending_rows(stack, cid) == 0
+
+        second = start_worker(stack, tmp_path / "worker2.log")
+        body = await wait_for(stack, cid, "COMPLETED", timeout=120)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    emails = received_emails(stack, audience)
+    assert len(emails) == len(audience.emails()) and set(emails.values()) == {1}
+    rows = await ledger(stack, cid)
+    assert Counter(row["outcome"] for row in rows) == Counter({"SENT": len(audience.customers)})
+    assert body["unknownCount"] == 0 and body["sentCount"] == len(audience.customers)
+
+
+# ---- the API --------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_api(stack: Stack, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`uvicorn api.main:app` as deployed (its own listening socket), against the test stack."""
+    s = stack.settings
+    env = {
+        **os.environ,
+        "CAMPAIGNS_DATABASE_URL": str(s.database_url),
+        "CAMPAIGNS_TEMPORAL_ADDRESS": s.temporal_address,
+        "CAMPAIGNS_TASK_QUEUE": s.task_queue,
+        "CAMPAIGNS_JWT_SECRET": s.jwt_secret,
+    }
+    listen = ["--host", "127.0.0.1", "--port", str(port), "--timeout-graceful-shutdown", "20"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.main:app", *listen],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
+
+
+def wait_until_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+
+
+async def test_sigterm_to_the_api_drains_requests_in_flight(make_stack: StackFactory, tmp_path: Path) -> None:
+    stack = await make_stack(worker=False)
+    port = free_port()
+    log = tmp_path / "api.log"
+    api = start_api(stack, port, log)
+    try:
+        await asyncio.to_thread(wait_until_healthy, port, api, log)
+        body = json.dumps(
+            {"tenantId": stack.tenant, "externalId": "in-flight", "email": "in.flight@example.com"}
+        ).encode()
+        head = (
+            "POST /customers HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Authorization: {stack.headers()['Authorization']}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # The request is in flight: headers and half of the body are in, the rest still to come.
+        writer.write(head + body[:10])
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        api.send_signal(signal.SIGTERM)
+        await asyncio.sleep(1.0)
+        assert api.poll() is None, "uvicorn exited with a request in flight"
+        # New connections are refused while the old one drains.
+        try:
+            late = await asyncio.open_connection("127.0.0.1", port)
+            late[1].close()
+            refused = False
+        except OSError:
+            refused = True
+        assert refused, "uvicorn still accepted connections after SIGTERM"
+        writer.write(body[10:])
+        await writer.drain()
+        response = await asyncio.wait_for(reader.read(), timeout=30)
+        writer.close()
+        status_line = response.split(b"\r\n", 1)[0]
+        assert status_line == b"HTTP/1.1 201 Created", response[:500]
+        # uvicorn re-raises the signal once drained, so the exit status says "terminated by SIGTERM".
+        assert await asyncio.to_thread(api.wait, 30) in (0, -signal.SIGTERM), log.read_text()[-3000:]
+        assert "Application shutdown complete" in log.read_text()
+    finally:
+        if api.poll() is None:
+            api.kill()
+            api.wait()
+    async with stack.engine.connect() as conn:
+        query = select(func.count()).select_from(Customer).where(Customer.tenant_id == stack.tenant)
+        assert (await conn.execute(query)).scalar_one() == 1
