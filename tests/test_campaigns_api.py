@@ -255,3 +255,37 @@ async def test_nul_in_path_or_query_is_not_a_server_error(make_stack: StackFacto
     assert_problem(await stack.call("GET", "/campaigns/campaign_%00x/recipients"), 404)
     r = await stack.call("GET", "/campaigns", params={"tenantId": stack.tenant, "clubId": "a\x00b"})
     assert_problem(r, 422)
+
+
+async def test_scheduled_at_on_create_schedules_in_one_call_or_changes_nothing(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack()
+    audience = await make_audience(stack.engine, stack.tenant, 3)
+    email_t, _ = await make_templates(stack.engine, stack.tenant)
+    body: dict[str, Any] = {
+        "tenantId": stack.tenant,
+        "name": "Summer Tournament Promo",
+        "type": "ONE_TIME",
+        "segmentId": audience.segment_id,
+        "channels": ["EMAIL"],
+        "emailTemplateId": email_t,
+        "scheduledAt": "2099-12-20T09:00:00",
+        "timezone": "Africa/Johannesburg",
+    }
+    r = await stack.call("POST", "/campaigns", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "SCHEDULED" and r.json()["scheduledAt"] == "2099-12-20T07:00:00Z"
+    assert r.json()["targetCount"] == 3
+
+    async def total() -> int:
+        r = await stack.call("GET", "/campaigns", params={"tenantId": stack.tenant})
+        return int(r.json()["meta"]["total"])
+
+    before = await total()
+    r = await stack.call("POST", "/campaigns", json=body | {"scheduledAt": "2001-01-01T00:00:00Z"})
+    assert_problem(r, 422)
+    # The pre-send check refuses it (SMS without a template): the create is undone too.
+    r = await stack.call("POST", "/campaigns", json=body | {"channels": ["EMAIL", "SMS"]})
+    assert_problem(r, 422)
+    assert await total() == before

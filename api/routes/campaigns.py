@@ -228,6 +228,13 @@ async def create_campaign(
     principal.require(body.tenant_id)
     check_type_fields(body.type, body.model_fields_set, body)
     schedule = stored_schedule(body.schedule, body.timezone)
+    scheduled_at = None
+    if body.scheduled_at is not None:
+        if body.type == CampaignType.JOURNEY:
+            raise invalid("$.scheduledAt", "JOURNEY campaigns are sent by journeys, not scheduled")
+        scheduled_at = to_utc(body.scheduled_at, body.timezone)
+        if scheduled_at <= datetime.now(UTC):
+            raise invalid("$.scheduledAt", "scheduledAt must be in the future")
     digest = _body_hash(body)
     async with state.engine.begin() as conn:
         if idempotency_key:
@@ -281,8 +288,30 @@ async def create_campaign(
         async with state.engine.begin() as conn:
             await conn.execute(delete(Campaign).where(Campaign.id == campaign_id))
         raise Problem(503, "the workflow service is unavailable, try again") from err
+    if scheduled_at is not None:
+        await _schedule_or_undo(campaign_id, scheduled_at, state, control)
     async with state.engine.connect() as conn:
         return await to_public(conn, await load_campaign(conn, principal, campaign_id))
+
+
+async def _schedule_or_undo(
+    campaign_id: str, scheduled_at: datetime, state: AppState, control: CampaignControl
+) -> None:
+    """`scheduledAt` on create (the seed's type examples carry it) is create + schedule in one
+    call; if the schedule is refused, the create is undone, so a refused request changes nothing."""
+    try:
+        await control.update(
+            campaign_id,
+            "schedule",
+            TransitionResult,
+            ScheduleRequest(scheduled_at=scheduled_at),
+            status=CampaignStatus.DRAFT.value,
+        )
+    except Problem:
+        await control.update(campaign_id, "discard", TransitionResult, status=CampaignStatus.DRAFT.value)
+        async with state.engine.begin() as conn:
+            await conn.execute(delete(Campaign).where(Campaign.id == campaign_id))
+        raise
 
 
 async def _by_idempotency_key(conn: AsyncConnection, tenant_id: str, key: str) -> dict[str, Any] | None:

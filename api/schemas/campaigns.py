@@ -119,6 +119,9 @@ class CampaignCreate(ApiIn):
     schedule: ScheduleIn | None = None
     trigger_event: TriggerEvent | None = None
     trigger_conditions: TriggerConditions | None = None
+    # Create and schedule in one call (the seed's type examples carry it); without an offset it
+    # is read in `timezone`.
+    scheduled_at: datetime | None = None
 
     _tz = field_validator("timezone")(check_timezone)
     _ch = field_validator("channels")(check_channels)
