@@ -1,16 +1,21 @@
 """Hardening: template rendering under bounds, NUL characters in campaign bodies, type-safe DYNAMIC
 segment filters, and writes committed before the response is sent (contract §4, §7)."""
 
+import ast
 import asyncio
 import json
+import logging
+import re
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +25,8 @@ from api.deps import AppState
 from api.main import create_app
 from core.enums import SegmentType
 from core.ids import new_id
+from core.logs import JsonFormatter, TextFormatter
+from core.settings import DEV_SECRET, Settings
 from db.audience import member_ids_query, segment_size
 from db.models import Campaign, Customer, Segment
 from db.segment_filter import FilterError, compile_filter
@@ -422,3 +429,334 @@ async def test_a_write_is_committed_before_the_response_is_sent(make_stack: Stac
 
     await app(scope, receive, send)
     assert sent == {"status": 201, "visible": 1}
+
+
+# ---- issue 8: limits on lists, strings and bodies ----------------------------------------------------
+
+# Request fields without a length/size bound in the OpenAPI document, each with what bounds it instead.
+# A new unbounded string, list or open object fails the test until it gets a bound or a line here.
+UNBOUNDED_BY_DESIGN = {
+    r"path:\w+_id$": "a path segment: within the HTTP server's request-line limit; compared by equality",
+    r"\.channels$": "enum items that may not repeat: at most one per channel",
+    r"\.schedule\.time$": "validated as HH:MM",
+    r"\.email$": "validated: at most 320 characters (api.schemas.customers.check_email)",
+    r"\.phone$": "validated: E.164, at most 16 characters",
+    r"\.attributes$": "JSON object: at most 64 KiB (check_attributes); preview samples are never stored",
+    r"\.(filter|triggerConditions|data)$": "JSON object: bounded by the 1 MiB body limit, validated",
+    r"body\(text/csv\)$": "the import's CSV: the 64 MiB import body limit and 100,000 rows",
+    r"/preview body\(application/json\)\.sample\.\w+$": "a sample recipient: never stored, output capped",
+}
+
+
+def _unbounded_request_fields(spec: dict[str, Any]) -> list[str]:
+    schemas = spec["components"]["schemas"]
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            node = schemas[node["$ref"].rsplit("/", 1)[1]]
+        return node
+
+    found: list[str] = []
+
+    def walk(node: dict[str, Any], path: str, depth: int = 0) -> None:
+        node = resolve(node)
+        if depth > 12:
+            return
+        for key in ("anyOf", "oneOf", "allOf"):
+            for sub in node.get(key, []):
+                walk(sub, path, depth + 1)
+        kind = node.get("type")
+        bounded = any(k in node for k in ("maxLength", "enum", "const")) or node.get("format") in (
+            "date-time",
+            "date",
+        )
+        if kind == "string" and not bounded:
+            found.append(path)
+        if kind == "array":
+            if "maxItems" not in node:
+                found.append(path)
+            walk(node.get("items", {}), path + "[]", depth + 1)
+        for name, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{name}", depth + 1)
+        if kind == "object" and ("properties" not in node or node.get("additionalProperties")):
+            found.append(path)
+
+    for route, operations in spec["paths"].items():
+        for method, op in operations.items():
+            for param in op.get("parameters", []):
+                walk(param["schema"], f"{method.upper()} {route} {param['in']}:{param['name']}")
+            for media, content in op.get("requestBody", {}).get("content", {}).items():
+                walk(content["schema"], f"{method.upper()} {route} body({media})")
+    return sorted(set(found))
+
+
+def test_every_request_string_and_list_is_bounded() -> None:
+    spec = create_app(Settings(environment="test")).openapi()
+    unexplained = [
+        field
+        for field in _unbounded_request_fields(spec)
+        if not any(re.search(pattern, field) for pattern in UNBOUNDED_BY_DESIGN)
+    ]
+    assert not unexplained, f"give these a maxLength/maxItems (or a reason above): {unexplained}"
+
+
+async def test_every_list_endpoint_caps_take_and_skip(make_stack: StackFactory) -> None:
+    stack = await make_stack(worker=False)
+    created = await stack.call(
+        "POST", "/campaigns", json={"tenantId": stack.tenant, "name": "lists", "channels": ["EMAIL"]}
+    )
+    assert created.status_code == 201, created.text
+    ids = {"campaign_id": created.json()["id"]}
+    spec = create_app(stack.settings).openapi()
+    lists = [
+        (route, {p["name"]: p for p in op.get("parameters", [])})
+        for route, operations in spec["paths"].items()
+        for method, op in operations.items()
+        if method == "get" and any(p["name"] == "take" for p in op.get("parameters", []))
+    ]
+    assert len(lists) >= 6, lists
+    for route, params in lists:
+        path = re.sub(r"{(\w+)}", lambda m: ids[m.group(1)], route)
+        query = {"tenantId": stack.tenant} if "tenantId" in params else {}
+        take = params["take"]["schema"]
+        assert take.get("maximum", 10**9) <= 1000 and take.get("minimum") == 1, (route, take)
+        ok = await stack.call("GET", path, params={**query, "take": take["maximum"]})
+        assert ok.status_code == 200 and ok.json()["meta"]["take"] == take["maximum"], (route, ok.text)
+        for bad in ({"take": take["maximum"] + 1}, {"take": 0}, {"skip": -1}, {"skip": 10**12}):
+            r = await stack.call("GET", path, params={**query, **bad})
+            body = problem(r, 422)
+            assert body["errors"][0]["path"] == f"query.{next(iter(bad))}", (route, bad, body)
+
+
+async def test_a_streamed_body_over_the_limit_is_a_413_and_writes_nothing(make_stack: StackFactory) -> None:
+    stack = await make_stack(worker=False, max_body_bytes=64 * 1024)
+    piece = json.dumps({"tenantId": stack.tenant, "externalId": "big", "firstName": "x" * 200}).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        # No Content-Length (chunked): the limit is enforced while the body streams in.
+        yield piece[:-1] + b', "attributes": {"pad": "'
+        for _ in range(100):
+            yield b"y" * 1024
+        yield b'"}}'
+
+    r = await stack.api.post(
+        "/customers", content=chunks(), headers={**stack.headers(), "Content-Type": "application/json"}
+    )
+    problem(r, 413)
+    r = await stack.call("GET", "/customers", params={"tenantId": stack.tenant})
+    assert r.json()["meta"]["total"] == 0
+    # The same body under the limit is accepted: the limit, not the shape, refused it.
+    small = await stack.api.post(
+        "/customers", content=piece, headers={**stack.headers(), "Content-Type": "application/json"}
+    )
+    assert small.status_code == 201, small.text
+
+
+# ---- issue 8: SQL is built from code, values are bound ------------------------------------------------
+
+PRODUCTION_PACKAGES = ("api", "db", "activities", "providers", "core", "workflows", "devstack")
+# SQL text assembled at run time, reviewed: only identifiers from code constants are interpolated,
+# every value is a bind parameter.
+REVIEWED_DYNAMIC_SQL = {
+    ("db/customer_import.py", "_statement"): "column names from COLUMNS, values in a jsonb parameter",
+    ("db/customer_import.py", "upsert_customers"): "runs the statement _statement built",
+    ("db/stats.py", "count_interactions"): "filter clauses from InteractionFilter.where: fixed columns",
+    ("db/stats.py", "page_interactions"): "the same fixed clauses; skip/take bound",
+}
+SQL_CALLS = {"text", "execute", "exec_driver_sql", "executemany"}
+
+
+def _constant_name(node: ast.expr) -> bool:
+    return isinstance(node, ast.Name) and node.id.lstrip("_").isupper()
+
+
+def _dynamic_sql_sites() -> set[tuple[str, str]]:
+    """(file, function) of every SQL call whose text is neither a literal nor built from constants."""
+    sites: set[tuple[str, str]] = set()
+    for package in PRODUCTION_PACKAGES:
+        for file in sorted((ROOT / package).rglob("*.py")):
+            if "migrations" in file.parts:
+                continue
+            tree = ast.parse(file.read_text())
+            for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]:
+                for node in ast.walk(fn):
+                    if not (isinstance(node, ast.Call) and node.args):
+                        continue
+                    name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                    arg = node.args[0]
+                    if name not in SQL_CALLS or isinstance(arg, ast.Constant) or _constant_name(arg):
+                        continue
+                    if isinstance(arg, ast.JoinedStr):
+                        parts = [v.value for v in arg.values if isinstance(v, ast.FormattedValue)]
+                        if all(_constant_name(p) for p in parts):
+                            continue
+                    elif name == "execute" and not isinstance(arg, ast.BinOp | ast.Name):
+                        continue  # execute(select(...)), execute(text(...)): checked at their own call
+                    sites.add((file.relative_to(ROOT).as_posix(), fn.name))
+    return sites
+
+
+def test_sql_text_is_only_built_from_code() -> None:
+    assert _dynamic_sql_sites() == set(REVIEWED_DYNAMIC_SQL)
+
+
+INJECTIONS = ["' OR '1'='1", "x'; DROP TABLE customers; --", '") OR 1=1 --', "\\' OR 1=1 --", "%' OR '%'='"]
+
+
+async def test_injection_attempts_are_plain_values(make_stack: StackFactory) -> None:
+    stack = await make_stack(worker=False)
+    victim = await stack.call(
+        "POST",
+        "/customers",
+        tenant=stack.other_tenant,
+        json={"tenantId": stack.other_tenant, "externalId": "victim", "email": "victim@example.com"},
+    )
+    assert victim.status_code == 201, victim.text
+    for value in INJECTIONS:
+        for name in ("email", "externalId", "clubId"):
+            r = await stack.call("GET", "/customers", params={"tenantId": stack.tenant, name: value})
+            assert r.status_code == 200 and r.json()["meta"]["total"] == 0, (name, value, r.text)
+        segment = {
+            "tenantId": stack.tenant,
+            "name": "probe",
+            "type": "DYNAMIC",
+            "filter": {
+                "any": [
+                    {"field": "email", "op": "eq", "value": value},
+                    {"field": "email", "op": "contains", "value": value},
+                    {"field": f"attributes.{value}", "op": "eq", "value": value},
+                ]
+            },
+        }
+        r = await stack.call("POST", "/segments", json=segment)
+        assert r.status_code in (201, 422), r.text
+        if r.status_code == 201:
+            assert r.json()["size"] == 0, value
+    # Stored verbatim, read back verbatim.
+    body = {
+        "tenantId": stack.tenant,
+        "externalId": INJECTIONS[1],
+        "firstName": INJECTIONS[0],
+        "attributes": {INJECTIONS[2]: INJECTIONS[3]},
+    }
+    r = await stack.call("POST", "/customers", json=body)
+    assert r.status_code == 201, r.text
+    got = (await stack.call("GET", f"/customers/{r.json()['id']}")).json()
+    assert (got["externalId"], got["firstName"], got["attributes"]) == (
+        INJECTIONS[1],
+        INJECTIONS[0],
+        {INJECTIONS[2]: INJECTIONS[3]},
+    )
+    r = await stack.call("GET", f"/customers/{victim.json()['id']}", tenant=stack.other_tenant)
+    assert r.status_code == 200  # the other tenant's data is all still there
+
+
+# ---- issue 8: template sandbox, no way out -----------------------------------------------------------
+
+ESCAPES = [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ firstName.__class__.__base__.__subclasses__() }}",
+    "{{ attributes.__class__.__init__.__globals__ }}",
+    "{{ self.__init__.__globals__['__builtins__'] }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ attributes|attr('__class__') }}",
+    "{{ '{0.__class__.__init__.__globals__}'.format(firstName) }}",
+    "{{ attributes.update({'x': 1}) }}",
+    "{% import 'os' as os %}{{ os.environ }}",
+    "{% include '/etc/passwd' %}",
+    "{{ config }}{{ settings }}{{ request }}{{ environ }}{{ __builtins__ }}{{ os }}",
+    "{{ cycler.__init__.__globals__.os.environ }}",
+]
+LEAK_MARKS = ("__", "<class", "module", "environ", "builtins", "Settings", "root:", DEV_SECRET)
+
+
+@pytest.mark.parametrize("source", ESCAPES)
+@pytest.mark.parametrize("html", [False, True])
+def test_templates_cannot_reach_server_internals(source: str, html: bool) -> None:
+    try:
+        out = render(source, CTX, html=html)
+    except TemplateSyntaxProblem:
+        return
+    assert not any(mark in out for mark in LEAK_MARKS), out[:300]
+
+
+# ---- issue 8: secrets never logged -------------------------------------------------------------------
+
+
+async def test_secrets_are_never_logged(make_stack: StackFactory, caplog: pytest.LogCaptureFixture) -> None:
+    stack = await make_stack(
+        worker=False,
+        jwt_secret="jwt-secret-under-test-0123456789abcdef",
+        webhook_secret="webhook-secret-under-test-0123456789",
+        tracking_secret="tracking-secret-under-test-0123456789",
+        sms_token="sms-token-under-test-0123456789",
+        smtp_password="smtp-password-under-test-0123456789",
+    )
+    bearer = stack.headers()["Authorization"].split()[1]
+    forged = jwt.encode(
+        {"sub": "x", "tenant_id": stack.tenant}, "wrong-secret-0123456789-0123456789", "HS256"
+    )
+    caplog.set_level(logging.DEBUG)
+    await stack.call("GET", "/campaigns", params={"tenantId": stack.tenant})
+    await stack.call(
+        "POST", "/campaigns", json={"tenantId": stack.tenant, "name": "x", "channels": ["EMAIL"]}
+    )
+    await stack.api.get("/campaigns", headers={"Authorization": f"Bearer {forged}"})
+    await stack.api.get("/campaigns", headers={"Authorization": f"Bearer {bearer}x"})
+    await stack.api.post(
+        "/webhooks/email", content=b'{"events": []}', headers={"X-Campaigns-Signature": "sha256=00"}
+    )
+    secrets = [
+        stack.settings.jwt_secret,
+        stack.settings.webhook_secret,
+        stack.settings.tracking_secret,
+        stack.settings.sms_token,
+        str(stack.settings.smtp_password),
+        bearer,
+        forged,
+    ]
+    assert caplog.records, "nothing was logged: the test would prove nothing"
+    formatters = [logging.Formatter("%(message)s %(args)s"), JsonFormatter(), TextFormatter()]
+    # The service's own records (the test client's httpx lines are the caller's, not ours).
+    for record in [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]:
+        for formatter in formatters:
+            line = formatter.format(record)
+            assert not [s for s in secrets if s in line], line[:500]
+
+
+# ---- issue 8: Idempotency-Key ------------------------------------------------------------------------
+
+
+async def test_concurrent_requests_with_one_idempotency_key_make_one_campaign(
+    make_stack: StackFactory,
+) -> None:
+    """A client retrying on a timeout races its own first request: both get the one campaign."""
+    stack = await make_stack(worker=False)
+    body = {"tenantId": stack.tenant, "name": "Once", "channels": ["EMAIL"]}
+    for _ in range(3):
+        headers = {**stack.headers(), "Idempotency-Key": f"key-{uuid.uuid4().hex}"}
+        answers = await asyncio.gather(
+            *(stack.api.post("/campaigns", json=body, headers=headers) for _ in range(10))
+        )
+        assert sorted(r.status_code for r in answers) == [200] * 9 + [201], [r.text for r in answers]
+        assert len({r.json()["id"] for r in answers}) == 1
+    listed = (await stack.call("GET", "/campaigns", params={"tenantId": stack.tenant})).json()
+    assert listed["meta"]["total"] == 3
+    # Another body under the same key: a 409, also when it races.
+    other_key = {**stack.headers(), "Idempotency-Key": f"key-{uuid.uuid4().hex}"}
+    raced = await asyncio.gather(
+        *(stack.api.post("/campaigns", json={**body, "name": f"v{i}"}, headers=other_key) for i in range(4))
+    )
+    assert sorted(r.status_code for r in raced) == [201, 409, 409, 409], [r.text for r in raced]
+
+
+async def test_an_idempotency_key_belongs_to_one_tenant_and_is_bounded(make_stack: StackFactory) -> None:
+    stack = await make_stack(worker=False)
+    key = {"Idempotency-Key": f"key-{uuid.uuid4().hex}"}
+    mine = {"tenantId": stack.tenant, "name": "Mine", "channels": ["EMAIL"]}
+    theirs = {**mine, "tenantId": stack.other_tenant}
+    a = await stack.api.post("/campaigns", json=mine, headers={**stack.headers(), **key})
+    b = await stack.api.post("/campaigns", json=theirs, headers={**stack.headers(stack.other_tenant), **key})
+    assert (a.status_code, b.status_code) == (201, 201) and a.json()["id"] != b.json()["id"]
+    long_key = {**stack.headers(), "Idempotency-Key": "k" * 201}
+    problem(await stack.api.post("/campaigns", json=mine, headers=long_key), 422)

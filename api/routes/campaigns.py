@@ -238,6 +238,10 @@ async def create_campaign(
     digest = _body_hash(body)
     async with state.engine.begin() as conn:
         if idempotency_key:
+            # Requests with one key take turns (a lock held until this transaction ends): a
+            # concurrent retry then finds the first one's campaign instead of a unique-key error.
+            lock = func.hashtextextended(f"{body.tenant_id}\u001f{idempotency_key}", 0)
+            await conn.execute(select(func.pg_advisory_xact_lock(lock)))
             existing = await _by_idempotency_key(conn, body.tenant_id, idempotency_key)
             if existing is not None:
                 if existing["idempotency_hash"] != digest:
