@@ -104,6 +104,7 @@ async def bench_stack(prefix: str, tenant: str, **settings: Any) -> AsyncIterato
             environment="test",
             database_url=url,
             task_queue=prefix,
+            temporal_address=env.client.service_client.config.target_host,
             smtp_port=smtp_port,
             sms_url=f"http://127.0.0.1:{sms_port}/messages",
             sms_token="dev-sms-token",

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # Sending: recipients per batch activity and messages in flight inside it.
     batch_size: int = Field(500, ge=1, le=10_000)
     send_concurrency: int = Field(16, ge=1, le=256)
+    # Waves of a page in flight at once (claim, send, record), so the provider is never idle
+    # while the database records a wave.
+    send_lanes: int = Field(3, ge=1, le=16)
     snapshot_chunk_size: int = Field(10_000, ge=100, le=1_000_000)
     # Batches per workflow run before continue-as-new keeps history bounded.
     batches_per_run: int = Field(200, ge=1, le=2_000)

@@ -94,8 +94,8 @@ async def test_sigkill_mid_campaign_leaves_no_duplicates_and_bounded_unknowns(
             assert by_key[(c["id"], "EMAIL")]["outcome"] == "UNKNOWN"
         if c["phone"] in audience.phones() and c["phone"] not in sms:
             assert by_key[(c["id"], "SMS")]["outcome"] == "UNKNOWN"
-    # At most the messages in flight at the instant of the kill (the page's concurrency).
-    assert len(unknown) <= stack.settings.send_concurrency
+    # At most the messages in flight at the instant of the kill (the page's waves in flight).
+    assert len(unknown) <= stack.settings.send_concurrency * stack.settings.send_lanes
     outcomes = Counter(row["outcome"] for row in rows)
     assert outcomes["PENDING"] == 0
     received = sum(emails.values()) + sum(sms.values())

@@ -1,0 +1,126 @@
+"""The raw ceiling: the fastest bare client we can write, pushing campaign-sized messages into the
+same local sinks a campaign sends to (no Temporal, no database, no rendering).
+
+    .venv/bin/python -m benchmarks.ceiling [--messages 20000] [--channel EMAIL|SMS|both]
+
+Campaign throughput divided by this is the share of the wire's speed the orchestration keeps
+(issue 7). The sinks run in their own process, as in the campaign benchmarks. Email: `--connections`
+persistent aiosmtplib connections, each sending back to back. SMS: one aiohttp session with
+`--concurrency` requests in flight, the same form post and headers as `providers/sms.py`.
+"""
+
+import argparse
+import asyncio
+import multiprocessing
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import aiosmtplib
+
+from benchmarks.harness import free_port, run_sinks, wait_port
+
+# A campaign email as it leaves our client: multipart text + HTML, tracking links, ~3 KB.
+BODY_HTML = "\r\n".join(
+    ["<p>Hi First123 Last123, tier gold."
+     ' <a href="http://127.0.0.1:8000/t/c/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA">Offer</a></p>'] * 16
+)
+
+
+def email_bytes(i: int) -> bytes:
+    return (
+        f"From: Campaigns <campaigns@example.com>\r\nTo: m{i}@bench.example.com\r\n"
+        f"Subject: Hello First{i}\r\nMessage-ID: <delivery_{i:016x}@campaigns>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n"
+        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        f"Hi First{i}, tier gold.\r\n"
+        "--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        f"{BODY_HTML}\r\n--b--\r\n"
+    ).encode()
+
+
+@dataclass
+class Ceiling:
+    channel: str
+    messages: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+async def email_ceiling(port: int, messages: int, connections: int) -> Ceiling:
+    payloads = [email_bytes(i) for i in range(messages)]
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(messages):
+        queue.put_nowait(i)
+
+    async def sender() -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await client.connect()
+        while not queue.empty():
+            i = queue.get_nowait()
+            await client.sendmail("campaigns@example.com", [f"m{i}@bench.example.com"], payloads[i])
+        await client.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(connections)))
+    return Ceiling("EMAIL", messages, time.perf_counter() - started)
+
+
+async def sms_ceiling(port: int, messages: int, concurrency: int) -> Ceiling:
+    url = f"http://127.0.0.1:{port}/messages"
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(messages):
+        queue.put_nowait(i)
+
+    async def sender(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            form = {"To": f"+4477{i:08d}", "From": "+15550000000", "Body": f"Hi First{i}, see you at the club!"}
+            headers = {"Authorization": "Bearer dev-sms-token", "Idempotency-Key": f"delivery_{i:016x}"}
+            async with session.post(url, data=form, headers=headers) as resp:
+                await resp.read()
+                assert resp.status < 300, resp.status
+
+    started = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(sender(session) for _ in range(concurrency)))
+    return Ceiling("SMS", messages, time.perf_counter() - started)
+
+
+async def measure(messages: int, channel: str, connections: int, concurrency: int) -> list[Ceiling]:
+    smtp_port, sms_port = free_port(), free_port()
+    sinks = multiprocessing.get_context("spawn").Process(target=run_sinks, args=(smtp_port, sms_port), daemon=True)
+    sinks.start()
+    try:
+        await wait_port(smtp_port)
+        await wait_port(sms_port)
+        results = []
+        if channel in ("EMAIL", "both"):
+            results.append(await email_ceiling(smtp_port, messages, connections))
+        if channel in ("SMS", "both"):
+            results.append(await sms_ceiling(sms_port, messages, concurrency))
+        return results
+    finally:
+        sinks.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--channel", choices=["EMAIL", "SMS", "both"], default="both")
+    parser.add_argument("--connections", type=int, default=4, help="SMTP connections")
+    parser.add_argument("--concurrency", type=int, default=16, help="SMS requests in flight")
+    args = parser.parse_args()
+    results = asyncio.run(measure(args.messages, args.channel, args.connections, args.concurrency))
+    print("\n| channel | messages | seconds | raw ceiling |")
+    print("|---|---|---|---|")
+    for r in results:
+        print(f"| {r.channel} | {r.messages:,} | {r.seconds:.2f} | {r.rate:,.0f} msg/s |")
+
+
+if __name__ == "__main__":
+    main()
