@@ -1,10 +1,10 @@
 """The raw ceiling: the fastest bare client we can write, pushing campaign-sized messages into the
 same local sinks a campaign sends to (no Temporal, no database, no rendering).
 
-    .venv/bin/python -m benchmarks.ceiling [--messages 20000] [--channel EMAIL|SMS|both]
+    .venv/bin/python -m bench.ceiling [--messages 20000] [--channel EMAIL|SMS|both]
 
 Campaign throughput divided by this is the share of the wire's speed the orchestration keeps
-(issue 7). The sinks run in their own process, as in the campaign benchmarks. Email: `--connections`
+(issue 7). The sinks run in their own process, as in the campaign bench. Email: `--connections`
 persistent aiosmtplib connections, each sending back to back. SMS: one aiohttp session with
 `--concurrency` requests in flight, the same form post and headers as `providers/sms.py`.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import aiohttp
 import aiosmtplib
 
-from benchmarks.harness import free_port, run_sinks, wait_port
+from bench.harness import free_port, run_sinks, wait_port
 
 # A campaign email as it leaves our client: multipart text + HTML, tracking links, ~3 KB.
 BODY_HTML = "\r\n".join(

@@ -1,6 +1,6 @@
 """Benchmark: GET /campaigns/:id/stats on a campaign with 1,000,000 interactions, and recording one.
 
-    .venv/bin/python -m benchmarks.stats_bench [--admin-url URL] [--interactions N] [--calls N] [--keep]
+    .venv/bin/python -m bench.stats_bench [--admin-url URL] [--interactions N] [--calls N] [--keep]
 
 It creates a scratch database on the local Postgres (`--admin-url`, default
 postgresql://postgres@127.0.0.1:5432/postgres), migrates it, and builds one COMPLETED campaign:

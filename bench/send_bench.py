@@ -1,6 +1,6 @@
 """Sending throughput: one ONE_TIME campaign end to end on real parts, timed.
 
-    .venv/bin/python -m benchmarks.send_bench --recipients 20000 --channels EMAIL SMS
+    .venv/bin/python -m bench.send_bench --recipients 20000 --channels EMAIL SMS
 
 Starts its own Temporal dev server, SMTP and SMS sinks (in their own process) and an in-process
 worker; uses the local Postgres (CAMPAIGNS_BENCH_DATABASE_URL, default
@@ -13,7 +13,7 @@ import asyncio
 import resource
 import time
 
-from benchmarks.harness import bench_stack
+from bench.harness import bench_stack
 from core.settings import Settings
 from tests.factories import make_audience, make_templates
 

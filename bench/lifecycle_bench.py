@@ -1,6 +1,6 @@
 """How fast pause, resume and cancel answer while a campaign is sending.
 
-    .venv/bin/python -m benchmarks.lifecycle_bench --recipients 5000 --rounds 5
+    .venv/bin/python -m bench.lifecycle_bench --recipients 5000 --rounds 5
 
 Same real parts as `send_bench` (own Temporal dev server, sinks in their own process, in-process
 worker, local Postgres scratch database). A pause or cancel answers only once the running batch
@@ -15,7 +15,7 @@ import time
 
 import httpx
 
-from benchmarks.harness import bench_stack
+from bench.harness import bench_stack
 from tests.factories import make_audience, make_templates
 
 

@@ -1,6 +1,6 @@
 """A 1,000,000-recipient audience: snapshot time and the worker's memory stay bounded.
 
-    .venv/bin/python -m benchmarks.audience_bench --recipients 1000000 --pages 20
+    .venv/bin/python -m bench.audience_bench --recipients 1000000 --pages 20
 
 Builds the audience in a scratch database with set-based SQL, then runs the real activities the
 workflow runs (outside Temporal, to time them alone): `snapshot_audience` chunk after chunk over
@@ -21,7 +21,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.deps import ActivityDeps
 from activities.sending import SendingActivities
 from activities.snapshot import SnapshotActivities
-from benchmarks.harness import scratch_database
+from bench.harness import scratch_database
 from core.messages import SendBatchInput, SnapshotInput
 from core.settings import Settings
 from db.engine import make_engine

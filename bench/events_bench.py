@@ -1,6 +1,6 @@
 """Benchmark: TRIGGERED event ingestion (`POST /events`) through a real uvicorn server.
 
-    .venv/bin/python -m benchmarks.events_bench [--events 5000] [--clients 32] [--batch 0]
+    .venv/bin/python -m bench.events_bench [--events 5000] [--clients 32] [--batch 0]
 
 Starts the real parts (scratch database, Temporal dev server, sinks in their own process, a worker)
 and the API as its own `uvicorn api.main:app` process, as deployed. Creates `--customers`
@@ -26,7 +26,7 @@ import aiohttp
 from sqlalchemy import insert, text
 
 from api.auth import issue_token
-from benchmarks.harness import bench_stack, free_port, wait_port
+from bench.harness import bench_stack, free_port, wait_port
 from core.ids import new_id
 from db.models import Customer, Template
 
