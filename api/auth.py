@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
+from jwt.types import Options
 
 from api.errors import Problem
 from core.settings import Settings
@@ -22,11 +23,15 @@ class Principal:
 
 
 def decode(token: str, settings: Settings) -> Principal:
+    # A token without an expiry would be a credential forever: `exp` (and `sub`) are required.
+    options: Options = {"require": ["exp", "sub"]}
     try:
         if settings.jwt_public_key:
-            claims = jwt.decode(token, settings.jwt_public_key, algorithms=["RS256"])
+            claims = jwt.decode(token, settings.jwt_public_key, algorithms=["RS256"], options=options)
         else:
-            claims = jwt.decode(token, settings.jwt_secret, algorithms=[settings.jwt_algorithm])
+            claims = jwt.decode(
+                token, settings.jwt_secret, algorithms=[settings.jwt_algorithm], options=options
+            )
     except jwt.PyJWTError as err:
         raise Problem(401, f"invalid token: {err}") from err
     sub = claims.get("sub")

@@ -760,3 +760,20 @@ async def test_an_idempotency_key_belongs_to_one_tenant_and_is_bounded(make_stac
     assert (a.status_code, b.status_code) == (201, 201) and a.json()["id"] != b.json()["id"]
     long_key = {**stack.headers(), "Idempotency-Key": "k" * 201}
     problem(await stack.api.post("/campaigns", json=mine, headers=long_key), 422)
+
+
+async def test_a_token_must_expire(make_stack: StackFactory) -> None:
+    """A token without `exp` would be a credential forever; one with it is accepted until then."""
+    stack = await make_stack(worker=False)
+    claims: dict[str, Any] = {"sub": "user_a", "tenant_id": stack.tenant}
+    forever = jwt.encode(claims, stack.settings.jwt_secret, "HS256")
+    r = await stack.api.get(
+        "/campaigns", params={"tenantId": stack.tenant}, headers={"Authorization": f"Bearer {forever}"}
+    )
+    problem(r, 401)
+    exp = int(time.time()) + 60
+    expiring = jwt.encode({**claims, "exp": exp}, stack.settings.jwt_secret, "HS256")
+    r = await stack.api.get(
+        "/campaigns", params={"tenantId": stack.tenant}, headers={"Authorization": f"Bearer {expiring}"}
+    )
+    assert r.status_code == 200, r.text
