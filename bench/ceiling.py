@@ -22,8 +22,11 @@ from bench.harness import free_port, run_sinks, wait_port
 
 # A campaign email as it leaves our client: multipart text + HTML, tracking links, ~3 KB.
 BODY_HTML = "\r\n".join(
-    ["<p>Hi First123 Last123, tier gold."
-     ' <a href="http://127.0.0.1:8000/t/c/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA">Offer</a></p>'] * 16
+    [
+        "<p>Hi First123 Last123, tier gold."
+        ' <a href="http://127.0.0.1:8000/t/c/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA">Offer</a></p>'
+    ]
+    * 16
 )
 
 
@@ -31,7 +34,7 @@ def email_bytes(i: int) -> bytes:
     return (
         f"From: Campaigns <campaigns@example.com>\r\nTo: m{i}@bench.example.com\r\n"
         f"Subject: Hello First{i}\r\nMessage-ID: <delivery_{i:016x}@campaigns>\r\n"
-        "MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b"\r\n\r\n'
         "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
         f"Hi First{i}, tier gold.\r\n"
         "--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
@@ -51,7 +54,6 @@ class Ceiling:
 
 
 async def email_ceiling(port: int, messages: int, connections: int) -> Ceiling:
-    payloads = [email_bytes(i) for i in range(messages)]
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(messages):
         queue.put_nowait(i)
@@ -61,7 +63,7 @@ async def email_ceiling(port: int, messages: int, connections: int) -> Ceiling:
         await client.connect()
         while not queue.empty():
             i = queue.get_nowait()
-            await client.sendmail("campaigns@example.com", [f"m{i}@bench.example.com"], payloads[i])
+            await client.sendmail("campaigns@example.com", [f"m{i}@bench.example.com"], email_bytes(i))
         await client.quit()
 
     started = time.perf_counter()
@@ -78,7 +80,11 @@ async def sms_ceiling(port: int, messages: int, concurrency: int) -> Ceiling:
     async def sender(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
             i = queue.get_nowait()
-            form = {"To": f"+4477{i:08d}", "From": "+15550000000", "Body": f"Hi First{i}, see you at the club!"}
+            form = {
+                "To": f"+4477{i:08d}",
+                "From": "+15550000000",
+                "Body": f"Hi First{i}, see you at the club!",
+            }
             headers = {"Authorization": "Bearer dev-sms-token", "Idempotency-Key": f"delivery_{i:016x}"}
             async with session.post(url, data=form, headers=headers) as resp:
                 await resp.read()
@@ -93,7 +99,9 @@ async def sms_ceiling(port: int, messages: int, concurrency: int) -> Ceiling:
 
 async def measure(messages: int, channel: str, connections: int, concurrency: int) -> list[Ceiling]:
     smtp_port, sms_port = free_port(), free_port()
-    sinks = multiprocessing.get_context("spawn").Process(target=run_sinks, args=(smtp_port, sms_port), daemon=True)
+    sinks = multiprocessing.get_context("spawn").Process(
+        target=run_sinks, args=(smtp_port, sms_port), daemon=True
+    )
     sinks.start()
     try:
         await wait_port(smtp_port)
@@ -109,7 +117,9 @@ async def measure(messages: int, channel: str, connections: int, concurrency: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--channel", choices=["EMAIL", "SMS", "both"], default="both")
     parser.add_argument("--connections", type=int, default=4, help="SMTP connections")

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -80,6 +81,7 @@ class BenchStack:
     engine: AsyncEngine
     api: httpx.AsyncClient
     tenant: str
+    client: Client
 
 
 @asynccontextmanager
@@ -124,7 +126,7 @@ async def bench_stack(prefix: str, tenant: str, **settings: Any) -> AsyncIterato
                     timeout=60,
                 ) as api,
             ):
-                yield BenchStack(cfg, engine, api, tenant)
+                yield BenchStack(cfg, engine, api, tenant, env.client)
         finally:
             await deps.close()
             sinks.kill()

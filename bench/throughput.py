@@ -1,0 +1,179 @@
+"""Campaign throughput against the raw ceiling, per channel, from one run (issue 7).
+
+    .venv/bin/python -m bench.throughput --recipients 100000 --channels EMAIL SMS
+    .venv/bin/python -m bench.throughput --recipients 1000000 --channels EMAIL --ceiling-messages 20000
+
+For each channel, against the same sink process: first the raw ceiling (bench.ceiling: a bare client,
+no Temporal, no database), then one ONE_TIME campaign of `--recipients` on that channel through the
+whole system (API, Temporal dev server, worker, Postgres), timed from execute to COMPLETED. Prints
+the ratio, the snapshot time, the worker process's peak RSS during the campaign (sampled from
+/proc), and the longest history of any run of the campaign's workflow (continue-as-new keeps each
+run bounded). The audience is bulk-generated in SQL (every customer has an email and a phone).
+"""
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import text
+
+from bench.ceiling import email_ceiling, sms_ceiling
+from bench.harness import BenchStack, bench_stack
+
+TENANT = "tenant_throughput"
+
+
+@dataclass
+class Row:
+    channel: str
+    recipients: int
+    ceiling: float
+    seconds: float
+    sent: int
+    snapshot: float
+    rss_mb: float
+    max_history: int
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.rate / self.ceiling
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def audience(stack: BenchStack, tag: str, n: int) -> tuple[str, str, str]:
+    """n customers and a STATIC segment of them, generated in SQL; an EMAIL and an SMS template."""
+    segment, email_t, sms_t = f"segment_{tag}", f"template_e_{tag}", f"template_s_{tag}"
+    async with stack.engine.begin() as conn:
+        await conn.execute(
+            text(
+                """
+                INSERT INTO customers (id, tenant_id, external_id, email, phone, first_name, last_name,
+                                       attributes)
+                SELECT 'customer_' || :tag || lpad(g::text, 8, '0'), :t, :tag || g,
+                       :tag || g || '@bench.example.com', '+447' || lpad(g::text, 9, '0'),
+                       'First' || g, 'Last' || g, jsonb_build_object('tier', 'gold')
+                FROM generate_series(1, :n) g
+                """
+            ),
+            {"tag": tag, "t": TENANT, "n": n},
+        )
+        await conn.execute(
+            text("INSERT INTO segments (id, tenant_id, name, type) VALUES (:s, :t, 'all', 'STATIC')"),
+            {"s": segment, "t": TENANT},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO segment_members (segment_id, customer_id)"
+                " SELECT :s, 'customer_' || :tag || lpad(g::text, 8, '0') FROM generate_series(1, :n) g"
+            ),
+            {"s": segment, "tag": tag, "n": n},
+        )
+        await conn.execute(
+            text(
+                """
+                INSERT INTO templates (id, tenant_id, name, channel, subject, html, text, body) VALUES
+                (:e, :t, 'News', 'EMAIL', 'Hello {{ firstName }}',
+                 '<p>Hi {{ firstName }} {{ lastName }}, tier {{ attributes.tier }}.'
+                 || ' <a href="https://example.com/offer">Offer</a></p>',
+                 'Hi {{ firstName }}, tier {{ attributes.tier }}.', NULL),
+                (:s, :t, 'SMS', 'SMS', NULL, NULL, NULL, 'Hi {{ firstName }}, see you at the club!')
+                """
+            ),
+            {"e": email_t, "s": sms_t, "t": TENANT},
+        )
+    return segment, email_t, sms_t
+
+
+async def campaign(stack: BenchStack, channel: str, n: int) -> tuple[float, int, float, float, int]:
+    segment, email_t, sms_t = await audience(stack, channel.lower()[:1], n)
+    r = await stack.api.post(
+        "/campaigns",
+        json={
+            "tenantId": TENANT,
+            "name": f"throughput {channel}",
+            "segmentId": segment,
+            "channels": [channel],
+            "emailTemplateId": email_t,
+            "smsTemplateId": sms_t,
+        },
+    )
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    handle = stack.client.get_workflow_handle(f"campaign-{cid}")
+    peak = rss_mb()
+    snapshot = 0.0
+    started = time.perf_counter()
+    r = await stack.api.post(f"/campaigns/{cid}/execute")
+    assert r.status_code == 200, r.text
+    while True:
+        await asyncio.sleep(0.5)
+        peak = max(peak, rss_mb())
+        if not snapshot:
+            progress = await handle.query("progress")
+            if progress["snapshot_complete"]:
+                snapshot = time.perf_counter() - started
+        if (await stack.api.get(f"/campaigns/{cid}")).json()["status"] == "COMPLETED":
+            break
+    elapsed = time.perf_counter() - started
+    async with stack.engine.connect() as conn:
+        sent = int(
+            (
+                await conn.execute(
+                    text("SELECT count(*) FROM deliveries WHERE campaign_id = :c AND outcome = 'SENT'"),
+                    {"c": cid},
+                )
+            ).scalar_one()
+        )
+    longest = 0
+    async for execution in stack.client.list_workflows(f"WorkflowId = 'campaign-{cid}'"):
+        longest = max(longest, execution.history_length)
+    return elapsed, sent, snapshot, peak, longest
+
+
+async def main(recipients: int, channels: list[str], ceiling_messages: int) -> None:
+    rows: list[Row] = []
+    async with bench_stack("throughput", TENANT) as stack:
+        for channel in channels:
+            n = min(ceiling_messages, recipients)
+            if channel == "EMAIL":
+                ceiling = await email_ceiling(stack.settings.smtp_port, n, stack.settings.smtp_pool_size)
+            else:
+                port = int(stack.settings.sms_url.rsplit(":", 1)[1].split("/")[0])
+                ceiling = await sms_ceiling(port, n, 16)
+            elapsed, sent, snapshot, peak, longest = await campaign(stack, channel, recipients)
+            rows.append(Row(channel, recipients, ceiling.rate, elapsed, sent, snapshot, peak, longest))
+            print(f"{channel}: ceiling {ceiling.rate:,.0f}/s, campaign {sent / elapsed:,.0f}/s", flush=True)
+    print(
+        "\n| channel | recipients | raw ceiling | campaign (execute → COMPLETED) | ratio | snapshot"
+        " | worker peak RSS | longest run history |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r.channel} | {r.recipients:,} | {r.ceiling:,.0f} msg/s | {r.rate:,.0f} msg/s"
+            f" ({r.sent:,} in {r.seconds:,.1f} s) | {r.ratio:.0%} | {r.snapshot:.1f} s | {r.rss_mb:.0f} MiB"
+            f" | {r.max_history:,} events |"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--recipients", type=int, default=100_000)
+    parser.add_argument("--channels", nargs="+", default=["EMAIL", "SMS"], choices=["EMAIL", "SMS"])
+    parser.add_argument("--ceiling-messages", type=int, default=20_000)
+    args = parser.parse_args()
+    asyncio.run(main(args.recipients, args.channels, args.ceiling_messages))
