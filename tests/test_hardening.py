@@ -777,3 +777,37 @@ async def test_a_token_must_expire(make_stack: StackFactory) -> None:
         "/campaigns", params={"tenantId": stack.tenant}, headers={"Authorization": f"Bearer {expiring}"}
     )
     assert r.status_code == 200, r.text
+
+
+async def test_a_413_means_nothing_was_done_even_if_the_first_part_is_a_whole_request(
+    make_stack: StackFactory,
+) -> None:
+    """The part of an oversized body that arrived before the limit can itself be a valid request (a
+    whole JSON document, then padding): it must not be acted on behind the 413."""
+    stack = await make_stack(worker=False, max_body_bytes=16 * 1024)
+    document = json.dumps({"tenantId": stack.tenant, "externalId": "behind-413"}).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield document
+        for _ in range(40):
+            yield b" " * 1024
+
+    r = await stack.api.post(
+        "/customers", content=chunks(), headers={**stack.headers(), "Content-Type": "application/json"}
+    )
+    problem(r, 413)
+
+    async def csv_chunks() -> AsyncIterator[bytes]:
+        yield b"externalId\nbehind-413-csv\n"
+        for _ in range(40):
+            yield b"\n" * 1024
+
+    headers = {**stack.headers(), "Content-Type": "text/csv"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("api.limits.LARGE_BODY_LIMIT", 16 * 1024)
+        r = await stack.api.post(
+            "/customers/import", params={"tenantId": stack.tenant}, content=csv_chunks(), headers=headers
+        )
+    problem(r, 413)
+    listed = await stack.call("GET", "/customers", params={"tenantId": stack.tenant})
+    assert listed.json()["meta"]["total"] == 0, listed.text
