@@ -811,3 +811,25 @@ async def test_a_413_means_nothing_was_done_even_if_the_first_part_is_a_whole_re
     problem(r, 413)
     listed = await stack.call("GET", "/customers", params={"tenantId": stack.tenant})
     assert listed.json()["meta"]["total"] == 0, listed.text
+
+
+async def test_a_token_for_several_tenants_sees_exactly_those(make_stack: StackFactory) -> None:
+    stack = await make_stack(worker=False)
+    third = f"tenant_third_{uuid.uuid4().hex[:8]}"
+    ids = {}
+    for tenant in (stack.tenant, stack.other_tenant, third):
+        body = {"tenantId": tenant, "name": f"of {tenant}", "channels": ["EMAIL"]}
+        r = await stack.call("POST", "/campaigns", tenant=tenant, json=body)
+        assert r.status_code == 201, r.text
+        ids[tenant] = r.json()["id"]
+    exp = int(time.time()) + 60
+    claims = {"sub": "user_multi", "tenants": [stack.tenant, third, 7, None], "exp": exp}
+    headers = {"Authorization": f"Bearer {jwt.encode(claims, stack.settings.jwt_secret, 'HS256')}"}
+    for tenant, status in ((stack.tenant, 200), (third, 200), (stack.other_tenant, 404)):
+        r = await stack.api.get(f"/campaigns/{ids[tenant]}", headers=headers)
+        assert r.status_code == status, (tenant, r.text)
+    for tenant, status in ((stack.tenant, 200), (third, 200), (stack.other_tenant, 403)):
+        r = await stack.api.get("/campaigns", params={"tenantId": tenant}, headers=headers)
+        assert r.status_code == status, (tenant, r.text)
+        if status == 200:
+            assert [c["id"] for c in r.json()["data"]] == [ids[tenant]]
