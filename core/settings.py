@@ -41,8 +41,10 @@ class Settings(BaseSettings):
     sms_from: str = "+15550000000"
 
     # Sending: recipients per batch activity and messages in flight inside it.
-    batch_size: int = Field(500, ge=1, le=10_000)
-    send_concurrency: int = Field(16, ge=1, le=256)
+    # Defaults tuned with bench.throughput on 2 cores (README "Performance"): larger pages spend
+    # less time between activities; 32 x 3 messages in flight keep both providers busy.
+    batch_size: int = Field(2000, ge=1, le=10_000)
+    send_concurrency: int = Field(32, ge=1, le=256)
     # Waves of a page in flight at once (claim, send, record), so the provider is never idle
     # while the database records a wave.
     send_lanes: int = Field(3, ge=1, le=16)
