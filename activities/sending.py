@@ -29,6 +29,8 @@ from core.enums import Channel, InteractionType, Outcome, SkipReason
 from core.ids import new_id
 from core.messages import Counts, SendBatchInput, SendBatchResult
 from db import rollups
+from db.audience import CONSENT_COLUMNS
+from db.template_versions import run_pins, template_content
 from providers.email_content import EmailEnvelope, EmailParts, render_parts, wire_email
 from providers.rendering import TemplateSyntaxProblem, recipient_context, render
 from providers.sms import SmsVerdict
@@ -94,11 +96,10 @@ class Answer:
         return cls(item, Outcome.UNKNOWN, reason="CONNECTION_LOST", detail=detail)
 
 
-# What a send needs of a recipient (`c` = customers); `present` is NULL for a deleted customer.
-RECIPIENT_COLUMNS = """
-    c.id AS present, c.email, c.phone, c.first_name, c.last_name, c.club_id, c.external_id,
-    c.attributes, c.email_opt_in, c.sms_opt_in, c.email_unsubscribed_at, c.sms_unsubscribed_at,
-    c.email_bounced_at
+# What a send needs of a recipient (`c` = customers): the personalisation fields and what
+# decides consent (db.audience.CONSENT_COLUMNS); `present` is NULL for a deleted customer.
+RECIPIENT_COLUMNS = f"""
+    c.first_name, c.last_name, c.club_id, c.external_id, c.attributes, {CONSENT_COLUMNS}
 """
 _PAGE = text(
     f"""
@@ -173,7 +174,11 @@ _PAGE_COUNTS = text(
 
 
 def skip_reason(customer: RowMapping, channel: str) -> SkipReason | None:
-    """Why a recipient gets nothing on a channel (contract §7), or None when eligible."""
+    """Why a recipient gets nothing on a channel (contract §7), or None when eligible.
+
+    `customer` holds db.audience.CONSENT_COLUMNS. The first reason that applies is the one
+    recorded: no address, unsubscribed, hard-bounced (email), on the suppression list, no opt-in.
+    """
     if customer["present"] is None:
         return SkipReason.CUSTOMER_DELETED
     if channel == Channel.EMAIL:
@@ -183,6 +188,8 @@ def skip_reason(customer: RowMapping, channel: str) -> SkipReason | None:
             return SkipReason.UNSUBSCRIBED
         if customer["email_bounced_at"] is not None:
             return SkipReason.HARD_BOUNCED
+        if customer["email_suppressed"]:
+            return SkipReason.SUPPRESSED
         if not customer["email_opt_in"]:
             return SkipReason.NO_CONSENT
         return None
@@ -190,6 +197,8 @@ def skip_reason(customer: RowMapping, channel: str) -> SkipReason | None:
         return SkipReason.NO_ADDRESS
     if customer["sms_unsubscribed_at"] is not None:
         return SkipReason.UNSUBSCRIBED
+    if customer["sms_suppressed"]:
+        return SkipReason.SUPPRESSED
     if not customer["sms_opt_in"]:
         return SkipReason.NO_CONSENT
     return None
@@ -309,6 +318,8 @@ class _Page:
         )
 
     async def _content(self) -> Content:
+        """The campaign's channels and the template versions the run pinned (db.template_versions);
+        an EMAIL template without `text` gets a text part derived from its html."""
         async with self.deps.engine.connect() as conn:
             campaign = (
                 (
@@ -325,6 +336,7 @@ class _Page:
             )
             if campaign is None:
                 raise ApplicationError("campaign not found", type=ERR_CAMPAIGN_INVALID, non_retryable=True)
+            pins = await run_pins(conn, self.inp.campaign_id, self.inp.run_id)
             templates: dict[str, RowMapping | None] = {}
             for channel, template_id in (
                 (Channel.EMAIL, campaign["email_template_id"]),
@@ -332,18 +344,8 @@ class _Page:
             ):
                 templates[channel] = None
                 if channel in campaign["channels"]:
-                    templates[channel] = (
-                        (
-                            await conn.execute(
-                                text(
-                                    "SELECT subject, html, text, body FROM templates"
-                                    " WHERE id = :id AND tenant_id = :t AND channel = :ch"
-                                ),
-                                {"id": template_id, "t": self.inp.tenant_id, "ch": channel},
-                            )
-                        )
-                        .mappings()
-                        .first()
+                    templates[channel] = await template_content(
+                        conn, self.inp.tenant_id, template_id, channel, pins[channel]
                     )
                     if templates[channel] is None:
                         raise ApplicationError(

@@ -1,17 +1,40 @@
-"""Who is in a segment: the one place that turns a segment into customer ids (keyset order).
+"""Who is in a segment, and who may be sent to: the audience rules the API and the sends share.
 
 STATIC segments list their members; DYNAMIC segments are a filter evaluated when asked (at
 snapshot time for a send). Both only ever return customers of the segment's own tenant.
+
+Consent and suppression (contract §7) are decided per customer and channel by
+`activities.sending.skip_reason` over CONSENT_COLUMNS: an address on the channel, no unsubscribe
+(from a tracking link or `POST /customers/:id/unsubscribe`), no hard bounce (email), an address
+not on the tenant's suppression list, and the channel's opt-in. A send applies them twice: when
+the snapshot is taken and again just before each message.
 """
 
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.enums import SegmentType
+from core.enums import Channel, SegmentType
 from db.models import Customer, Segment, SegmentMember
 from db.segment_filter import compile_filter
+
+# What decides whether a customer may be sent to, for `c` = customers (NULL `present`: deleted).
+# Suppressed email addresses are stored lower-case, so the match ignores case.
+CONSENT_COLUMNS = """
+    c.id AS present, c.email, c.phone, c.email_opt_in, c.sms_opt_in, c.email_unsubscribed_at,
+    c.sms_unsubscribed_at, c.email_bounced_at,
+    EXISTS (SELECT 1 FROM suppressions s WHERE s.tenant_id = c.tenant_id AND s.channel = 'EMAIL'
+            AND s.address = lower(c.email)) AS email_suppressed,
+    EXISTS (SELECT 1 FROM suppressions s WHERE s.tenant_id = c.tenant_id AND s.channel = 'SMS'
+            AND s.address = c.phone) AS sms_suppressed
+"""
+
+_UNSUBSCRIBED_AT = {
+    Channel.EMAIL: Customer.email_unsubscribed_at,
+    Channel.SMS: Customer.sms_unsubscribed_at,
+}
 
 
 def member_ids_query(segment: Segment) -> Select[Any]:
@@ -40,6 +63,19 @@ async def segment_size(conn: AsyncConnection, segment: Segment) -> int:
     return int((await conn.execute(select(func.count()).select_from(sub))).scalar_one())
 
 
+async def segment_sample(conn: AsyncConnection, segment: Segment, limit: int) -> list[Any]:
+    """The first `limit` members in keyset (id) order, as customer rows: ids are random, so this
+    is a fair sample that costs an index range read, never a sort of the whole segment."""
+    ids = member_ids_query(segment).limit(limit).subquery()
+    rows = await conn.execute(
+        select(Customer.__table__)
+        .join(ids, Customer.id == next(iter(ids.c)))
+        .where(Customer.tenant_id == segment.tenant_id)
+        .order_by(Customer.id)
+    )
+    return list(rows.mappings().all())
+
+
 async def load_segment(conn: AsyncConnection, tenant_id: str, segment_id: str) -> Segment | None:
     row = (
         await conn.execute(
@@ -50,3 +86,16 @@ async def load_segment(conn: AsyncConnection, tenant_id: str, segment_id: str) -
         return None
     seg = Segment(**row._mapping)
     return seg
+
+
+async def unsubscribe(
+    conn: AsyncConnection, tenant_id: str, customer_id: str, channels: list[Channel]
+) -> None:
+    """Unsubscribe a customer from channels; an earlier unsubscribe keeps its time."""
+    now = datetime.now(UTC)
+    values = {_UNSUBSCRIBED_AT[ch].key: func.coalesce(_UNSUBSCRIBED_AT[ch], now) for ch in channels}
+    await conn.execute(
+        update(Customer)
+        .where(Customer.id == customer_id, Customer.tenant_id == tenant_id)
+        .values(**values, updated_at=text("now()"))
+    )

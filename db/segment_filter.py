@@ -12,6 +12,8 @@ Compiled filters are type-safe: whatever the data, running one never raises. A v
 field (text fields take strings, emailOptIn/smsOptIn booleans, createdAt ISO-8601 date-times; else a
 FilterError at the value's path), and a condition on a JSON attribute only matches values of its
 own JSON type: a number comparison skips attributes holding text, a text one skips numbers.
+A condition never evaluates to NULL (a field without a value fails it, `ne`/`nin` excepted, which
+it passes), so `{"not": f}` selects exactly the customers `f` does not.
 """
 
 import math
@@ -225,24 +227,31 @@ def _compare(field: str, op: str, value: Any, path: str) -> ColumnElement[bool]:
         if not isinstance(value, list) or not value:
             raise FilterError(f"{path}.value", "must be a non-empty list")
         values = [_typed(kind, v, f"{path}.value[{i}]") for i, v in enumerate(value)]
-        listed: ColumnElement[bool] = column.in_(values)
-        return listed if op == "in" else or_(column.is_(None), column.not_in(values))
+        if op == "in":
+            return _known(column, column.in_(values))
+        return or_(column.is_(None), column.not_in(values))
     if op in ("contains", "startsWith"):
         if kind != TEXT:
             raise FilterError(f"{path}.op", f"'{op}' applies to text fields, not to {field}")
         if not isinstance(value, str):
             raise FilterError(f"{path}.value", "must be a string")
-        return _like(column, op, value)
+        return _known(column, _like(column, op, value))
     if value is None and op in ("eq", "ne"):
         null: ColumnElement[bool] = column.is_(None) if op == "eq" else column.is_not(None)
         return null
     typed = _typed(kind, value, f"{path}.value")
     if op == "eq":
-        equal: ColumnElement[bool] = column == typed
-        return equal
+        return _known(column, column == typed)
     if op == "ne":
         return or_(column.is_(None), column != typed)
-    return _ordered(column, op, typed)
+    return _known(column, _ordered(column, op, typed))
+
+
+def _known(column: Any, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """`condition`, false (never NULL) where the field is NULL, so `not` inverts it exactly:
+    `not (email contains "golf")` holds for a customer without an email. (AND, not COALESCE,
+    so an index on the column still serves the condition.)"""
+    return and_(column.is_not(None), condition)
 
 
 __all__ = ["CE", "FilterError", "compile_filter", "validate_filter"]

@@ -18,21 +18,31 @@ the sandbox (no private attributes, no mutation, no server names: Jinja's defaul
 Whatever goes wrong while compiling or rendering (a syntax error, `1/0`, a type error, a bound) is a
 `TemplateSyntaxProblem` with a short message: the API answers it as a 422, the send activity
 records the message as FAILED with reason TEMPLATE_ERROR and goes on with the next one.
+
+What a template may read is checked when it is saved (`check_template`): only the recipient's
+fields (RECIPIENT_FIELDS) as top-level names, and no attribute or key that starts with `_` (the
+way to Python internals: `''.__class__.__mro__`). At render time a reach for an unsafe attribute
+fails the render instead of printing nothing, and `attributes.x` prefers the customer's attribute
+`x` over a dict method of that name; a missing attribute renders as empty text (the documented
+default: `{{ attributes.nickname | default('friend') }}` gives a fallback).
 """
 
 import math
 import re
 import string
 import time
+from collections import deque
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from functools import lru_cache, wraps
 from typing import Any
 
-from jinja2 import Template, TemplateError, Undefined, nodes, pass_context
+from jinja2 import Template, TemplateError, Undefined, meta, nodes, pass_context
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from providers.html_text import html_to_text
 
 MAX_TEMPLATE_CHARS = 500_000
 MAX_RENDERED_CHARS = 1_000_000
@@ -63,6 +73,22 @@ def recipient_context(customer: dict[str, Any]) -> dict[str, Any]:
         "externalId": customer.get("external_id") or "",
         "attributes": dict(customer.get("attributes") or {}),
     }
+
+
+RECIPIENT_FIELDS = tuple(recipient_context({}))
+HTML_TO_TEXT = "html_to_text"
+# The text part of an EMAIL template without `text`: its html, rendered escaped as html, then
+# turned into plain text (see providers.html_text). The html must itself be a valid template,
+# so its blocks are balanced and cannot close these.
+DERIVED_TEXT_OPEN = "{% filter " + HTML_TO_TEXT + " %}{% autoescape true %}"
+DERIVED_TEXT_CLOSE = "{% endautoescape %}{% endfilter %}"
+
+
+def email_text_source(html: str | None, text: str | None) -> str | None:
+    """The template of an email's text part: `text`, or when it is absent one derived from `html`."""
+    if text:
+        return text
+    return f"{DERIVED_TEXT_OPEN}{html}{DERIVED_TEXT_CLOSE}" if html else None
 
 
 # ---- sizes ----------------------------------------------------------------------------------------
@@ -386,6 +412,18 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
         for name in _GUARDED_FILTERS:
             self.filters[name] = _guard_filter(name, self.filters[name])
         self.filters[_LOOP_FILTER] = _loop_filter
+        self.filters[HTML_TO_TEXT] = html_to_text
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # `attributes.items` is the customer's attribute "items" when there is one, not dict.items.
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        """A reach for an unsafe attribute fails the render (the sandbox would print nothing)."""
+        kind = type(obj).__name__
+        raise SecurityError(f"access to attribute {attribute!r} of a {kind} value is not allowed")
 
     def measured(self, parts: tuple[Any, ...]) -> tuple[Any, ...]:
         """The parts of `a ~ b ~ ...`, refused if they would join to too long a text."""
@@ -484,6 +522,41 @@ def check_syntax(source: str, *, html: bool = False) -> None:
         raise
     except Exception as err:  # a syntax error, or the parser's recursion on absurd nesting
         raise _problem(err) from err
+
+
+def check_template(source: str, *, html: bool = False) -> None:
+    """`check_syntax`, then what the template reads: only recipient fields, nothing private."""
+    check_syntax(source, html=html)
+    tree = (_HTML_ENV if html else _TEXT_ENV).parse(source)
+    private = _private_access(tree)
+    if private is not None:
+        raise TemplateSyntaxProblem(f"access to {private!r} is not allowed in templates")
+    unknown = sorted(meta.find_undeclared_variables(tree) - set(RECIPIENT_FIELDS))
+    if unknown:
+        names = ", ".join(repr(n) for n in unknown[:10])
+        raise TemplateSyntaxProblem(
+            f"unknown variable(s) {names}: a template can read {', '.join(RECIPIENT_FIELDS)} "
+            "(and attributes.<key>)"
+        )
+
+
+def _private_access(tree: nodes.Template) -> str | None:
+    """The first attribute or constant key starting with `_` that the template reaches for."""
+    todo: deque[nodes.Node] = deque([tree])
+    while todo:
+        node = todo.popleft()
+        name: Any = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = node.arg.value
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+            first = node.args[0]
+            name = first.value if isinstance(first, nodes.Const) else None
+        if isinstance(name, str) and name.startswith("_"):
+            return name
+        todo.extend(node.iter_child_nodes())
+    return None
 
 
 def render(source: str | None, context: dict[str, Any], *, html: bool = False) -> str:

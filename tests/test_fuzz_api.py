@@ -97,11 +97,15 @@ async def seed_objects(stack: Stack) -> dict[str, str]:
     audience = await make_audience(stack.engine, stack.tenant, 3)
     email_t, sms_t = await make_templates(stack.engine, stack.tenant)
     campaign = await create_campaign(stack, audience, email_t, sms_t)
+    suppression = await stack.call(
+        "POST", "/suppressions", json={"tenantId": stack.tenant, "channel": "SMS", "address": "+27821234567"}
+    )
     return {
         "campaign_id": campaign,
         "segment_id": audience.segment_id,
         "template_id": email_t,
         "customer_id": audience.customers[0]["id"],
+        "suppression_id": suppression.json()["id"],
     }
 
 

@@ -48,6 +48,9 @@ class World:
     to_execute: str = ""
     scheduled: str = ""  # SCHEDULED: cancel's own case
     cancelled: str = ""  # CANCELLED: resend-unknown's own case
+    suppression: str = ""  # an entry the read calls use
+    doomed_suppression: str = ""  # an entry DELETE by id removes
+    doomed_address: str = ""  # an address DELETE by address removes
     secrets: set[str] = field(default_factory=set)
 
 
@@ -141,6 +144,27 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/templates/{template_id}/preview"): ep(
         lambda w: Call({"template_id": w.email_template}, json={"customerId": w.customer}), 200
     ),
+    ("PATCH", "/templates/{template_id}"): ep(
+        lambda w: Call({"template_id": w.email_template}, json={"name": f"{w.marker} renamed"}), 200
+    ),
+    ("GET", "/segments/{segment_id}/preview"): ep(lambda w: Call({"segment_id": w.segment}), 200),
+    ("POST", "/customers/{customer_id}/unsubscribe"): ep(
+        lambda w: Call({"customer_id": w.customer}, json={"channel": "SMS"}), 200
+    ),
+    ("POST", "/suppressions"): ep(
+        lambda w: Call(
+            json={"tenantId": w.tenant, "channel": "EMAIL", "address": f"{w.marker}.new@example.com"}
+        ),
+        201,
+    ),
+    ("GET", "/suppressions"): ep(lambda w: Call(params={"tenantId": w.tenant}), 200),
+    ("GET", "/suppressions/{suppression_id}"): ep(lambda w: Call({"suppression_id": w.suppression}), 200),
+    ("DELETE", "/suppressions/{suppression_id}"): ep(
+        lambda w: Call({"suppression_id": w.doomed_suppression}), 204
+    ),
+    ("DELETE", "/suppressions"): ep(
+        lambda w: Call(params={"tenantId": w.tenant, "channel": "EMAIL", "address": w.doomed_address}), 204
+    ),
     ("POST", "/events"): ep(lambda w: Call(json=event_body(w)), 202),
     ("POST", "/events/batch"): ep(lambda w: Call(json={"events": [event_body(w), event_body(w)]}), 202),
 }
@@ -218,7 +242,15 @@ async def populate(stack: Stack, tenant: str) -> World:
         assert r.status_code == 200, r.text
     r = await as_owner.call("POST", f"/campaigns/{w.cancelled}/cancel")
     assert r.status_code == 200, r.text
-    w.secrets = {marker, tenant, audience.segment_id, email_t, sms_t, *ids}
+    suppressions = []
+    for name in ("kept", "doomed", "by-address"):
+        body = {"tenantId": tenant, "channel": "EMAIL", "address": f"{marker}.{name}@example.com"}
+        r = await as_owner.call("POST", "/suppressions", json=body)
+        assert r.status_code == 201, r.text
+        suppressions.append(r.json()["id"])
+    w.suppression, w.doomed_suppression = suppressions[:2]
+    w.doomed_address = f"{marker}.by-address@example.com"
+    w.secrets = {marker, tenant, audience.segment_id, email_t, sms_t, *ids, *suppressions}
     for c in audience.customers:
         w.secrets |= {c["id"], c["email"], c["phone"], c["external_id"]}
     return w

@@ -18,6 +18,7 @@ from api.deps import AppState
 from api.main import create_app
 from core.enums import SkipReason
 from core.settings import Settings
+from db.audience import CONSENT_COLUMNS
 from db.engine import make_engine
 from providers.email_content import EmailEnvelope, EmailParts, build_email, wire_email
 from providers.tracking import LinkKind, TokenSigner, TrackingClaim, TrackingLinks
@@ -291,11 +292,7 @@ async def _customer_row(stack: Stack, customer_id: str) -> Any:
         return (
             (
                 await conn.execute(
-                    text(
-                        "SELECT id, id AS present, email, phone, email_opt_in, sms_opt_in,"
-                        " email_unsubscribed_at, sms_unsubscribed_at, email_bounced_at"
-                        " FROM customers WHERE id = :id"
-                    ),
+                    text(f"SELECT c.id, {CONSENT_COLUMNS} FROM customers c WHERE c.id = :id"),
                     {"id": customer_id},
                 )
             )

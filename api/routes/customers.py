@@ -1,4 +1,4 @@
-"""Customer endpoints (contract §7): upsert one, bulk import (JSON or CSV), read and list."""
+"""Customer endpoints (contract §7): upsert one, bulk import (JSON or CSV), read, list, unsubscribe."""
 
 from typing import Annotated, Any
 
@@ -16,12 +16,15 @@ from api.schemas.customers import (
     CustomerImport,
     CustomerPublic,
     CustomersPublic,
+    CustomerUnsubscribe,
     ImportResult,
     NoNul,
     load_json,
     parse_csv_import,
     validate_json_import,
 )
+from core.enums import Channel
+from db.audience import unsubscribe
 from db.customer_import import upsert_customers
 from db.models import Customer
 
@@ -147,21 +150,27 @@ async def import_customers(
         Query(alias="tenantId", min_length=1, max_length=100, description="required for text/csv bodies"),
     ] = None,
 ) -> ImportResult:
-    """Upsert up to 100,000 customers by `externalId`; any invalid row means nothing is written."""
+    """Upsert up to 100,000 customers by `externalId`, validated row by row.
+
+    The valid rows are written, all in one transaction (a failure writes none of them); each
+    invalid row is reported in `errors` (row, externalId, path, message) and written not at all.
+    A body that cannot be read as an import (bad JSON or CSV, no tenantId, a bad CSV header, more
+    than 100,000 rows) is a 4xx and writes nothing.
+    """
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     raw = await request.body()
     if media_type == "application/json":
         document = load_json(raw)
         if isinstance(document, dict) and isinstance(document.get("tenantId"), str):
             principal.require(document["tenantId"])  # 403 before the work of validating rows
-        body = validate_json_import(document)
-        if tenant_id is not None and tenant_id != body.tenant_id:
+        body_tenant, parsed = validate_json_import(document)
+        if tenant_id is not None and tenant_id != body_tenant:
             raise Problem(
                 422,
                 "tenantId in the query and the body differ",
                 errors=[{"path": "query.tenantId", "message": "differs from $.tenantId"}],
             )
-        tenant_id, customers = body.tenant_id, body.customers
+        tenant_id = body_tenant
     elif media_type in ("text/csv", "application/csv"):
         if tenant_id is None:
             raise Problem(
@@ -170,16 +179,22 @@ async def import_customers(
                 errors=[{"path": "query.tenantId", "message": "Field required"}],
             )
         principal.require(tenant_id)
-        customers = parse_csv_import(raw)
+        parsed = parse_csv_import(raw)
     else:
         raise Problem(415, "send application/json or text/csv")
     principal.require(tenant_id)
-    rows = [db_row(c) for c in customers]
+    rows = [db_row(c) for c in parsed.customers]
     # A connection only for the write: parsing a large body holds none, and the commit is done
     # before the response is sent.
     async with state.engine.begin() as conn:
         counts = await upsert_customers(conn, tenant_id, rows)
-    return ImportResult(created=counts.created, updated=counts.updated, total=counts.total)
+    return ImportResult(
+        created=counts.created,
+        updated=counts.updated,
+        total=counts.total,
+        rejected=parsed.rejected,
+        errors=parsed.errors,
+    )
 
 
 @router.get("", response_model=CustomersPublic, response_model_by_alias=True)
@@ -224,4 +239,16 @@ async def list_customers(
 
 @router.get("/{customer_id}", response_model=CustomerPublic, response_model_by_alias=True)
 async def get_customer(customer_id: str, principal: PrincipalDep, conn: ConnDep) -> CustomerPublic:
+    return to_public(await load_customer(conn, principal, customer_id))
+
+
+@router.post("/{customer_id}/unsubscribe", response_model=CustomerPublic, response_model_by_alias=True)
+async def unsubscribe_customer(
+    customer_id: str, body: CustomerUnsubscribe, principal: PrincipalDep, conn: ConnDep
+) -> CustomerPublic:
+    """Unsubscribe from one channel (`{"channel": "EMAIL"}`) or, with `{}`, from all: no later
+    send reaches the customer there, whatever the opt-in flags say (as an unsubscribe link does)."""
+    customer = await load_customer(conn, principal, customer_id)
+    channels = [body.channel] if body.channel is not None else list(Channel)
+    await unsubscribe(conn, customer["tenant_id"], customer["id"], channels)
     return to_public(await load_customer(conn, principal, customer_id))

@@ -1,7 +1,9 @@
-"""Segment endpoints (contract §7): create STATIC or DYNAMIC segments, add members, read with size."""
+"""Segment endpoints (contract §7): create STATIC or DYNAMIC segments, add members, read with size,
+preview a sample of members."""
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
 from sqlalchemy import String, and_, any_, bindparam, func, insert, select, text, update
@@ -12,18 +14,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.auth import Principal
 from api.deps import ConnDep, PrincipalDep
 from api.errors import Problem, invalid, not_found
+from api.routes.customers import to_public as customer_public
 from api.schemas.common import PageMeta
 from api.schemas.customers import NoNul
 from api.schemas.segments import (
     SegmentCreate,
     SegmentMembersAdd,
+    SegmentPreview,
     SegmentPublic,
     SegmentsPublic,
     SegmentSummary,
 )
 from core.enums import SegmentType
 from core.ids import new_id
-from db.audience import load_segment, segment_size
+from db.audience import load_segment, segment_sample, segment_size
 from db.models import Customer, Segment
 from db.segment_filter import FilterError, validate_filter
 
@@ -32,6 +36,7 @@ router = APIRouter(prefix="/segments", tags=["segments"])
 Skip = Annotated[int, Query(ge=0, le=10_000_000)]
 Take = Annotated[int, Query(ge=1, le=1000)]
 MAX_LISTED_ERRORS = 1000
+T = TypeVar("T")
 
 ADD_MEMBERS = text(
     "INSERT INTO segment_members (segment_id, customer_id) "
@@ -87,9 +92,14 @@ async def measured_size(conn: AsyncConnection, segment: Segment) -> int:
 
     The savepoint keeps the request's transaction usable after such an error.
     """
+    return await _evaluated(conn, segment_size(conn, segment))
+
+
+async def _evaluated(conn: AsyncConnection, query: Awaitable[T]) -> T:
+    """Run a query over a segment's members, a data error being the filter's 422 (see above)."""
     try:
         async with conn.begin_nested():
-            return await segment_size(conn, segment)
+            return await query
     except DBAPIError:
         raise invalid(
             "$.filter",
@@ -190,6 +200,23 @@ async def list_segments(
 @router.get("/{segment_id}", response_model=SegmentPublic, response_model_by_alias=True)
 async def get_segment(segment_id: str, principal: PrincipalDep, conn: ConnDep) -> SegmentPublic:
     return await to_public(conn, await load_owned(conn, principal, segment_id))
+
+
+@router.get("/{segment_id}/preview", response_model=SegmentPreview, response_model_by_alias=True)
+async def preview_segment(
+    segment_id: str,
+    principal: PrincipalDep,
+    conn: ConnDep,
+    limit: Annotated[int, Query(ge=1, le=100, description="members in the sample")] = 10,
+) -> SegmentPreview:
+    """`size` and a sample of up to `limit` members (as GET /customers/:id shows them), evaluated now."""
+    segment = await load_owned(conn, principal, segment_id)
+    rows = await _evaluated(conn, segment_sample(conn, segment, limit))
+    return SegmentPreview(
+        segment_id=segment.id,
+        size=await measured_size(conn, segment),
+        data=[customer_public(row) for row in rows],
+    )
 
 
 @router.post("/{segment_id}/members", response_model=SegmentPublic, response_model_by_alias=True)

@@ -1,9 +1,14 @@
-"""Template endpoints (contract §7): create with a syntax check, read, list, preview in the sandbox."""
+"""Template endpoints (contract §7): create and edit with checks, read, list, preview in the sandbox.
+
+Saving checks what the template may do (providers.rendering.check_template): its syntax, that it
+reads only recipient fields, and that it reaches for nothing private. Every change of content is a
+new version (db.template_versions); a running send keeps the version its snapshot pinned.
+"""
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import and_, func, insert, select
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.concurrency import run_in_threadpool
 
@@ -13,6 +18,7 @@ from api.errors import Problem, invalid, not_found
 from api.schemas.common import PageMeta
 from api.schemas.customers import NoNul
 from api.schemas.templates import (
+    CHANNEL_FIELDS,
     EmailPreview,
     PreviewRequest,
     SmsPreview,
@@ -20,11 +26,17 @@ from api.schemas.templates import (
     TemplatePublic,
     TemplatesPublic,
     TemplateSummary,
+    TemplateUpdate,
+    content_errors,
+    foreign_field_errors,
 )
 from core.enums import Channel
 from core.ids import new_id
 from db.models import Customer, Template
-from providers.rendering import TemplateSyntaxProblem, check_syntax, recipient_context, render
+from db.template_versions import record_first_version, record_new_version, template_content
+from providers.email_content import render_parts
+from providers.rendering import TemplateSyntaxProblem, check_template, recipient_context, render
+from providers.sms_encoding import sms_encoding
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 
@@ -33,21 +45,16 @@ Take = Annotated[int, Query(ge=1, le=1000)]
 MAX_MESSAGE_CHARS = 300
 
 
-async def load_template(conn: AsyncConnection, principal: Principal, template_id: str) -> Any:
+async def load_template(
+    conn: AsyncConnection, principal: Principal, template_id: str, *, for_update: bool = False
+) -> Any:
     """A template of one of the caller's tenants, else 404 exactly as if it did not exist."""
     if "\x00" in template_id:  # no id holds one, and Postgres would refuse to compare it
         raise not_found("template", repr(template_id))
-    row = (
-        (
-            await conn.execute(
-                select(Template.__table__).where(
-                    Template.id == template_id, Template.tenant_id.in_(principal.tenants)
-                )
-            )
-        )
-        .mappings()
-        .first()
+    query = select(Template.__table__).where(
+        Template.id == template_id, Template.tenant_id.in_(principal.tenants)
     )
+    row = (await conn.execute(query.with_for_update() if for_update else query)).mappings().first()
     if row is None:
         raise not_found("template", template_id)
     return row
@@ -61,14 +68,22 @@ def to_summary(row: Any) -> TemplateSummary:
         name=row["name"],
         channel=Channel(row["channel"]),
         subject=row["subject"],
+        version=row["version"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
 
 
 def to_public(row: Any) -> TemplatePublic:
+    sms = sms_encoding(row["body"]) if row["channel"] == Channel.SMS and row["body"] else None
     return TemplatePublic(
-        **to_summary(row).model_dump(), html=row["html"], text=row["text"], body=row["body"]
+        **to_summary(row).model_dump(),
+        html=row["html"],
+        text=row["text"],
+        text_from_html=row["channel"] == Channel.EMAIL and not row["text"] and bool(row["html"]),
+        body=row["body"],
+        encoding=sms.encoding if sms else None,
+        segments=sms.segments if sms else None,
     )
 
 
@@ -77,16 +92,25 @@ def _short(err: Exception) -> str:
     return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "…"
 
 
+async def _check_sources(sources: dict[str, str | None]) -> list[dict[str, str]]:
+    """The problems of each template source (syntax, unknown variables, private access)."""
+    errors: list[dict[str, str]] = []
+    for name, source in sources.items():
+        if not source:
+            continue
+        try:
+            # Compiling a large template takes a while: off the event loop, other requests go on.
+            await run_in_threadpool(check_template, source, html=name == "html")
+        except TemplateSyntaxProblem as err:
+            errors.append({"path": f"$.{name}", "message": f"template error: {_short(err)}"})
+    return errors
+
+
 @router.post("", status_code=201, response_model=TemplatePublic, response_model_by_alias=True)
 async def create_template(body: TemplateCreate, principal: PrincipalDep, conn: ConnDep) -> TemplatePublic:
     principal.require(body.tenant_id)
-    errors = body.shape_errors()
-    for name, source in body.sources().items():
-        try:
-            # Compiling a large template takes a while: off the event loop, other requests go on.
-            await run_in_threadpool(check_syntax, source, html=name == "html")
-        except TemplateSyntaxProblem as err:
-            errors.append({"path": f"$.{name}", "message": f"template syntax error: {_short(err)}"})
+    fields = CHANNEL_FIELDS[body.channel]
+    errors = body.shape_errors() + await _check_sources({name: getattr(body, name) for name in fields})
     if errors:
         raise Problem(422, f"this is not a valid {body.channel.value} template", errors=errors)
     template_id = new_id("template")
@@ -103,6 +127,38 @@ async def create_template(body: TemplateCreate, principal: PrincipalDep, conn: C
             body=body.body,
         )
     )
+    await record_first_version(conn, template_id)
+    return to_public(await load_template(conn, principal, template_id))
+
+
+@router.patch("/{template_id}", response_model=TemplatePublic, response_model_by_alias=True)
+async def update_template(
+    template_id: str, body: TemplateUpdate, principal: PrincipalDep, conn: ConnDep
+) -> TemplatePublic:
+    """Change the name, club or content; a change of content is version `version + 1`.
+
+    Sends already running keep the version their snapshot pinned; a campaign that has not started
+    sending yet (DRAFT, SCHEDULED) will send the new version.
+    """
+    template = await load_template(conn, principal, template_id, for_update=True)
+    channel = Channel(template["channel"])
+    sent = body.model_dump(include=body.model_fields_set)
+    if "name" in sent and sent["name"] is None:
+        raise invalid("$.name", "a template needs a name")
+    fields = CHANNEL_FIELDS[channel]
+    content = {name: sent.get(name, template[name]) for name in fields}
+    changed = {name: value for name, value in content.items() if value != template[name]}
+    errors = foreign_field_errors(channel, sent) + content_errors(channel, content)
+    errors += await _check_sources(changed)
+    if errors:
+        raise Problem(422, f"this is not a valid {channel.value} template", errors=errors)
+    if changed:
+        await record_new_version(conn, template_id, content)
+    labels = {name: sent[name] for name in ("name", "club_id") if name in sent}
+    if labels:
+        await conn.execute(
+            update(Template).where(Template.id == template_id).values(**labels, updated_at=func.now())
+        )
     return to_public(await load_template(conn, principal, template_id))
 
 
@@ -152,16 +208,26 @@ async def get_template(template_id: str, principal: PrincipalDep, conn: ConnDep)
 async def preview_template(
     template_id: str, body: PreviewRequest, principal: PrincipalDep, conn: ConnDep
 ) -> EmailPreview | SmsPreview:
-    """Render for a stored customer of the template's tenant, or for a sample recipient."""
+    """Render the current version for a stored customer of the template's tenant, or for a sample
+    recipient: the same content loader and renderer as a send, so a customer's preview is what
+    they receive."""
     template = await load_template(conn, principal, template_id)
+    channel = Channel(template["channel"])
     context = recipient_context(await _recipient(conn, template["tenant_id"], body))
-    if template["channel"] == Channel.SMS:
-        return SmsPreview(body=_render(template, "body", context))
-    return EmailPreview(
-        subject=_render(template, "subject", context),
-        html=_render(template, "html", context),
-        text=_render(template, "text", context),
-    )
+    content = await template_content(conn, template["tenant_id"], template["id"], channel, None)
+    assert content is not None  # the template was just read in this transaction
+    if channel == Channel.SMS:
+        try:
+            text = render(content["body"], context)
+        except TemplateSyntaxProblem as err:
+            raise _unrenderable("body", err) from None
+        encoded = sms_encoding(text)
+        return SmsPreview(body=text, encoding=encoded.encoding, segments=encoded.segments)
+    try:
+        parts = render_parts(content["subject"], content["html"], content["text"], context)
+    except TemplateSyntaxProblem as err:
+        raise _unrenderable(_failing_part(content, context), err) from None
+    return EmailPreview(subject=parts.subject, html=parts.html or "", text=parts.text or "")
 
 
 async def _recipient(conn: AsyncConnection, tenant_id: str, body: PreviewRequest) -> dict[str, Any]:
@@ -185,9 +251,16 @@ async def _recipient(conn: AsyncConnection, tenant_id: str, body: PreviewRequest
     return dict(row)
 
 
-def _render(template: Any, field: str, context: dict[str, Any]) -> str:
+def _unrenderable(field: str, err: TemplateSyntaxProblem) -> Problem:
     """A template that fails at render time (an unsafe access, 1/0, ...) is the caller's 422."""
-    try:
-        return render(template[field], context, html=field == "html")
-    except Exception as err:  # the template is user code: whatever it raises is its own error
-        raise invalid(f"template.{field}", f"the template cannot be rendered: {_short(err)}") from None
+    return invalid(f"template.{field}", f"the template cannot be rendered: {_short(err)}")
+
+
+def _failing_part(content: Any, context: dict[str, Any]) -> str:
+    """Which part of an email fails to render (asked only once rendering the email failed)."""
+    for name, html in (("subject", False), ("html", True), ("text", False)):
+        try:
+            render(content[name], context, html=html)
+        except TemplateSyntaxProblem:
+            return name
+    return "html"

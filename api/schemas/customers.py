@@ -2,6 +2,11 @@
 
 Upsert semantics: a field you send is written as sent (`attributes` replaces the whole object); a
 field you leave out keeps its current value, or its default for a new customer.
+
+Phones are E.164 (`+` and 7 to 15 digits) checked with the `phonenumbers` library (Google's
+libphonenumber metadata): the country calling code must exist and the length must be one a number
+of that country can have. Numbers of a possible length that are not (yet) assigned, like the
+fictional +1 555 01xx range, are accepted: no library can tell whether a number is in service.
 """
 
 import csv
@@ -9,15 +14,20 @@ import io
 import json
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+import phonenumbers
+from pydantic import Field, ValidationError, field_validator
 
 from api.errors import Problem
 from api.schemas.common import ApiIn, ApiOut, PageMeta, UtcDatetime
 from api.schemas.common import NoNul as NoNul  # re-exported: other schemas and routes import it here
+from core.enums import Channel
 
 MAX_IMPORT_ROWS = 100_000
+MAX_LISTED_ERRORS = 1000
 MAX_ATTRIBUTES_BYTES = 64 * 1024
 
 E164 = re.compile(r"\+[1-9]\d{6,14}")
@@ -95,11 +105,27 @@ def check_email(value: str | None) -> str | None:
     return value
 
 
+_IMPOSSIBLE = {
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "has no such country calling code",
+    phonenumbers.ValidationResult.TOO_SHORT: "is too short for its country",
+    phonenumbers.ValidationResult.TOO_LONG: "is too long for its country",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "has a length no number of its country has",
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "is a local number, not a full international one",
+}
+
+
 def check_phone(value: str | None) -> str | None:
     if value is None:
         return None
     if not E164.fullmatch(value):
         raise ValueError("phone must be E.164, like +27821234567")
+    try:
+        number = phonenumbers.parse(value)
+    except phonenumbers.NumberParseException:
+        raise ValueError(f"phone {_IMPOSSIBLE[phonenumbers.ValidationResult.INVALID_COUNTRY_CODE]}") from None
+    verdict = phonenumbers.is_possible_number_with_reason(number)
+    if verdict != phonenumbers.ValidationResult.IS_POSSIBLE:
+        raise ValueError(f"phone {_IMPOSSIBLE.get(verdict, 'is not a possible number')}")
     return value
 
 
@@ -139,14 +165,40 @@ class CustomerCreate(CustomerFields):
 
 
 class CustomerImport(ApiIn):
+    """The JSON import as documented; rows are validated one by one (see `validate_json_import`)."""
+
     tenant_id: TenantId
     customers: Annotated[list[CustomerFields], Field(max_length=MAX_IMPORT_ROWS)]
 
 
+class _ImportEnvelope(ApiIn):
+    tenant_id: TenantId
+    customers: Annotated[list[Any], Field(max_length=MAX_IMPORT_ROWS)]
+
+
+class ImportRowError(ApiOut):
+    row: int = Field(description="1-based: the N-th customer of the JSON list, or of the CSV records")
+    external_id: str | None
+    path: str
+    message: str
+
+
 class ImportResult(ApiOut):
+    """Valid rows are written (all in one transaction), invalid ones are reported and skipped."""
+
     created: int
     updated: int
-    total: int
+    total: int = Field(description="rows written: created + updated")
+    rejected: int = Field(description="rows not written because they are invalid")
+    errors: list[ImportRowError] = Field(
+        description=f"one per problem of the rejected rows, in file order; at most {MAX_LISTED_ERRORS}"
+    )
+
+
+class CustomerUnsubscribe(ApiIn):
+    """`channel` EMAIL or SMS; left out, every channel."""
+
+    channel: Channel | None = None
 
 
 class CustomerPublic(ApiOut):
@@ -175,17 +227,28 @@ class CustomersPublic(ApiOut):
 
 # ---- the import formats -------------------------------------------------------------------------
 #
-# Both formats end as validated `CustomerFields`, or as a 422 listing every bad field: JSON paths
+# Both formats end as validated `CustomerFields` plus a report of the rows that are not: JSON paths
 # (`$.customers[12].phone`) for JSON, and `row 13.phone` for CSV, where row N is the N-th record
-# after the header (blank lines are skipped and not counted).
+# after the header (blank lines are skipped and not counted). What makes the whole request
+# unreadable (bad JSON or CSV, no tenantId, a bad header, too many rows) is a 4xx and writes nothing.
 
-MAX_LISTED_ERRORS = 1000
-_ROWS = TypeAdapter(list[CustomerFields])
+_ROW = CustomerFields.model_validate
 FIELD_COLUMNS = {
     field.alias or name for name, field in CustomerFields.model_fields.items() if name != "attributes"
 }
 TEXT_COLUMNS = FIELD_COLUMNS - {"emailOptIn", "smsOptIn"}
 ATTRIBUTE_PREFIX = "attributes."
+# (0-based position of a row in the file, location inside the row) -> the path shown in a report
+RowPath = Callable[[int, tuple[int | str, ...]], str]
+
+
+@dataclass
+class ParsedImport:
+    """The valid rows, and one error per problem of the rejected ones (in file order)."""
+
+    customers: list[CustomerFields]
+    rejected: int
+    errors: list[ImportRowError]
 
 
 def _json_path(loc: tuple[int | str, ...]) -> str:
@@ -195,12 +258,13 @@ def _json_path(loc: tuple[int | str, ...]) -> str:
     return path
 
 
-def _csv_path(loc: tuple[int | str, ...]) -> str:
-    if not loc:
-        return "rows"
-    row, *rest = loc
-    path = f"row {int(row) + 1}"
-    for part in rest:
+def _json_row_path(position: int, loc: tuple[int | str, ...]) -> str:
+    return _json_path(("customers", position, *loc))
+
+
+def _csv_row_path(position: int, loc: tuple[int | str, ...]) -> str:
+    path = f"row {position + 1}"
+    for part in loc:
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
     return path
 
@@ -211,24 +275,44 @@ def _reject(errors: list[dict[str, str]]) -> Problem:
     return Problem(422, f"{len(errors)} invalid field(s); nothing was imported{more}", errors=shown)
 
 
-def _validation_errors(err: ValidationError, to_path: Any) -> list[dict[str, str]]:
-    return [{"path": to_path(tuple(e["loc"])), "message": e["msg"]} for e in err.errors()]
+def _external_id(record: Any) -> str | None:
+    value = record.get("externalId") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
 
 
-def _check_unique(customers: list[CustomerFields], path: Any) -> None:
+def _validate_rows(
+    records: list[Any], positions: list[int], path: RowPath, problems: list[tuple[int, str, str]]
+) -> ParsedImport:
+    """Validate `records` (found at `positions` in the file) one by one.
+
+    `problems` are rows already rejected while reading, as (position, path, message). A repeated
+    externalId keeps its first valid row and rejects the others. (One call per row costs no more
+    than one call for the whole list, and a bad row then costs nothing more.)
+    """
+    problems = list(problems)
+    customers: list[CustomerFields] = []
     first: dict[str, int] = {}
-    errors: list[dict[str, str]] = []
-    for i, customer in enumerate(customers):
-        seen = first.setdefault(customer.external_id, i)
-        if seen != i:
-            errors.append(
-                {
-                    "path": path((i, "externalId")),
-                    "message": f"externalId repeats {path((seen,))}; each customer may appear once",
-                }
-            )
-    if errors:
-        raise _reject(errors)
+    raw_ids: dict[int, str | None] = {}
+    for position, record in zip(positions, records, strict=True):
+        try:
+            customer = _ROW(record)
+        except ValidationError as err:
+            raw_ids[position] = _external_id(record)
+            problems.extend((position, path(position, tuple(e["loc"])), e["msg"]) for e in err.errors())
+            continue
+        seen = first.setdefault(customer.external_id, position)
+        if seen == position:
+            customers.append(customer)
+            continue
+        raw_ids[position] = customer.external_id
+        message = f"externalId repeats {path(seen, ())}; each customer may appear once (the first is kept)"
+        problems.append((position, path(position, ("externalId",)), message))
+    problems.sort(key=lambda p: p[0])
+    errors = [
+        ImportRowError(row=position + 1, external_id=raw_ids.get(position), path=where, message=message)
+        for position, where, message in problems[:MAX_LISTED_ERRORS]
+    ]
+    return ParsedImport(customers, len({p[0] for p in problems}), errors)
 
 
 def load_json(raw: bytes) -> Any:
@@ -238,33 +322,31 @@ def load_json(raw: bytes) -> Any:
         raise Problem(400, "the request body is not valid JSON") from None
 
 
-def validate_json_import(document: Any) -> CustomerImport:
+def validate_json_import(document: Any) -> tuple[str, ParsedImport]:
+    """The tenant and the rows of a JSON import; a body that is not an import at all is a 422."""
     try:
-        body = CustomerImport.model_validate(document)
+        body = _ImportEnvelope.model_validate(document)
     except ValidationError as err:
-        raise _reject(_validation_errors(err, _json_path)) from None
-    _check_unique(body.customers, lambda loc: _json_path(("customers", *loc)))
-    return body
+        errors = [{"path": _json_path(tuple(e["loc"])), "message": e["msg"]} for e in err.errors()]
+        raise _reject(errors) from None
+    positions = list(range(len(body.customers)))
+    return body.tenant_id, _validate_rows(body.customers, positions, _json_row_path, [])
 
 
-def parse_csv_import(raw: bytes) -> list[CustomerFields]:
+def parse_csv_import(raw: bytes) -> ParsedImport:
     try:
         content = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise Problem(400, "the CSV body is not UTF-8") from None
     try:
-        records = _csv_records(content)
+        records, positions, problems = _csv_records(content)
     except csv.Error as err:
         raise Problem(400, f"the CSV body cannot be read: {err}") from None
-    try:
-        customers = _ROWS.validate_python(records)
-    except ValidationError as err:
-        raise _reject(_validation_errors(err, _csv_path)) from None
-    _check_unique(customers, _csv_path)
-    return customers
+    return _validate_rows(records, positions, _csv_row_path, problems)
 
 
-def _csv_records(content: str) -> list[dict[str, Any]]:
+def _csv_records(content: str) -> tuple[list[dict[str, Any]], list[int], list[tuple[int, str, str]]]:
+    """The records in the JSON shape with their positions, and the rows of the wrong width."""
     reader = csv.reader(io.StringIO(content, newline=""))
     header = next(reader, None)
     if not header:
@@ -272,27 +354,26 @@ def _csv_records(content: str) -> list[dict[str, Any]]:
     columns = [name.strip() for name in header]
     _check_header(columns)
     records: list[dict[str, Any]] = []
-    errors: list[dict[str, str]] = []
+    positions: list[int] = []
+    problems: list[tuple[int, str, str]] = []
+    position = 0
     for cells in reader:
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue
-        if len(records) >= MAX_IMPORT_ROWS:
+        if position >= MAX_IMPORT_ROWS:
             raise Problem(
                 422,
                 f"at most {MAX_IMPORT_ROWS} rows per import",
                 errors=[{"path": "rows", "message": f"more than {MAX_IMPORT_ROWS} rows"}],
             )
         if len(cells) != len(columns):
-            errors.append(
-                {
-                    "path": f"row {len(records) + 1}",
-                    "message": f"has {len(cells)} fields; the header has {len(columns)}",
-                }
-            )
-        records.append(_csv_record(columns, cells))
-    if errors:
-        raise _reject(errors)
-    return records
+            message = f"has {len(cells)} fields; the header has {len(columns)}"
+            problems.append((position, _csv_row_path(position, ()), message))
+        else:
+            records.append(_csv_record(columns, cells))
+            positions.append(position)
+        position += 1
+    return records, positions, problems
 
 
 def _check_header(columns: list[str]) -> None:

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from api.schemas.common import ApiIn, ApiOut, PageMeta, UtcDatetime
-from api.schemas.customers import UNSTORABLE, NoNul, unstorable_path
+from api.schemas.customers import UNSTORABLE, CustomerPublic, NoNul, unstorable_path
 from core.enums import SegmentType
 
 MAX_MEMBERS_PER_CALL = 100_000
@@ -65,3 +65,11 @@ class SegmentsPublic(ApiOut):
 
     data: list[SegmentSummary]
     meta: PageMeta
+
+
+class SegmentPreview(ApiOut):
+    """A sample of the members: the first `limit` in id order (ids are random, so a fair sample)."""
+
+    segment_id: str
+    size: int
+    data: list[CustomerPublic]

@@ -1,4 +1,4 @@
-"""Template schemas: EMAIL (`subject`, `html`, `text`) or SMS (`body`), and previews."""
+"""Template schemas: EMAIL (`subject`, `html`, `text`) or SMS (`body`), edits, and previews."""
 
 from typing import Annotated, Any
 
@@ -13,43 +13,67 @@ MAX_SMS_CHARS = 1600
 MAX_SUBJECT_CHARS = 998  # one RFC 5322 header line
 
 Content = Annotated[str, Field(max_length=MAX_TEMPLATE_CHARS), NoNul]
+Subject = Annotated[str, Field(max_length=MAX_SUBJECT_CHARS), NoNul]
+SmsBody = Annotated[str, Field(max_length=MAX_SMS_CHARS), NoNul]
+Name = Annotated[str, Field(min_length=1, max_length=200), NoNul]
+ClubId = Annotated[str, Field(max_length=100), NoNul]
 
 EMAIL_FIELDS = ("subject", "html", "text")
 SMS_FIELDS = ("body",)
+CHANNEL_FIELDS = {Channel.EMAIL: EMAIL_FIELDS, Channel.SMS: SMS_FIELDS}
+
+
+def content_errors(channel: Channel, content: dict[str, Any]) -> list[dict[str, str]]:
+    """What a template's content lacks for its channel (`content`: field -> value)."""
+    errors: list[dict[str, str]] = []
+    if channel == Channel.EMAIL:
+        if not content.get("subject"):
+            errors.append({"path": "$.subject", "message": "an EMAIL template needs a subject"})
+        if not content.get("html") and not content.get("text"):
+            errors.append({"path": "$.html", "message": "an EMAIL template needs html, text or both"})
+    elif not content.get("body"):
+        errors.append({"path": "$.body", "message": "an SMS template needs a body"})
+    return errors
+
+
+def foreign_field_errors(channel: Channel, sent: dict[str, Any]) -> list[dict[str, str]]:
+    """Fields of the other channel that were sent (with a value)."""
+    other = SMS_FIELDS if channel == Channel.EMAIL else EMAIL_FIELDS
+    return [
+        {"path": f"$.{name}", "message": f"not a field of {channel.value} templates"}
+        for name in other
+        if sent.get(name) is not None
+    ]
 
 
 class TemplateCreate(ApiIn):
     tenant_id: Annotated[str, Field(min_length=1, max_length=100), NoNul]
-    club_id: Annotated[str, Field(max_length=100), NoNul] | None = None
-    name: Annotated[str, Field(min_length=1, max_length=200), NoNul]
+    club_id: ClubId | None = None
+    name: Name
     channel: Channel
-    subject: Annotated[str, Field(max_length=MAX_SUBJECT_CHARS), NoNul] | None = None
+    subject: Subject | None = None
     html: Content | None = None
-    text: Content | None = None
-    body: Annotated[str, Field(max_length=MAX_SMS_CHARS), NoNul] | None = None
+    text: Content | None = Field(default=None, description="EMAIL: left out, it is derived from html")
+    body: SmsBody | None = None
 
     def shape_errors(self) -> list[dict[str, str]]:
         """Fields of the other channel, and the ones this channel requires."""
-        errors: list[dict[str, str]] = []
-        other = SMS_FIELDS if self.channel == Channel.EMAIL else EMAIL_FIELDS
-        for name in other:
-            if getattr(self, name) is not None:
-                errors.append(
-                    {"path": f"$.{name}", "message": f"not a field of {self.channel.value} templates"}
-                )
-        if self.channel == Channel.EMAIL:
-            if not self.subject:
-                errors.append({"path": "$.subject", "message": "an EMAIL template needs a subject"})
-            if not self.html and not self.text:
-                errors.append({"path": "$.html", "message": "an EMAIL template needs html, text or both"})
-        elif not self.body:
-            errors.append({"path": "$.body", "message": "an SMS template needs a body"})
-        return errors
+        fields = {name: getattr(self, name) for name in (*EMAIL_FIELDS, *SMS_FIELDS)}
+        return foreign_field_errors(self.channel, fields) + content_errors(self.channel, fields)
 
-    def sources(self) -> dict[str, str]:
-        """The Jinja sources to check, by field name."""
-        names = EMAIL_FIELDS if self.channel == Channel.EMAIL else SMS_FIELDS
-        return {name: value for name in names if (value := getattr(self, name))}
+
+class TemplateUpdate(ApiIn):
+    """Fields to change; those left out keep their value, `text: null` makes it derived from html.
+
+    A change of content makes a new version; a send already running keeps the version it pinned.
+    """
+
+    name: Name | None = None
+    club_id: ClubId | None = None
+    subject: Subject | None = None
+    html: Content | None = None
+    text: Content | None = None
+    body: SmsBody | None = None
 
 
 class SampleRecipient(ApiIn):
@@ -76,6 +100,9 @@ class PreviewRequest(ApiIn):
 
 
 class EmailPreview(ApiOut):
+    """The personalised email as sent, before tracking rewrites its links and adds the open pixel
+    and the unsubscribe footer; `text` is derived from `html` when the template has none."""
+
     subject: str
     html: str
     text: str
@@ -83,6 +110,8 @@ class EmailPreview(ApiOut):
 
 class SmsPreview(ApiOut):
     body: str
+    encoding: str = Field(description="GSM-7 or UCS-2")
+    segments: int = Field(description="messages the body takes (160/153 GSM-7, 70/67 UCS-2 units)")
 
 
 class TemplateSummary(ApiOut):
@@ -92,6 +121,7 @@ class TemplateSummary(ApiOut):
     name: str
     channel: Channel
     subject: str | None
+    version: int
     created_at: UtcDatetime
     updated_at: UtcDatetime
 
@@ -99,7 +129,10 @@ class TemplateSummary(ApiOut):
 class TemplatePublic(TemplateSummary):
     html: str | None
     text: str | None
+    text_from_html: bool = Field(description="EMAIL without text: the text part is derived from html")
     body: str | None
+    encoding: str | None = Field(description="SMS: GSM-7 or UCS-2, for the body as written")
+    segments: int | None = Field(description="SMS: messages the body as written takes; see the preview")
 
 
 class TemplatesPublic(ApiOut):

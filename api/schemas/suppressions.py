@@ -1,0 +1,47 @@
+"""Suppression list schemas: an address (email or E.164 phone) a tenant never sends to on a channel."""
+
+from typing import Annotated
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from api.schemas.common import ApiIn, ApiOut, NoNul, PageMeta, UtcDatetime
+from api.schemas.customers import TenantId, check_email, check_phone
+from core.enums import Channel
+
+
+def normalised_address(channel: Channel, address: str) -> str:
+    """The stored form: a valid email lower-cased (matched case-insensitively), or an E.164 phone.
+    Raises ValueError for an address that is not one of the channel."""
+    if channel == Channel.EMAIL:
+        return str(check_email(address.strip())).lower()
+    return str(check_phone(address.strip()))
+
+
+class SuppressionCreate(ApiIn):
+    tenant_id: TenantId
+    channel: Channel
+    address: Annotated[str, Field(min_length=1, max_length=320), NoNul] = Field(
+        description="EMAIL: an email address (matched ignoring case); SMS: an E.164 phone"
+    )
+    note: Annotated[str, Field(max_length=1000), NoNul] | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address_of_channel(cls, value: str, info: ValidationInfo) -> str:
+        channel = info.data.get("channel")  # absent when the channel itself is invalid
+        return value if channel is None else normalised_address(channel, value)
+
+
+class SuppressionPublic(ApiOut):
+    id: str
+    tenant_id: str
+    channel: Channel
+    address: str
+    note: str | None
+    created_by: str | None
+    created_at: UtcDatetime
+
+
+class SuppressionsPublic(ApiOut):
+    data: list[SuppressionPublic]
+    meta: PageMeta

@@ -1,0 +1,110 @@
+"""Template versions: every edit of a template's content is a new version, and a send run pins
+the versions it sends when its snapshot starts (contract §7), so editing a template used by a
+SCHEDULED or ACTIVE campaign never changes what a running send uses.
+
+`templates` holds the current content and `version`; `template_versions` holds the content of
+every version, the current one included. A run without pins (one started before versions
+existed), and a template without version rows (written straight to the table), read the
+current content.
+"""
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.enums import Channel
+from providers.rendering import DERIVED_TEXT_CLOSE, DERIVED_TEXT_OPEN
+
+CONTENT_FIELDS = ("subject", "html", "text", "body")
+
+# The content of one version (NULL: the current one) as it is rendered: `text` is the text
+# template, derived from `html` when the template has none (providers.rendering.email_text_source).
+_CONTENT = text(
+    """
+    SELECT version, subject, html, body, stored_text,
+           COALESCE(NULLIF(stored_text, ''),
+                    CASE WHEN NULLIF(html, '') IS NOT NULL THEN :open || html || :close END) AS text
+    FROM (
+        SELECT COALESCE(v.version, t.version) AS version,
+               CASE WHEN v.version IS NULL THEN t.subject ELSE v.subject END AS subject,
+               CASE WHEN v.version IS NULL THEN t.html ELSE v.html END AS html,
+               CASE WHEN v.version IS NULL THEN t.text ELSE v.text END AS stored_text,
+               CASE WHEN v.version IS NULL THEN t.body ELSE v.body END AS body
+        FROM templates t
+        LEFT JOIN template_versions v ON v.template_id = t.id AND v.version = CAST(:version AS integer)
+        WHERE t.id = :id AND t.tenant_id = :tenant AND t.channel = :channel
+    ) AS content
+    """
+)
+# The pins of a run; '' (a resend, which spans the campaign) reads the campaign's latest run.
+_PINS = text(
+    """
+    SELECT email_template_version, sms_template_version FROM send_runs
+    WHERE campaign_id = :campaign AND (id = :run OR CAST(:run AS text) = '')
+    ORDER BY started_at DESC LIMIT 1
+    """
+)
+# Pins the current versions of the campaign's templates, once, when the run is first written.
+PIN_VERSIONS = """
+    (SELECT t.version FROM templates t WHERE t.id = c.email_template_id AND t.tenant_id = c.tenant_id),
+    (SELECT t.version FROM templates t WHERE t.id = c.sms_template_id AND t.tenant_id = c.tenant_id)
+"""
+_KEEP_CURRENT = text(
+    """
+    INSERT INTO template_versions (template_id, version, subject, html, text, body)
+    SELECT id, version, subject, html, text, body FROM templates WHERE id = :id
+    ON CONFLICT DO NOTHING
+    """
+)
+_NEW_VERSION = text(
+    """
+    WITH t AS (
+        UPDATE templates SET version = version + 1, subject = :subject, html = :html, text = :text,
+                             body = :body, updated_at = now()
+        WHERE id = :id RETURNING id, version, subject, html, text, body
+    )
+    INSERT INTO template_versions (template_id, version, subject, html, text, body)
+    SELECT id, version, subject, html, text, body FROM t
+    RETURNING version
+    """
+)
+_FIRST_VERSION = text(
+    "INSERT INTO template_versions (template_id, version, subject, html, text, body)"
+    " SELECT id, version, subject, html, text, body FROM templates WHERE id = :id"
+)
+
+
+async def template_content(
+    conn: AsyncConnection, tenant_id: str, template_id: str, channel: Channel, version: int | None
+) -> RowMapping | None:
+    """`version`, `subject`, `html`, `text` (the text template, maybe derived), `stored_text`,
+    `body` of a template of the tenant and channel; None when there is no such template."""
+    params = {
+        "id": template_id,
+        "tenant": tenant_id,
+        "channel": channel.value,
+        "version": version,
+        "open": DERIVED_TEXT_OPEN,
+        "close": DERIVED_TEXT_CLOSE,
+    }
+    return (await conn.execute(_CONTENT, params)).mappings().first()
+
+
+async def run_pins(conn: AsyncConnection, campaign_id: str, run_id: str) -> dict[Channel, int | None]:
+    """The versions a run pinned, per channel (None: send the current content)."""
+    row = (await conn.execute(_PINS, {"campaign": campaign_id, "run": run_id})).first()
+    return {Channel.EMAIL: row[0] if row else None, Channel.SMS: row[1] if row else None}
+
+
+async def record_first_version(conn: AsyncConnection, template_id: str) -> None:
+    """Version 1 of a template just inserted."""
+    await conn.execute(_FIRST_VERSION, {"id": template_id})
+
+
+async def record_new_version(conn: AsyncConnection, template_id: str, content: dict[str, Any]) -> int:
+    """Write new content as the next version (the row must be locked by the caller)."""
+    await conn.execute(_KEEP_CURRENT, {"id": template_id})
+    params = {"id": template_id, **{f: content.get(f) for f in CONTENT_FIELDS}}
+    return int((await conn.execute(_NEW_VERSION, params)).scalar_one())
