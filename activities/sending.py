@@ -31,6 +31,7 @@ from core.messages import Counts, SendBatchInput, SendBatchResult
 from db import rollups
 from db.audience import CONSENT_COLUMNS
 from db.template_versions import run_pins, template_content
+from providers.backoff import retry_delay
 from providers.email_content import EmailEnvelope, EmailParts, render_parts, wire_email
 from providers.rendering import TemplateSyntaxProblem, recipient_context, render
 from providers.sms import SmsVerdict
@@ -40,7 +41,13 @@ log = logging.getLogger(__name__)
 
 HALT_POLL_SECONDS = 0.1
 HEARTBEAT_SECONDS = 1.0
-TEMPORARY_RETRIES = 3
+# Provider retries inside a page (providers.backoff: capped exponential, or the SMS provider's
+# Retry-After). A message the provider only defers (SMTP 4xx, SMS 429) is tried PROVIDER_TRIES
+# times, then its claim is released and the page fails, so Temporal retries the page later with
+# the workflow's backoff; from page attempt DEFERRAL_ATTEMPTS on, a message still deferred is
+# recorded FAILED, so an address the provider defers for good never blocks the rest.
+PROVIDER_TRIES = 6
+DEFERRAL_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -472,15 +479,19 @@ class _Page:
             to=customer["email"],
         )
         assert item.parts is not None
-        wire = wire_email(envelope, item.parts, self.deps.settings)
-        for attempt in range(TEMPORARY_RETRIES + 1):
+        try:
+            wire = wire_email(envelope, item.parts, self.deps.settings)
+        except ValueError as err:  # e.g. an address that cannot be written in ASCII: nothing sent
+            return Answer.failed(item, f"cannot build the message: {err}")
+        for attempt in range(PROVIDER_TRIES):
             result = await self.deps.smtp.send(wire.sender, wire.to, wire.data, wire.message_id)
-            if result.verdict != SmtpVerdict.TEMPORARY or attempt == TEMPORARY_RETRIES:
+            if result.verdict != SmtpVerdict.TEMPORARY or attempt == PROVIDER_TRIES - 1:
                 break
-            await asyncio.sleep(0.2 * (2**attempt))
+            if not await self._wait_to_retry(retry_delay(attempt)):
+                break
         if result.verdict == SmtpVerdict.ACCEPTED:
             return Answer.sent(item, result.message_id)
-        if result.verdict == SmtpVerdict.REFUSED:
+        if result.verdict == SmtpVerdict.REFUSED:  # 5xx: a bounce, never retried
             return Answer(
                 item,
                 Outcome.BOUNCED,
@@ -488,22 +499,51 @@ class _Page:
                 detail=result.detail,
                 itype=InteractionType.BOUNCED,
             )
-        if result.verdict == SmtpVerdict.TEMPORARY:
+        if result.verdict == SmtpVerdict.INVALID:
             return Answer.failed(item, result.detail)
+        if result.verdict == SmtpVerdict.TEMPORARY:
+            return self._deferred(item, result.detail)
         if result.verdict == SmtpVerdict.NOT_SENT:
             return Answer.not_sent(item, result.detail)
         return Answer.unknown(item, result.detail)
 
     async def _deliver_sms(self, item: "Outgoing") -> "Answer":
         assert item.body is not None
-        result = await self.deps.sms.send(item.message.customer["phone"], item.body, item.delivery_id)
+        result = await self.deps.sms.send(
+            item.message.customer["phone"],
+            item.body,
+            item.delivery_id,
+            attempts=PROVIDER_TRIES,
+            wait=self._wait_to_retry,
+        )
         if result.verdict == SmsVerdict.ACCEPTED:
             return Answer.sent(item, result.message_id)
         if result.verdict == SmsVerdict.REJECTED:
             return Answer.failed(item, result.detail)
+        if result.verdict == SmsVerdict.THROTTLED:
+            return self._deferred(item, result.detail)
         if result.verdict == SmsVerdict.NOT_SENT:
             return Answer.not_sent(item, result.detail)
+        if result.status is not None:
+            # Every attempt with this key got a 5xx: the provider may still have taken it.
+            return Answer(item, Outcome.UNKNOWN, reason="PROVIDER_ERROR", detail=result.detail)
         return Answer.unknown(item, result.detail)
+
+    def _deferred(self, item: "Outgoing", detail: str) -> "Answer":
+        """A message the provider still defers after PROVIDER_TRIES: nothing was taken, so the
+        claim is released for a later page attempt; from DEFERRAL_ATTEMPTS on it is FAILED."""
+        attempt = activity.info().attempt if activity.in_activity() else 1
+        if attempt >= DEFERRAL_ATTEMPTS:
+            return Answer.failed(item, f"still deferred at page attempt {attempt}: {detail}")
+        return Answer.not_sent(item, f"deferred: {detail}")
+
+    async def _wait_to_retry(self, seconds: float) -> bool:
+        """Sleep before a provider retry; False (stop retrying) as soon as the page is halted."""
+        try:
+            await asyncio.wait_for(self.halted.wait(), timeout=seconds)
+        except TimeoutError:
+            return True
+        return False
 
     async def _record(self, answers: list["Answer"]) -> None:
         """Mark the wave's answers (and their interactions) in one transaction."""

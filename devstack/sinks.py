@@ -3,12 +3,18 @@
 Used by the development stack (to look at what was sent) and by the tests (to count it).
 The SMS sink behaves like a Twilio-style provider: bearer auth, form posts, dedupe on
 `Idempotency-Key` (the same key twice is one message).
+
+Both can inject faults at the protocol boundary (the fault suite, tests/faults): SMTP 4xx
+windows, 5xx for given addresses, connections dropped after a message's data; SMS 429 windows
+with Retry-After, 500s for given numbers or for the first attempts of a message.
 """
 
+import asyncio
 import email
 import email.policy
 import secrets
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -45,19 +51,60 @@ class SmtpSink:
     # Messages per To address, kept at capture so counting never rescans every message.
     by_to: Counter[str] = field(default_factory=Counter)
     refuse: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # Fault injection (see `defer_window`, `drop_every`); what was injected is counted below.
+    defer_answer: str = "451 4.3.0 Temporary failure, try again later"
+    defer_after: int | None = None  # once this many messages are captured, defer for a while
+    defer_seconds: float = 0.0
+    drop_every: int = 0  # drop the connection after the data of every Nth message (0: never)
+    deferred: int = 0  # RCPTs answered with `defer_answer`
+    refused: Counter[str] = field(default_factory=Counter)  # RCPTs answered from `refuse`
+    dropped: list[str] = field(default_factory=list)  # recipients whose data was dropped
+    _defer_until: float | None = None
+    _data_seen: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
+
+    def defer_window(self, after_messages: int, seconds: float) -> None:
+        """Answer every RCPT with a 4xx for `seconds`, starting once `after_messages` are captured."""
+        with self._lock:
+            self.defer_after, self.defer_seconds, self._defer_until = after_messages, seconds, None
+
+    def _deferring(self) -> bool:
+        with self._lock:
+            if self.defer_after is None:
+                return False
+            now = time.monotonic()
+            if self._defer_until is None and len(self.messages) >= self.defer_after:
+                self._defer_until = now + self.defer_seconds
+            if self._defer_until is not None and now < self._defer_until:
+                self.deferred += 1
+                return True
+            return False
 
     async def handle_RCPT(  # aiosmtpd hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         if address in self.refuse:
             code, text = self.refuse[address]
+            with self._lock:
+                self.refused[address] += 1
             return f"{code} {text}"
+        if self._deferring():
+            return self.defer_answer
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._lock:
+            self._data_seen += 1
+            drop = bool(self.drop_every) and self._data_seen % self.drop_every == 0
+            if drop:
+                self.dropped.extend(envelope.rcpt_tos)
+        if drop and server.transport is not None:
+            # The whole message arrived but the answer never leaves: the client cannot tell
+            # whether it was taken (it was not: nothing is captured).
+            server.transport.close()
+            await asyncio.sleep(3600)  # the connection's handler is cancelled at once
         raw = envelope.original_content or envelope.content
         assert isinstance(raw, bytes)
         msg = email.message_from_bytes(raw, policy=email.policy.default)
@@ -95,6 +142,14 @@ class SmtpSink:
             self.messages.clear()
             self.by_to.clear()
 
+    def message_ids(self, addresses: set[str]) -> dict[str, list[str]]:
+        """The Message-IDs captured per To address (of `addresses`), in arrival order."""
+        found: dict[str, list[str]] = {}
+        for m in self.snapshot():
+            if m.to in addresses:
+                found.setdefault(m.to, []).append(str(m.message["Message-ID"]))
+        return found
+
 
 @dataclass
 class SmsMessage:
@@ -121,7 +176,33 @@ class SmsSink:
     requests: int = 0
     # Requests per idempotency key: more than one means the sender retried that message.
     attempts: Counter[str] = field(default_factory=Counter)
+    # Fault injection (see `throttle_window`); what was injected is counted below.
+    throttle_after: int | None = None  # once this many messages are stored, answer 429 a while
+    throttle_seconds: float = 0.0
+    retry_after: int = 1  # the Retry-After (seconds) of a 429
+    # Numbers whose first `flaky_failures` posts per key answer 500; the first of them stores the
+    # message all the same (the provider took it, the answer was lost): only the key saves a double.
+    flaky_numbers: set[str] = field(default_factory=set)
+    flaky_failures: int = 2
+    failing_numbers: set[str] = field(default_factory=set)  # every post answers 500, nothing stored
+    throttled: int = 0  # 429s answered
+    errors: int = 0  # 500s answered
+    _throttle_until: float | None = None
+    _flaky_seen: Counter[str] = field(default_factory=Counter)
     _runner: web.AppRunner | None = None
+
+    def throttle_window(self, after_messages: int, seconds: float, retry_after: int = 1) -> None:
+        """Answer 429 with `Retry-After` for `seconds`, starting once `after_messages` are stored."""
+        self.throttle_after, self.throttle_seconds = after_messages, seconds
+        self.retry_after, self._throttle_until = retry_after, None
+
+    def _throttling(self) -> bool:
+        if self.throttle_after is None:
+            return False
+        now = time.monotonic()
+        if self._throttle_until is None and len(self.messages) >= self.throttle_after:
+            self._throttle_until = now + self.throttle_seconds
+        return self._throttle_until is not None and now < self._throttle_until
 
     @property
     def url(self) -> str:
@@ -141,14 +222,31 @@ class SmsSink:
         if to in self.reject_numbers:
             return web.json_response({"message": "invalid destination"}, status=400)
         self.attempts[key] += 1
+        if self._throttling():
+            self.throttled += 1
+            headers = {"Retry-After": str(self.retry_after)}
+            return web.json_response({"message": "too many requests"}, status=429, headers=headers)
+        if to in self.failing_numbers:
+            self.errors += 1
+            return web.json_response({"message": "internal error"}, status=500)
+        if to in self.flaky_numbers and self._flaky_seen[key] < self.flaky_failures:
+            self._flaky_seen[key] += 1
+            self.errors += 1
+            if key not in self.by_key:
+                self._store(to, str(form.get("From", "")), body, key)
+            return web.json_response({"message": "internal error"}, status=500)
         existing = self.by_key.get(key)
         if existing is not None:
             return web.json_response({"sid": existing.sid, "status": "queued"}, status=201)
-        msg = SmsMessage(to, str(form.get("From", "")), body, key, "SM" + secrets.token_hex(16))
+        msg = self._store(to, str(form.get("From", "")), body, key)
+        return web.json_response({"sid": msg.sid, "status": "queued"}, status=201)
+
+    def _store(self, to: str, sender: str, body: str, key: str) -> SmsMessage:
+        msg = SmsMessage(to, sender, body, key, "SM" + secrets.token_hex(16))
         self.by_key[key] = msg
         self.messages.append(msg)
         self.by_to[to] += 1
-        return web.json_response({"sid": msg.sid, "status": "queued"}, status=201)
+        return msg
 
     async def _list(self, _: web.Request) -> web.Response:
         data: list[dict[str, Any]] = [m.__dict__ for m in self.messages[-200:]]

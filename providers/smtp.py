@@ -2,8 +2,14 @@
 
 Persistent, pooled connections are ~3x faster than one connection per message (runtime.md).
 Every send is classified so the ledger can say what happened:
-ACCEPTED (server took it), REFUSED (permanent 5xx: a bounce), NOT_SENT (nothing left the
-client: safe to retry later), AMBIGUOUS (the connection broke mid-transaction: maybe sent).
+ACCEPTED (server took it), REFUSED (permanent 5xx: a bounce), TEMPORARY (4xx: the server defers
+it; retry later), NOT_SENT (nothing of the message left the client: safe to retry later), INVALID
+(an address this client cannot put in an envelope: never retried), AMBIGUOUS (the connection broke
+after the message data was handed over: maybe sent, never resent by itself).
+
+The envelope (MAIL, RCPT) and the data are sent as separate steps, so a connection that breaks
+before DATA (typically a pooled connection the server closed while idle) is NOT_SENT, and is
+retried once at once on a fresh connection; only a break during DATA is AMBIGUOUS.
 """
 
 import asyncio
@@ -24,6 +30,7 @@ class SmtpVerdict(StrEnum):
     REFUSED = "REFUSED"
     TEMPORARY = "TEMPORARY"
     NOT_SENT = "NOT_SENT"
+    INVALID = "INVALID"
     AMBIGUOUS = "AMBIGUOUS"
 
 
@@ -78,32 +85,55 @@ class SmtpPool:
     async def _send(self, sender: str, recipient: str, data: bytes, message_id: str | None) -> SmtpResult:
         client = await self._idle.get()
         try:
-            if client is None or not client.is_connected:
-                try:
-                    client = await self._connect()
-                except (OSError, aiosmtplib.SMTPException, TimeoutError) as err:
-                    client = None
-                    return SmtpResult(SmtpVerdict.NOT_SENT, f"connect failed: {err}")
-            try:
-                _errors, response = await client.sendmail(_address_of(sender), [recipient], data)
-            except aiosmtplib.SMTPRecipientsRefused as err:
-                code = err.recipients[0].code if err.recipients else 550
-                verdict = SmtpVerdict.REFUSED if code >= 500 else SmtpVerdict.TEMPORARY
-                return SmtpResult(verdict, str(err))
-            except aiosmtplib.SMTPResponseException as err:
-                verdict = SmtpVerdict.REFUSED if err.code >= 500 else SmtpVerdict.TEMPORARY
-                if err.code in (421,):
+            # A pooled connection may have been closed by the server while idle: if it breaks
+            # before the data, nothing was sent, so one more try on a fresh connection is safe.
+            for fresh in (False, True):
+                reused = client is not None and client.is_connected
+                if not reused:
+                    if client is not None:
+                        await _close(client)
+                    try:
+                        client = await self._connect()
+                    except (OSError, aiosmtplib.SMTPException, TimeoutError) as err:
+                        client = None
+                        return SmtpResult(SmtpVerdict.NOT_SENT, f"connect failed: {err}")
+                assert client is not None
+                result = await self._transaction(client, sender, recipient, data, message_id)
+                broken = result.verdict in (SmtpVerdict.AMBIGUOUS, SmtpVerdict.NOT_SENT)
+                if broken or not client.is_connected:
                     await _close(client)
                     client = None
-                return SmtpResult(verdict, f"{err.code} {err.message}")
-            except (OSError, aiosmtplib.SMTPException, TimeoutError) as err:
-                # The connection broke during the transaction: the server may have the message.
-                await _close(client)
-                client = None
-                return SmtpResult(SmtpVerdict.AMBIGUOUS, str(err))
-            return SmtpResult(SmtpVerdict.ACCEPTED, response, message_id)
+                if result.verdict != SmtpVerdict.NOT_SENT or not reused or fresh:
+                    return result
+            raise AssertionError("unreachable")
         finally:
             self._idle.put_nowait(client)
+
+    async def _transaction(
+        self, client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes, message_id: str | None
+    ) -> SmtpResult:
+        try:
+            await client.mail(_address_of(sender))
+            await client.rcpt(recipient)
+        except aiosmtplib.SMTPResponseException as err:
+            # An answer (RCPT 4xx/5xx, or MAIL refused): the connection is fine, reset the envelope.
+            await _reset(client, err.code)
+            return SmtpResult(_by_code(err.code), f"{err.code} {err.message}")
+        except ValueError as err:  # an address that cannot go into an ASCII envelope
+            await _reset(client, 0)
+            return SmtpResult(SmtpVerdict.INVALID, f"invalid address: {err}")
+        except (OSError, aiosmtplib.SMTPException, TimeoutError) as err:
+            # Broken before the data: the server cannot have the message.
+            return SmtpResult(SmtpVerdict.NOT_SENT, f"connection lost before DATA: {err}")
+        try:
+            response = await client.data(data)
+        except aiosmtplib.SMTPResponseException as err:
+            await _reset(client, err.code)
+            return SmtpResult(_by_code(err.code), f"{err.code} {err.message}")
+        except (OSError, aiosmtplib.SMTPException, TimeoutError) as err:
+            # The connection broke during the data: the server may have the message.
+            return SmtpResult(SmtpVerdict.AMBIGUOUS, str(err) or type(err).__name__)
+        return SmtpResult(SmtpVerdict.ACCEPTED, response.message, message_id)
 
     async def close(self) -> None:
         for _ in range(self._config.pool_size):
@@ -111,6 +141,23 @@ class SmtpPool:
             if client is not None:
                 await _close(client)
             self._idle.put_nowait(None)
+
+
+def _by_code(code: int) -> SmtpVerdict:
+    """5xx: refused for good (a bounce); anything else the server answered: deferred."""
+    return SmtpVerdict.REFUSED if code >= 500 else SmtpVerdict.TEMPORARY
+
+
+async def _reset(client: aiosmtplib.SMTP, code: int) -> None:
+    """After a refused envelope: RSET so the connection can carry the next message; a 421 (the
+    server is closing the channel) closes it instead."""
+    if code == 421:
+        await _close(client)
+        return
+    try:
+        await client.rset()
+    except (OSError, aiosmtplib.SMTPException, TimeoutError):
+        client.close()
 
 
 async def _close(client: aiosmtplib.SMTP) -> None:
