@@ -37,7 +37,8 @@ _PHONE = re.compile(r"\+\d{5,13}(?P<tail>\d{2})\b")
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
-_TEMPORAL_EXTRA = {"temporal_workflow", "temporal_activity", "workflow_info", "activity_info"}
+# Record attributes that are not fields: Temporal's info (read by record_context), uvicorn's ANSI copy.
+_NOT_FIELDS = {"temporal_workflow", "temporal_activity", "workflow_info", "activity_info", "color_message"}
 
 
 def mask(text: str) -> str:
@@ -71,7 +72,12 @@ def bound(**ids: Any) -> Iterator[dict[str, Any]]:
     try:
         yield merged
     finally:
-        _context.reset(token)
+        try:
+            _context.reset(token)
+        except ValueError:
+            # Closed from another context (Temporal closes an evicted workflow's coroutine
+            # elsewhere): the context that held the ids is being discarded anyway.
+            pass
 
 
 def bound_dict() -> dict[str, Any] | None:
@@ -117,7 +123,7 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {
         k: v
         for k, v in vars(record).items()
-        if k not in _STANDARD and k not in _TEMPORAL_EXTRA and not k.startswith("_")
+        if k not in _STANDARD and k not in _NOT_FIELDS and not k.startswith("_")
     }
 
 
