@@ -14,6 +14,8 @@ import statistics
 import time
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.harness import bench_stack
 from tests.factories import make_audience, make_templates
@@ -30,6 +32,8 @@ async def main(recipients: int, rounds: int) -> None:
     pauses: list[float] = []
     resumes: list[float] = []
     cancels: list[float] = []
+    lasts: list[float] = []
+    after: list[int] = []
     async with bench_stack("lifebench", "tenant_life") as stack:
         api = stack.api
         email_t, _ = await make_templates(stack.engine, stack.tenant)
@@ -45,7 +49,13 @@ async def main(recipients: int, rounds: int) -> None:
             cid = (await api.post("/campaigns", json=body)).json()["id"]
             await api.post(f"/campaigns/{cid}/execute")
             await asyncio.sleep(2.0)  # mid-send
+            requested = await db_now(stack.engine)
             pauses.append(await timed(api, f"/campaigns/{cid}/pause"))
+            answered = await db_now(stack.engine)
+            await asyncio.sleep(1.0)  # anything still arriving would be recorded by now
+            last, late = await last_sent(stack.engine, cid, answered)
+            lasts.append((last - requested) * 1000)
+            after.append(late)
             resumes.append(await timed(api, f"/campaigns/{cid}/resume"))
             await asyncio.sleep(1.0)
             cancels.append(await timed(api, f"/campaigns/{cid}/cancel"))
@@ -53,6 +63,33 @@ async def main(recipients: int, rounds: int) -> None:
     print(f"{rounds} campaigns of {recipients} recipients, concurrency {concurrency}")
     for label, values in (("pause", pauses), ("resume", resumes), ("cancel", cancels)):
         print(f"{label:<7} median {statistics.median(values):6.0f} ms   max {max(values):6.0f} ms")
+    print(
+        f"pause request -> last message recorded: median {statistics.median(lasts):.0f} ms,"
+        f" max {max(lasts):.0f} ms; messages recorded after the pause answer: {sum(after)}"
+    )
+
+
+async def db_now(engine: AsyncEngine) -> float:
+    """The database clock (the ledger's timestamps come from it), as epoch seconds."""
+    async with engine.connect() as conn:
+        return float((await conn.execute(text("SELECT extract(epoch FROM clock_timestamp())"))).scalar_one())
+
+
+async def last_sent(engine: AsyncEngine, campaign_id: str, answered: float) -> tuple[float, int]:
+    """When the last SENT row was recorded (right after the SMTP answer), and how many were
+    recorded after the pause answer (a pause that means it: 0)."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT extract(epoch FROM max(updated_at)),"
+                    " count(*) FILTER (WHERE updated_at > to_timestamp(:a))"
+                    " FROM deliveries WHERE campaign_id = :c AND outcome = 'SENT'"
+                ),
+                {"c": campaign_id, "a": answered},
+            )
+        ).one()
+    return float(row[0]), int(row[1])
 
 
 if __name__ == "__main__":
