@@ -64,7 +64,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--recipients", type=int, default=20_000)
     parser.add_argument("--channels", nargs="+", default=["EMAIL", "SMS"])
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=Settings().batch_size)
     parser.add_argument("--concurrency", type=int, default=Settings().send_concurrency)
     args = parser.parse_args()
     asyncio.run(main(args.recipients, args.channels, args.batch_size, args.concurrency))
