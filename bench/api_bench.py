@@ -168,9 +168,8 @@ async def main(args: argparse.Namespace) -> None:
         finally:
             api.terminate()
             api.wait(10)
-    print(
-        f"\n{args.clients} concurrent clients, {args.requests:,} requests each, uvicorn workers: {args.workers}"
-    )
+    print(f"\n{args.clients} concurrent clients, {args.requests:,} requests each", end="")
+    print(f", uvicorn workers: {args.workers}")
     print("| endpoint | p50 | p99 | throughput | errors |")
     print("|---|---|---|---|---|")
     for r in results:
