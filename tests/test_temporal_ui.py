@@ -30,7 +30,9 @@ async def until_status_attribute(stack: Stack, campaign_id: str, status: str) ->
     raise AssertionError(f"search attribute never became {status}")
 
 
-async def test_search_attributes_memo_summary_and_details_follow_the_campaign(make_stack: StackFactory) -> None:
+async def test_search_attributes_memo_summary_and_details_follow_the_campaign(
+    make_stack: StackFactory,
+) -> None:
     # Small pages and runs: the labels must survive continue-as-new.
     stack = await make_stack(batch_size=10, send_concurrency=2, batches_per_run=5)
     audience = await make_audience(stack.engine, stack.tenant, 400, club_id="club_ui")
