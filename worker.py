@@ -42,7 +42,7 @@ def build_worker(client: Client, settings: Settings, deps: ActivityDeps) -> Work
         activities=all_activities(deps),
         # Log ids, retry and batch metrics; tracing comes with the client's interceptors.
         interceptors=[ObservabilityInterceptor()],
-        max_concurrent_activities=50,
+        max_concurrent_activities=settings.max_concurrent_activities,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         # Frequent heartbeats: a cancelled or halted batch hears about it quickly.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
