@@ -13,15 +13,13 @@ The first chunk also writes the run, pinning the current versions of the campaig
 (db.template_versions): edits made while the run sends do not change what it sends.
 """
 
-from typing import Any
-
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
-from activities.sending import skip_reason
+from activities.sending import _address, skip_reason
 from core.constants import ERR_CAMPAIGN_INVALID
 from core.enums import Channel, Outcome
 from core.ids import new_id
@@ -119,13 +117,12 @@ async def _skip_ineligible(
     conn: AsyncConnection, inp: SnapshotInput, ids: list[str], channels: list[Channel]
 ) -> None:
     """Record a SKIPPED row, with its reason, for each member and channel that may not be sent to."""
-    skips: list[tuple[str, Channel, str, Any]] = []
+    skips: list[tuple[str, Channel, str, str | None]] = []
     for row in (await conn.execute(_CONSENT, {"ids": ids, "t": inp.tenant_id})).mappings():
         for channel in channels:
             reason = skip_reason(row, channel)
             if reason is not None:
-                address = row["email"] if channel == Channel.EMAIL else row["phone"]
-                skips.append((row["id"], channel, reason.value, address or None))
+                skips.append((row["id"], channel, reason.value, _address(row, channel)))
     if skips:
         await conn.execute(
             _SKIP_MANY,

@@ -20,7 +20,7 @@ from providers.rendering import DERIVED_TEXT_CLOSE, DERIVED_TEXT_OPEN
 CONTENT_FIELDS = ("subject", "html", "text", "body")
 
 # The content of one version (NULL: the current one) as it is rendered: `text` is the text
-# template, derived from `html` when the template has none (providers.rendering.email_text_source).
+# template, derived from `html` when the template has none (providers.rendering.DERIVED_TEXT_OPEN).
 _CONTENT = text(
     """
     SELECT version, subject, html, body, stored_text,

@@ -77,18 +77,12 @@ def recipient_context(customer: dict[str, Any]) -> dict[str, Any]:
 
 RECIPIENT_FIELDS = tuple(recipient_context({}))
 HTML_TO_TEXT = "html_to_text"
-# The text part of an EMAIL template without `text`: its html, rendered escaped as html, then
-# turned into plain text (see providers.html_text). The html must itself be a valid template,
-# so its blocks are balanced and cannot close these.
+# The text part of an EMAIL template without `text` is DERIVED_TEXT_OPEN + html + DERIVED_TEXT_CLOSE
+# (db.template_versions builds it): the html, rendered escaped as html, then turned into plain text
+# (providers.html_text). The html must itself be a valid template, so its blocks are balanced and
+# cannot close these.
 DERIVED_TEXT_OPEN = "{% filter " + HTML_TO_TEXT + " %}{% autoescape true %}"
 DERIVED_TEXT_CLOSE = "{% endautoescape %}{% endfilter %}"
-
-
-def email_text_source(html: str | None, text: str | None) -> str | None:
-    """The template of an email's text part: `text`, or when it is absent one derived from `html`."""
-    if text:
-        return text
-    return f"{DERIVED_TEXT_OPEN}{html}{DERIVED_TEXT_CLOSE}" if html else None
 
 
 # ---- sizes ----------------------------------------------------------------------------------------

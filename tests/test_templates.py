@@ -12,9 +12,10 @@ from core.enums import Channel
 from providers.email_content import EmailEnvelope, EmailParts, tracked_parts
 from providers.html_text import html_to_text
 from providers.rendering import (
+    DERIVED_TEXT_CLOSE,
+    DERIVED_TEXT_OPEN,
     TemplateSyntaxProblem,
     check_template,
-    email_text_source,
     recipient_context,
     render,
 )
@@ -141,10 +142,7 @@ def test_html_to_text() -> None:
 def test_the_derived_text_part_is_the_rendered_html_as_text() -> None:
     ctx = recipient_context({"first_name": "<Ann>", "attributes": {"tier": "gold"}})
     html = "<p>Hi {{ firstName }},</p><p>you are <b>{{ attributes.tier }}</b></p>"
-    assert email_text_source(html, "own text") == "own text"
-    assert email_text_source(None, None) is None
-    source = email_text_source(html, None)
-    assert source is not None
+    source = DERIVED_TEXT_OPEN + html + DERIVED_TEXT_CLOSE
     # The html escapes the name, the text part shows it as written.
     assert render(html, ctx, html=True) == "<p>Hi &lt;Ann&gt;,</p><p>you are <b>gold</b></p>"
     assert render(source, ctx) == "Hi <Ann>,\n\nyou are gold"

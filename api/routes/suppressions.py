@@ -55,10 +55,11 @@ def _address(channel: Channel, address: str) -> str:
 
 
 def _entry(tenant_id: str, channel: Channel, address: str) -> ColumnElement[bool]:
+    """The entry of a normalised address."""
     return and_(
         Suppression.tenant_id == tenant_id,
         Suppression.channel == channel.value,
-        Suppression.address == _address(channel, address),
+        Suppression.address == address,
     )
 
 
@@ -111,11 +112,7 @@ async def add_suppression(
     ).scalar_one_or_none()
     if inserted is None:
         response.status_code = 200
-    where = and_(
-        Suppression.tenant_id == body.tenant_id,
-        Suppression.channel == body.channel.value,
-        Suppression.address == body.address,
-    )
+    where = _entry(body.tenant_id, body.channel, body.address)
     row = (await conn.execute(select(Suppression.__table__).where(where))).mappings().one()
     return to_public(row)
 
@@ -140,9 +137,7 @@ async def list_suppressions(
             raise invalid("query.channel", "give the channel of the address")
         conditions.append(Suppression.address == _address(channel, address))
     where = and_(*conditions)
-    total = int(
-        (await conn.execute(select(func.count()).select_from(Suppression).where(where))).scalar_one()
-    )
+    total = int((await conn.execute(select(func.count()).select_from(Suppression).where(where))).scalar_one())
     rows = (
         (
             await conn.execute(
@@ -190,7 +185,9 @@ async def remove_suppressed_address(
     principal.require(tenant_id)
     removed = (
         await conn.execute(
-            delete(Suppression).where(_entry(tenant_id, channel, address)).returning(Suppression.id)
+            delete(Suppression)
+            .where(_entry(tenant_id, channel, _address(channel, address)))
+            .returning(Suppression.id)
         )
     ).scalar_one_or_none()
     if removed is None:
