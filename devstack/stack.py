@@ -109,6 +109,8 @@ def child_environment(base: Mapping[str, str], cfg: DevConfig, database_url: str
     env = dict(base)
     for name in ("CAMPAIGNS_SMTP_USERNAME", "CAMPAIGNS_SMTP_PASSWORD"):
         env.pop(name, None)  # the SMTP capture has no AUTH
+    # A terminal reads text better than JSON lines; a CAMPAIGNS_LOG_FORMAT the user set still wins.
+    env.setdefault("CAMPAIGNS_LOG_FORMAT", "text")
     env.update(
         {
             "CAMPAIGNS_DATABASE_URL": database_url,
