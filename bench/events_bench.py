@@ -46,6 +46,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument(
         "--batch", type=int, default=0, help="events per POST /events/batch (0: one per request)"
     )
@@ -107,7 +108,18 @@ async def main() -> None:
             "CAMPAIGNS_LOG_LEVEL": "WARNING",
         }
         api = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port), "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--workers",
+                str(args.workers),
+            ],
             env=env,
         )
         try:
@@ -188,6 +200,7 @@ async def main() -> None:
             api.wait(10)
 
     mode = f"batches of {args.batch}" if args.batch else "one event per request"
+    mode += f", {args.workers} uvicorn process(es)"
     print(f"\nPOST /events, {args.events} events, {args.clients} concurrent clients, {mode}")
     print("| what | figure |")
     print("|---|---|")
