@@ -10,6 +10,8 @@ import calendar
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
+
 from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
 from tests.helpers import received_emails, wait_for
@@ -230,3 +232,20 @@ async def test_history_stays_small_after_100_runs(make_timeskip_stack: StackFact
     handle = stack.client.get_workflow_handle(f"campaign-{cid}")
     events = [e async for e in handle.fetch_history_events()]
     assert len(events) < 200, len(events)
+
+
+async def test_a_run_whose_segment_was_deleted_pauses_instead_of_failing(
+    make_timeskip_stack: StackFactory,
+) -> None:
+    stack = await make_timeskip_stack()
+    cid, audience = await recurring(stack, {"frequency": "daily", "time": "10:00", "timezone": "UTC"})
+    async with stack.engine.begin() as conn:
+        for table, column in (("segment_members", "segment_id"), ("segments", "id")):
+            await conn.execute(text(f"DELETE FROM {table} WHERE {column} = :s"), {"s": audience.segment_id})
+    await stack.env.sleep(timedelta(days=1, hours=1))
+    body = await wait_for(stack, cid, "PAUSED")
+    assert body["runCount"] == 0 and body["nextRunAt"] is None
+    progress = await stack.client.get_workflow_handle(f"campaign-{cid}").query("progress")
+    assert "segment" in progress["last_error"]
+    assert (await stack.call("POST", f"/campaigns/{cid}/cancel")).status_code == 200
+    await wait_for(stack, cid, "CANCELLED")

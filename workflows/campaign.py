@@ -234,18 +234,23 @@ class CampaignWorkflow:
         try:
             return await self._run_batch(activity, run_id, st.epoch)
         except ActivityError as err:
-            # A batch that cannot succeed (e.g. its template vanished) pauses the campaign with
-            # the reason instead of failing the workflow; an operator can fix and resume.
-            st.last_error = str(err.cause or err)
-            workflow.logger.error("send batch failed, pausing campaign: %s", st.last_error)
-            if st.status == S.ACTIVE:
-                st.status = S.PAUSED
-                st.paused_at = workflow.now()
-                st.epoch += 1
-                self._changed()
+            self._pause_on_error(err)
             return None
         finally:
             self._batch_running = False
+
+    def _pause_on_error(self, err: ActivityError) -> None:
+        """A step that cannot succeed (e.g. its template vanished) pauses the campaign with the
+        reason instead of failing the workflow; an operator can fix and resume."""
+        st = self._state
+        st.last_error = str(err.cause or err)
+        workflow.logger.error("campaign step failed, pausing campaign: %s", st.last_error)
+        if st.status == S.ACTIVE:
+            st.status = S.PAUSED
+            st.paused_at = workflow.now()
+            st.next_run_at = None
+            st.epoch += 1
+            self._changed()
 
     async def _send_step(self) -> None:
         st = self._state
@@ -254,20 +259,26 @@ class CampaignWorkflow:
             self._changed()
         run_id = run_id_for(self._input.campaign_id, st.run_number)
         if not st.snapshot_complete:
-            snap = await workflow.execute_activity(
-                "snapshot_audience",
-                SnapshotInput(
-                    campaign_id=self._input.campaign_id,
-                    tenant_id=self._input.tenant_id,
-                    run_id=run_id,
-                    run_number=st.run_number,
-                    after=st.snapshot_cursor,
-                ),
-                summary=f"snapshot run {st.run_number} (after {st.snapshot_cursor or 'start'})",
-                result_type=SnapshotResult,
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=RETRY,
-            )
+            try:
+                snap = await workflow.execute_activity(
+                    "snapshot_audience",
+                    SnapshotInput(
+                        campaign_id=self._input.campaign_id,
+                        tenant_id=self._input.tenant_id,
+                        run_id=run_id,
+                        run_number=st.run_number,
+                        after=st.snapshot_cursor,
+                    ),
+                    summary=f"snapshot run {st.run_number} (after {st.snapshot_cursor or 'start'})",
+                    result_type=SnapshotResult,
+                    start_to_close_timeout=timedelta(minutes=5),
+                    retry_policy=RETRY,
+                )
+            except ActivityError as err:
+                # E.g. the segment was deleted since the check (weeks, for a RECURRING campaign):
+                # pause with the reason instead of failing the workflow.
+                self._pause_on_error(err)
+                return
             st.snapshot_cursor = snap.last_customer_id
             if snap.done:
                 st.snapshot_complete = True
