@@ -1,0 +1,58 @@
+"""Fault: every connection to the campaign database terminated, several times mid-campaign.
+
+The local Postgres is shared with other test sessions, so the server itself is never restarted:
+`pg_terminate_backend` on every backend of this session's database is what a restart looks like
+to the service (each open connection breaks at once; new ones work).
+"""
+
+import psycopg
+
+from tests.conftest import StackFactory
+from tests.factories import make_audience, make_templates
+from tests.faults.conftest import size
+from tests.faults.drive import expected_messages, received, until_received
+from tests.faults.reconcile import reconcile
+from tests.helpers import create_campaign, wait_for
+
+N = size(2_500, 10_000)
+CUTS = [0.05 + 0.075 * k for k in range(11)]  # at 5%, 12.5%, ... 80% of the messages
+
+# Every backend but our own; how many of them were busy (in a statement or a transaction).
+_TERMINATE = (
+    "SELECT count(pg_terminate_backend(pid)), count(*) FILTER (WHERE state <> 'idle')"
+    " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
+
+
+async def test_postgres_connections_cut_mid_campaign(make_stack: StackFactory, database_url: str) -> None:
+    stack = await make_stack(batch_size=250)
+    audience = await make_audience(stack.engine, stack.tenant, N, no_phone_every=7, email_opt_out_every=9)
+    email_t, sms_t = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, email_t, sms_t)
+    total = expected_messages(audience)
+
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    terminated = busy = 0
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
+        for share in CUTS:
+            await until_received(stack, audience, int(total * share))
+            for _ in range(200):  # cut when some statement or transaction is running, if one comes
+                row = await (await admin.execute(_TERMINATE)).fetchone()
+                assert row is not None
+                terminated, busy = terminated + row[0], busy + row[1]
+                if row[1]:
+                    break
+    assert received(stack, audience) < total, "the last cut came after the campaign had sent"
+    await wait_for(stack, cid, "COMPLETED", timeout=240)
+
+    s = stack.settings
+    await reconcile(
+        stack,
+        cid,
+        audience,
+        case="Postgres cuts",
+        faults=f"{len(CUTS)} x every backend of the database terminated while one was busy"
+        f" ({terminated} connections, {busy} busy)",
+        # A cut may fail a page attempt while its waves wait for their answers to be recorded.
+        unknown_bound=len(CUTS) * s.send_lanes * s.send_concurrency,
+    )
