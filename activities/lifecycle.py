@@ -117,6 +117,7 @@ class LifecycleActivities:
                     next_run_at=st.next_run_at,
                     last_run_at=st.last_run_at,
                     run_count=st.run_count,
+                    last_error=st.last_error,
                     state_version=inp.version,
                     updated_at=datetime.now(UTC),
                 )

@@ -167,6 +167,8 @@ class Campaign(Base):
     next_run_at: Mapped[datetime | None] = mapped_column(TS)
     last_run_at: Mapped[datetime | None] = mapped_column(TS)
     run_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # Why the campaign paused itself (a step that could not succeed); cleared on resume.
+    last_error: Mapped[str | None] = mapped_column(Text)
     # TRIGGERED: the event type and the data[key] == value conditions an event must meet.
     trigger_event: Mapped[str | None] = mapped_column(String(200))
     trigger_conditions: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))

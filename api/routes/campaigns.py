@@ -150,6 +150,7 @@ async def to_public(conn: AsyncConnection, row: dict[str, Any]) -> CampaignPubli
         run_count=row["run_count"],
         trigger_event=row["trigger_event"],
         trigger_conditions=row["trigger_conditions"],
+        last_error=row["last_error"],
         started_at=row["started_at"],
         paused_at=row["paused_at"],
         resumed_at=row["resumed_at"],

@@ -207,6 +207,8 @@ class CampaignPublic(ApiOut):
     run_count: int = 0
     trigger_event: str | None = None
     trigger_conditions: dict[str, Any] | None = None
+    # Why the campaign paused itself (e.g. its template was deleted); null otherwise.
+    last_error: str | None = None
     started_at: UtcDatetime | None
     paused_at: UtcDatetime | None
     resumed_at: UtcDatetime | None
