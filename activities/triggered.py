@@ -5,7 +5,8 @@
 workflow start or signal per event, so ingestion runs at database speed, not at Temporal's.
 
 The campaign workflow runs this activity in a loop. Each call long-polls the queue (every
-`trigger_poll_interval`, at most `trigger_poll_seconds`), then sends a page of up to `batch_size`
+`trigger_poll_interval`, backing off to `trigger_poll_max_interval` while the queue is empty, at
+most `trigger_poll_seconds`), then sends a page of up to `batch_size`
 matches. Every match is its own EVENT run (`<campaign>.e<seq>`) with one recipient, so the ledger's
 (run, recipient, channel) key makes "at most once per event id" hold through retries and crashes,
 by the same claim-before-send rules as a segment send. The halt epoch lives on the campaign's
@@ -125,6 +126,9 @@ class TriggeredActivities:
         """Long-poll the queue; False when nothing came or the campaign was halted meanwhile."""
         settings = self._deps.settings
         deadline = time.monotonic() + settings.trigger_poll_seconds
+        # Look often while events flow, less and less while the queue stays empty (an idle
+        # campaign costs a query every `trigger_poll_max_interval`, not five a second).
+        interval = settings.trigger_poll_interval
         while True:
             async with self._deps.engine.connect() as conn:
                 found = (await conn.execute(_ANY_PENDING, {"c": page.inp.campaign_id})).first()
@@ -133,7 +137,8 @@ class TriggeredActivities:
             if await page._halt_requested() or time.monotonic() >= deadline:
                 return False
             activity.heartbeat()
-            await asyncio.sleep(settings.trigger_poll_interval)
+            await asyncio.sleep(interval)
+            interval = min(interval * 1.5, settings.trigger_poll_max_interval)
 
     @activity.defn(name="close_triggers")
     async def close_triggers(self, inp: CloseTriggersInput) -> None:

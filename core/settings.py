@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     # looks (the latency from POST /events to the send).
     trigger_poll_seconds: float = Field(15.0, gt=0, le=300)
     trigger_poll_interval: float = Field(0.2, gt=0, le=10)
+    trigger_poll_max_interval: float = Field(2.0, gt=0, le=60)
     # Activities one worker runs at once. Each ACTIVE TRIGGERED campaign holds one while it waits
     # for events (an idle asyncio task, no connection), so leave room above the number of those.
     max_concurrent_activities: int = Field(200, ge=4, le=10_000)
