@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import openapi_docs
+
 log = logging.getLogger("campaigns.api")
 
 PROBLEM = "application/problem+json"
@@ -234,6 +236,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 }
     for unused in ("HTTPValidationError", "ValidationError"):
         components["schemas"].pop(unused, None)
+    openapi_docs.document(schema)  # description, tags, the seed's titles and examples
     app.openapi_schema = schema
     return schema
 
