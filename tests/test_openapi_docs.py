@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema_rs
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
 from api.errors import api_routes
@@ -179,10 +179,11 @@ def test_every_example_is_what_the_routes_models_read_and_answer(
     assert checked >= 20
 
 
-def test_docs_page_and_document_are_served(app: FastAPI) -> None:
-    client = TestClient(app)  # not entered: no lifespan, so no database or Temporal connection
-    page = client.get("/docs")
-    served = client.get("/openapi.json")
+async def test_docs_page_and_document_are_served(app: FastAPI) -> None:
+    # ASGITransport runs no lifespan: no database or Temporal connection is made.
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        page = await client.get("/docs")
+        served = await client.get("/openapi.json")
     assert page.status_code == 200 and "swagger-ui" in page.text
     assert served.status_code == 200 and served.json()["tags"][0]["name"] == "campaigns"
 
