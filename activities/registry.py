@@ -6,6 +6,7 @@ from typing import Any
 from activities.deps import ActivityDeps
 from activities.journey import JourneyActivities
 from activities.lifecycle import LifecycleActivities
+from activities.planning import PlanningActivities
 from activities.resend import ResendActivities
 from activities.sending import SendingActivities
 from activities.snapshot import SnapshotActivities
@@ -19,6 +20,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     resend = ResendActivities(deps)
     triggered = TriggeredActivities(deps)
     journey = JourneyActivities(deps)
+    planning = PlanningActivities(deps)
     return [
         life.check_campaign,
         life.sync_campaign,
@@ -35,4 +37,5 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         journey.run_summary,
         journey.customer_engagement,
         journey.customer_event_seen,
+        planning.plan_pages,
     ]

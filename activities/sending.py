@@ -114,6 +114,7 @@ _PAGE = text(
     FROM run_recipients rr
     LEFT JOIN customers c ON c.id = rr.customer_id AND c.tenant_id = :tenant
     WHERE rr.run_id = :run AND (CAST(:after AS text) IS NULL OR rr.customer_id > :after)
+      AND (CAST(:upto AS text) IS NULL OR rr.customer_id <= :upto)
     ORDER BY rr.customer_id
     LIMIT :limit
     """
@@ -232,6 +233,10 @@ class _Page:
         self.provider_down: str | None = None
         self.sent = 0
 
+    @property
+    def limit(self) -> int:
+        return self.inp.limit or self.deps.settings.batch_size
+
     async def load_rows(self) -> Sequence[RowMapping]:
         """The page: recipients (with `run_id`, `id` = customer id and RECIPIENT_COLUMNS)."""
         async with self.deps.engine.connect() as conn:
@@ -243,7 +248,8 @@ class _Page:
                             "tenant": self.inp.tenant_id,
                             "run": self.inp.run_id,
                             "after": self.inp.after,
-                            "limit": self.deps.settings.batch_size,
+                            "upto": self.inp.upto,
+                            "limit": self.limit,
                         },
                     )
                 )
@@ -317,7 +323,7 @@ class _Page:
         )
         return SendBatchResult(
             page_complete=True,
-            exhausted=len(rows) < self.deps.settings.batch_size,
+            exhausted=len(rows) < self.limit,
             next_cursor=rows[-1]["id"],
             recipients=len(rows),
             counts=counts,
@@ -402,33 +408,45 @@ class _Page:
 
     async def _send_all(self, messages: list[Message], content: Content) -> None:
         """Send in waves of `send_concurrency`: claim the wave in one statement, send it
-        concurrently, record every answer in one statement. A crash leaves at most one wave
-        (the messages in flight) claimed without an answer."""
+        concurrently, record every answer in one statement. `send_lanes` waves run at once, so
+        the provider connections stay busy while another wave's claim or record is in the
+        database. A crash leaves at most the waves in flight (lanes x wave messages) claimed
+        without an answer."""
         wave = self.deps.settings.send_concurrency
-        for start in range(0, len(messages), wave):
-            if self.halted.is_set() or self.provider_down is not None:
-                return
-            ready: list[Outgoing] = []
-            failed: list[dict[str, Any]] = []
-            for message in messages[start : start + wave]:
-                try:
-                    ready.append(self._render(message, content))
-                except TemplateSyntaxProblem as err:
-                    failed.append(
-                        self._row(
-                            message.customer,
-                            message.channel,
-                            Outcome.FAILED,
-                            reason="TEMPLATE_ERROR",
-                            detail=str(err)[:500],
-                        )
+        waves = [messages[start : start + wave] for start in range(0, len(messages), wave)]
+        pending = iter(waves)
+
+        async def lane() -> None:
+            for batch in pending:  # the lanes share one iterator: each wave is taken once
+                if self.halted.is_set() or self.provider_down is not None:
+                    return
+                await self._send_wave(batch, content)
+
+        lanes = min(self.deps.settings.send_lanes, len(waves))
+        await asyncio.gather(*(lane() for _ in range(lanes)))
+
+    async def _send_wave(self, batch: list[Message], content: Content) -> None:
+        ready: list[Outgoing] = []
+        failed: list[dict[str, Any]] = []
+        for message in batch:
+            try:
+                ready.append(self._render(message, content))
+            except TemplateSyntaxProblem as err:
+                failed.append(
+                    self._row(
+                        message.customer,
+                        message.channel,
+                        Outcome.FAILED,
+                        reason="TEMPLATE_ERROR",
+                        detail=str(err)[:500],
                     )
-            if failed:
-                async with self.deps.engine.begin() as conn:
-                    await conn.execute(_INSERT_FINAL, failed)
-            claimed = await self._claim(ready)
-            answers = await asyncio.gather(*(self._deliver(item) for item in claimed))
-            await self._record(list(answers))
+                )
+        if failed:
+            async with self.deps.engine.begin() as conn:
+                await conn.execute(_INSERT_FINAL, failed)
+        claimed = await self._claim(ready)
+        answers = await asyncio.gather(*(self._deliver(item) for item in claimed))
+        await self._record(list(answers))
 
     def _render(self, message: Message, content: Content) -> "Outgoing":
         ctx = recipient_context(dict(message.customer))

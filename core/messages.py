@@ -69,6 +69,13 @@ class CampaignState(BaseModel):
     # Pages sent (all runs) and the largest page seen: "page 12 of 40" in the Temporal UI.
     pages: int = 0
     page_size: int = 0
+    # The page window of the current run: planned page upper bounds above `send_cursor` (in
+    # order), those of them already sent, whether the plan reached the run's end, and how many
+    # pages may be in flight at once (the worker's `pages_in_flight`).
+    pages_ahead: list[str] = Field(default_factory=list)
+    pages_done: list[str] = Field(default_factory=list)
+    plan_exhausted: bool = False
+    window: int = 1
 
 
 class CampaignWorkflowInput(BaseModel):
@@ -178,6 +185,24 @@ class SendBatchInput(BaseModel):
     run_id: str
     after: str | None
     epoch: int
+    # A planned page: recipients in (after, upto], at most `limit` (None: the worker's batch size).
+    upto: str | None = None
+    limit: int | None = None
+
+
+class PlanPagesInput(BaseModel):
+    run_id: str
+    after: str | None
+    pages: int
+
+
+class PlanPagesResult(BaseModel):
+    """Upper bounds (inclusive customer ids) of the next pages, each `page_size` recipients."""
+
+    bounds: list[str]
+    page_size: int
+    exhausted: bool
+    window: int
 
 
 class SendBatchResult(BaseModel):

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Waves of a page in flight at once (claim, send, record), so the provider is never idle
     # while the database records a wave.
     send_lanes: int = Field(3, ge=1, le=16)
+    # Pages of one campaign in flight at once, each its own activity (so several workers can
+    # share a big campaign); 1 sends page after page.
+    pages_in_flight: int = Field(2, ge=1, le=32)
     snapshot_chunk_size: int = Field(10_000, ge=100, le=1_000_000)
     # Batches per workflow run before continue-as-new keeps history bounded.
     batches_per_run: int = Field(200, ge=1, le=2_000)

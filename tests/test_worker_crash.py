@@ -28,6 +28,8 @@ def start_worker(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
         "CAMPAIGNS_SMS_TOKEN": s.sms_token,
         "CAMPAIGNS_BATCH_SIZE": str(s.batch_size),
         "CAMPAIGNS_SEND_CONCURRENCY": str(s.send_concurrency),
+        "CAMPAIGNS_SEND_LANES": str(s.send_lanes),
+        "CAMPAIGNS_PAGES_IN_FLIGHT": str(s.pages_in_flight),
         "CAMPAIGNS_PUBLIC_URL": s.public_url,
     }
     return subprocess.Popen(
@@ -94,8 +96,9 @@ async def test_sigkill_mid_campaign_leaves_no_duplicates_and_bounded_unknowns(
             assert by_key[(c["id"], "EMAIL")]["outcome"] == "UNKNOWN"
         if c["phone"] in audience.phones() and c["phone"] not in sms:
             assert by_key[(c["id"], "SMS")]["outcome"] == "UNKNOWN"
-    # At most the messages in flight at the instant of the kill (the page's waves in flight).
-    assert len(unknown) <= stack.settings.send_concurrency * stack.settings.send_lanes
+    # At most the messages in flight at the instant of the kill: pages x waves x wave size.
+    s = stack.settings
+    assert len(unknown) <= s.pages_in_flight * s.send_lanes * s.send_concurrency
     outcomes = Counter(row["outcome"] for row in rows)
     assert outcomes["PENDING"] == 0
     received = sum(emails.values()) + sum(sms.values())

@@ -9,6 +9,7 @@ for operators and parent workflows, and those ignore (and log) what is illegal.
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -41,6 +42,8 @@ with workflow.unsafe.imports_passed_through():
         HaltInput,
         NextRunInput,
         NextRunResult,
+        PlanPagesInput,
+        PlanPagesResult,
         ScheduleRequest,
         SendBatchInput,
         SendBatchResult,
@@ -52,6 +55,11 @@ with workflow.unsafe.imports_passed_through():
 
 S = CampaignStatus
 T = CampaignType
+
+# Sends a run as a window of planned pages (workflow.patched: older histories replay page by page).
+PATCH_PAGE_WINDOW = "page-window"
+# Pages planned per plan_pages call.
+PLAN_PAGES = 8
 
 # Activity timeouts. A batch heartbeats every second; a dead worker is noticed in HEARTBEAT.
 SHORT = timedelta(seconds=30)
@@ -76,6 +84,9 @@ class CampaignWorkflow:
         self._batch_running = False
         self._lock = asyncio.Lock()
         self._batches_this_run = 0
+        # Pages of the window in flight, by their upper bound.
+        self._inflight: dict[str, asyncio.Future[SendBatchResult]] = {}
+        self._window_epoch = 0
         # A RECURRING run just finished: continue-as-new so history never grows with runs.
         self._run_finished = False
 
@@ -185,6 +196,7 @@ class CampaignWorkflow:
         st.snapshot_cursor = None
         st.snapshot_complete = False
         st.send_cursor = None
+        st.pages_ahead, st.pages_done, st.plan_exhausted = [], [], False
         st.target_base = st.target_count or 0
         last = schedule.max_runs is not None and st.run_count + 1 >= schedule.max_runs
         st.next_run_at = None if last else await self._next_run(at)
@@ -285,6 +297,9 @@ class CampaignWorkflow:
                 st.target_count = st.target_base + snap.target_count
                 self._changed()
             return
+        if workflow.patched(PATCH_PAGE_WINDOW):
+            await self._send_window(run_id)
+            return
         result = await self._batch("send_batch", run_id)
         if result is None:
             return
@@ -298,24 +313,165 @@ class CampaignWorkflow:
             st.counts = st.counts.plus(result.counts)
         self._changed()
         if result.exhausted and st.status == S.ACTIVE:
-            await workflow.execute_activity(
-                "finish_run",
-                FinishRunInput(run_id=run_id),
-                summary=f"close run {st.run_number}",
+            await self._finish_run(run_id)
+
+    async def _finish_run(self, run_id: str) -> None:
+        st = self._state
+        await workflow.execute_activity(
+            "finish_run",
+            FinishRunInput(run_id=run_id),
+            summary=f"close run {st.run_number}",
+            start_to_close_timeout=SHORT,
+            retry_policy=RETRY,
+        )
+        if self._input.type == T.RECURRING:
+            st.run_active = False
+            st.run_count += 1
+            self._run_finished = True
+            self._changed()
+            limit = st.schedule.max_runs if st.schedule is not None else None
+            if limit is not None and st.run_count >= limit:
+                self._complete()
+            return
+        # A cancel or pause that arrived meanwhile has already been answered: it stands.
+        self._complete()
+
+    # ---- the page window --------------------------------------------------------------------
+
+    async def _send_window(self, run_id: str) -> None:
+        """Send the run's pages with up to `window` in flight, each its own activity (so several
+        workers can share one campaign). Bounds are planned ahead; the cursor advances over the
+        contiguous prefix of done pages, and done pages above it are remembered, so a pause or a
+        continue-as-new neither resends nor recounts a page. Returns after at least one page
+        finished, or once everything in flight has been drained (pause, cancel, error, or a due
+        continue-as-new)."""
+        st = self._state
+        undone = [b for b in st.pages_ahead if b not in st.pages_done]
+        if len(undone) <= st.window and not st.plan_exhausted and not self._can_due():
+            plan: PlanPagesResult = await workflow.execute_activity(
+                "plan_pages",
+                PlanPagesInput(
+                    run_id=run_id,
+                    after=st.pages_ahead[-1] if st.pages_ahead else st.send_cursor,
+                    pages=PLAN_PAGES,
+                ),
+                summary=f"plan the next pages of run {st.run_number}",
+                result_type=PlanPagesResult,
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
-            if self._input.type == T.RECURRING:
-                st.run_active = False
-                st.run_count += 1
-                self._run_finished = True
-                self._changed()
-                limit = st.schedule.max_runs if st.schedule is not None else None
-                if limit is not None and st.run_count >= limit:
-                    self._complete()
-                return
-            # A cancel or pause that arrived meanwhile has already been answered: it stands.
-            self._complete()
+            st.pages_ahead.extend(plan.bounds)
+            st.plan_exhausted = plan.exhausted
+            st.window = max(1, plan.window)
+            return
+        if not st.pages_ahead:
+            if st.plan_exhausted and not self._inflight and st.status == S.ACTIVE:
+                await self._finish_run(run_id)
+            return
+        if not self._can_due():
+            if not self._inflight:
+                self._window_epoch = st.epoch  # pages in flight together share one epoch
+            for index, bound in enumerate(st.pages_ahead):
+                if len(self._inflight) >= st.window:
+                    break
+                if bound in st.pages_done or bound in self._inflight:
+                    continue
+                after = st.pages_ahead[index - 1] if index else st.send_cursor
+                self._inflight[bound] = self._start_page(run_id, after, bound)
+        if not self._inflight:
+            return
+        self._batch_running = True
+        stop = asyncio.ensure_future(workflow.wait_condition(lambda: self._state.status != S.ACTIVE))
+        waiting: list[asyncio.Future[Any]] = [*self._inflight.values(), stop]
+        await workflow.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        failure: ActivityError | None = None
+        if st.status != S.ACTIVE:
+            await self._halt_window(run_id)
+        else:
+            stop.cancel()
+        for bound, handle in list(self._inflight.items()):
+            if not handle.done():
+                continue
+            del self._inflight[bound]
+            try:
+                result = await handle
+            except ActivityError as err:
+                if not isinstance(err.cause, CancelledError):
+                    failure = err
+                continue
+            self._page_done(bound, result)
+        if failure is not None:
+            self._pause_on_error(failure)
+            await self._halt_window(run_id)
+            for bound, handle in list(self._inflight.items()):
+                del self._inflight[bound]
+                try:
+                    self._page_done(bound, await handle)
+                except ActivityError:
+                    pass
+        self._batch_running = bool(self._inflight)
+
+    def _start_page(self, run_id: str, after: str | None, upto: str) -> "asyncio.Future[SendBatchResult]":
+        st = self._state
+        return workflow.start_activity(
+            "send_batch",
+            SendBatchInput(
+                campaign_id=self._input.campaign_id,
+                tenant_id=self._input.tenant_id,
+                run_id=run_id,
+                after=after,
+                upto=upto,
+                limit=st.page_size or None,
+                epoch=self._window_epoch,
+            ),
+            summary=f"send run {st.run_number} page ({after or 'start'}, {upto}]",
+            result_type=SendBatchResult,
+            start_to_close_timeout=BATCH_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+
+    def _page_done(self, bound: str, result: SendBatchResult) -> None:
+        st = self._state
+        self._batches_this_run += 1
+        st.sent_recipients = max(st.sent_recipients, result.sent_recipients)
+        if result.page_complete:
+            st.pages_done.append(bound)
+            st.processed += result.recipients
+            st.pages += 1
+            st.page_size = max(st.page_size, result.recipients)
+            st.counts = st.counts.plus(result.counts)
+            while st.pages_ahead and st.pages_ahead[0] in st.pages_done:
+                st.send_cursor = st.pages_ahead.pop(0)
+                st.pages_done.remove(st.send_cursor)
+        self._changed()
+
+    async def _halt_window(self, run_id: str) -> None:
+        """Pause/cancel: every page in flight starts no new message; wait for them to return."""
+        await workflow.execute_activity(
+            "halt_run",
+            HaltInput(run_id=run_id, epoch=self._window_epoch),
+            summary="halt the running pages (pause/cancel)",
+            start_to_close_timeout=SHORT,
+            retry_policy=RETRY,
+        )
+        pending = [h for h in self._inflight.values() if not h.done()]
+        if pending:
+            try:
+                await workflow.wait_condition(lambda: all(h.done() for h in pending), timeout=HALT_GRACE)
+            except TimeoutError:
+                for handle in pending:
+                    if not handle.done():
+                        handle.cancel()  # waiting to retry (e.g. the provider is down)
+                await workflow.wait_condition(lambda: all(h.done() for h in pending))
+
+    def _can_due(self) -> bool:
+        return (
+            self._run_finished
+            or self._batches_this_run >= self._input.batches_per_run
+            or workflow.info().is_continue_as_new_suggested()
+        )
 
     async def _run_batch(self, activity: str, run_id: str, epoch: int) -> SendBatchResult:
         st = self._state
