@@ -237,3 +237,20 @@ async def test_record_triggered_and_journey_histories(make_stack: StackFactory) 
     await handle.result()
     await _save(stack, cid, "journey_send_wait_branch", workflow_id=handle.id)
     await _save(stack, cid, "campaign_send_child", workflow_id=f"{handle.id}/s0")
+
+
+@pytest.mark.skipif(not os.environ.get("CAMPAIGNS_RECORD_HISTORIES"), reason="recorder, run on purpose")
+async def test_record_page_window_history(make_stack: StackFactory) -> None:
+    """The page window (several pages in flight), paused and resumed, over continue-as-new."""
+    stack = await make_stack(batch_size=10, send_concurrency=2, pages_in_flight=3, batches_per_run=12)
+    cid = await _campaign(stack, 200)
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    await asyncio.sleep(0.3)
+    assert (await stack.call("POST", f"/campaigns/{cid}/pause")).status_code == 200
+    assert (await stack.call("POST", f"/campaigns/{cid}/resume")).status_code == 200
+    await wait_for(stack, cid, "COMPLETED", timeout=180)
+    handle = stack.client.get_workflow_handle(f"campaign-{cid}")
+    first_run = [e async for e in stack.client.list_workflows(f"WorkflowId = 'campaign-{cid}'")][-1].run_id
+    await _save(stack, cid, "page_window_first_run", run_id=first_run)
+    await _save(stack, cid, "page_window_last_run")
+    assert handle is not None
