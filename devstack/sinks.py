@@ -56,6 +56,7 @@ class SmtpSink:
     defer_after: int | None = None  # once this many messages are captured, defer for a while
     defer_seconds: float = 0.0
     drop_every: int = 0  # drop the connection after the data of every Nth message (0: never)
+    idle_timeout: float = 300.0  # close a connection idle this long (aiosmtpd's default: 300 s)
     deferred: int = 0  # RCPTs answered with `defer_answer`
     refused: Counter[str] = field(default_factory=Counter)  # RCPTs answered from `refuse`
     dropped: list[str] = field(default_factory=list)  # recipients whose data was dropped
@@ -116,7 +117,9 @@ class SmtpSink:
 
     def start(self) -> "SmtpSink":
         port = self.port or _free_port()
-        self._controller = Controller(self, hostname=self.host, port=port, ready_timeout=10)
+        self._controller = Controller(
+            self, hostname=self.host, port=port, ready_timeout=10, timeout=self.idle_timeout
+        )
         self._controller.start()
         self.port = port
         return self

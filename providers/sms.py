@@ -11,6 +11,7 @@ may have, so the message stays AMBIGUOUS unless a later attempt with the same ke
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -21,6 +22,9 @@ import aiohttp
 
 from core import tracing
 from providers.backoff import retry_delay
+
+# Seconds a message the provider may already hold is retried (same key) while it throttles.
+TAKEN_PATIENCE = 30.0
 
 
 class SmsVerdict(StrEnum):
@@ -89,13 +93,28 @@ class SmsClient:
     ) -> SmsResult:
         result = SmsResult(SmsVerdict.NOT_SENT, "not attempted")
         maybe_taken: SmsResult | None = None  # an earlier attempt the provider may have taken
-        for attempt in range(attempts):
+        started = time.monotonic()
+        failures = throttles = 0
+        while True:
             result = await self._send_once(to, body, idempotency_key)
             if result.verdict in (SmsVerdict.ACCEPTED, SmsVerdict.REJECTED):
                 return result
-            if result.verdict == SmsVerdict.AMBIGUOUS:
-                maybe_taken = result
-            if attempt == attempts - 1 or not await wait(retry_delay(attempt, result.retry_after)):
+            if result.verdict == SmsVerdict.THROTTLED:
+                throttles += 1
+                tries = throttles
+                # A message the provider may already hold cannot be released (a later send would
+                # carry a new key): while the provider only throttles, keep asking with this key.
+                if maybe_taken is None:
+                    give_up = throttles >= attempts
+                else:
+                    give_up = time.monotonic() - started >= TAKEN_PATIENCE
+            else:
+                if result.verdict == SmsVerdict.AMBIGUOUS:
+                    maybe_taken = result
+                failures += 1
+                tries = failures
+                give_up = failures >= attempts
+            if give_up or not await wait(retry_delay(tries - 1, result.retry_after)):
                 break
         if maybe_taken is not None and result.verdict != SmsVerdict.AMBIGUOUS:
             # Throttled or unreachable now, but an earlier attempt may have got through.

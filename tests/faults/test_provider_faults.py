@@ -1,0 +1,125 @@
+"""Faults at the providers' protocol boundary, all during one campaign on both channels.
+
+SMTP: connections closed by the server when idle for a second, a 4xx window longer than the
+in-page backoff (the page is retried later, nothing FAILED) with the server restarted in the middle
+of it (pooled connections found dead before DATA are replaced: nothing sent, so not UNKNOWN),
+550 for some addresses (BOUNCED, asked once, never again), the connection dropped after every
+97th message's data (UNKNOWN, never resent), and addresses no ASCII envelope can carry (FAILED,
+the rest of their page unaffected). SMS: a 429 window with Retry-After (honoured, then the page
+is retried later), 500 on the first two posts of some messages although the first one was taken
+(the retry with the same idempotency key gets it: one message), 500 for good for a few numbers
+(never confirmed: UNKNOWN, so an operator may resend them with the same key).
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import text
+
+from activities.sending import PROVIDER_TRIES
+from devstack.sinks import SmsSink, SmtpSink
+from tests.conftest import StackFactory
+from tests.factories import make_audience, make_templates
+from tests.faults.conftest import size
+from tests.faults.reconcile import reconcile
+from tests.helpers import create_campaign, ledger, wait_for
+
+N = size(2_500, 10_000)
+WINDOW_SECONDS = 8.0  # longer than the in-page backoff (0.2 + 0.4 + ... + 3.2 s)
+IDLE_SECONDS = 1.0  # the SMTP server closes connections idle this long
+
+
+@pytest.fixture
+async def fault_sinks() -> AsyncIterator[tuple[SmtpSink, SmsSink]]:
+    """Sinks of this test alone: their faults never reach other tests."""
+    smtp = SmtpSink(idle_timeout=IDLE_SECONDS).start()
+    sms = await SmsSink().start()
+    yield smtp, sms
+    smtp.stop()
+    await sms.stop()
+
+
+async def test_provider_faults_mid_campaign(
+    make_stack: StackFactory, fault_sinks: tuple[SmtpSink, SmsSink]
+) -> None:
+    smtp, sms = fault_sinks
+    stack = await make_stack(batch_size=250, smtp_port=smtp.port, sms_url=sms.url)
+    stack.smtp, stack.sms = smtp, sms
+    audience = await make_audience(stack.engine, stack.tenant, N, no_phone_every=7, email_opt_out_every=9)
+    emails = sorted(audience.emails())
+    phones = sorted(audience.phones())
+
+    # Every 50th address is refused (550), three others cannot be put in an envelope.
+    refused = set(emails[::50])
+    poisoned = {c["id"]: c for c in audience.customers if c["email"] in emails[101:104]}
+    async with stack.engine.begin() as conn:
+        for cid_, customer in poisoned.items():
+            customer["email"] = customer["email"].replace("@", "-jürgen@")
+            await conn.execute(
+                text("UPDATE customers SET email = :e WHERE id = :id"), {"e": customer["email"], "id": cid_}
+            )
+    poison = {c["email"] for c in poisoned.values()}
+    smtp.refuse.update({a: (550, "5.1.1 mailbox unavailable") for a in refused})
+    smtp.drop_every = 97
+    smtp.defer_window(after_messages=len(emails) // 3, seconds=WINDOW_SECONDS)
+    flaky = set(phones[::40])
+    failing = {p for p in phones[7::301] if p not in flaky}
+    sms.flaky_numbers, sms.failing_numbers = flaky, failing
+    sms.throttle_window(after_messages=len(phones) // 2, seconds=WINDOW_SECONDS, retry_after=1)
+
+    email_t, sms_t = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, email_t, sms_t)
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    # Restart the SMTP server inside the 4xx window, when no message can be in its DATA phase.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 120
+    while not smtp.deferred:
+        assert loop.time() < deadline, "the 4xx window never began"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    smtp.stop()
+    await asyncio.sleep(0.5)
+    smtp.start()
+    await wait_for(stack, cid, "COMPLETED", timeout=300)
+
+    lost = set(smtp.dropped) | failing  # answers never came: exactly these may be UNKNOWN
+    figures = await reconcile(
+        stack,
+        cid,
+        audience,
+        case="provider faults",
+        faults=(
+            f"SMTP: idle connections closed after {IDLE_SECONDS:.0f} s, 451 for {WINDOW_SECONDS:.0f} s"
+            f" ({smtp.deferred} answers) with a server restart in it, 550 for {len(refused)}"
+            f" addresses, {len(smtp.dropped)} connections dropped after DATA, {len(poison)}"
+            f" unencodable addresses; SMS: 429 + Retry-After for {WINDOW_SECONDS:.0f} s"
+            f" ({sms.throttled} answers), 500 on the first 2 posts of {len(flaky)} messages"
+            f" (the first one taken), 500 for good for {len(failing)} numbers"
+        ),
+        unknown_bound=len(lost),
+        expect_unknown=lost,
+    )
+    assert smtp.deferred and sms.throttled and smtp.dropped, "a fault was never injected"
+
+    rows = await ledger(stack, cid)
+    by_outcome: dict[str, set[str]] = {}
+    for row in rows:
+        by_outcome.setdefault(row["outcome"], set()).add(row["address"])
+    # 5xx: BOUNCED, with the reason, and asked exactly once (never retried).
+    assert by_outcome["BOUNCED"] == refused
+    assert all(r["reason"] == "HARD_BOUNCED" for r in rows if r["outcome"] == "BOUNCED")
+    assert all(smtp.refused[a] == 1 for a in refused), "a hard bounce was retried"
+    # Deferrals (SMTP 4xx, SMS 429) outlasted the in-page retries and still ended SENT; the only
+    # FAILED are the addresses no envelope can carry, and they never held up their pages.
+    assert by_outcome["FAILED"] == poison
+    assert all(r["reason"] == "PROVIDER_ERROR" for r in rows if r["outcome"] == "FAILED")
+    # A 500 after the provider took the message: the retry with the same key got it, once.
+    assert flaky <= by_outcome["SENT"]
+    flaky_keys = [m.idempotency_key for m in sms.messages if m.to in flaky]
+    assert len(flaky_keys) == len(flaky)
+    assert all(sms.attempts[key] >= 3 for key in flaky_keys)
+    # 500 for good: retried with one key, then reported UNKNOWN (resend-unknown reuses the key).
+    assert all(r["reason"] == "PROVIDER_ERROR" for r in rows if r["address"] in failing)
+    assert sms.errors >= PROVIDER_TRIES * len(failing)
+    assert figures.sent == len(emails) + len(phones) - len(refused) - len(poison) - len(lost)
