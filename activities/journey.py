@@ -25,13 +25,20 @@ from core.messages import (
     RunSummaryInput,
 )
 from db.audience import key_column, load_segment, member_ids_query
+from db.template_versions import PIN_VERSIONS
 
 MAX_LISTED_CUSTOMERS = 10_000
 SENT_IDS_SHOWN = 1_000
 
+# The run pins the current versions of the campaign's templates, as a segment run does.
 _RUN = text(
-    "INSERT INTO send_runs (id, campaign_id, tenant_id, number, kind, source_id)"
-    " VALUES (:id, :c, :t, 0, 'JOURNEY', :key) ON CONFLICT (id) DO NOTHING"
+    f"""
+    INSERT INTO send_runs (id, campaign_id, tenant_id, number, kind, source_id,
+                           email_template_version, sms_template_version)
+    SELECT :id, c.id, c.tenant_id, 0, 'JOURNEY', :key, {PIN_VERSIONS}
+    FROM campaigns c WHERE c.id = :c AND c.tenant_id = :t
+    ON CONFLICT (id) DO NOTHING
+    """
 )
 _RECIPIENTS = text(
     "INSERT INTO run_recipients (run_id, customer_id)"
