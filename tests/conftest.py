@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -197,6 +198,7 @@ async def _stack_factory(
     import asyncio
 
     tasks: list[asyncio.Task[None]] = []
+    tenants: list[str] = []
 
     async def factory(worker: bool = True, **overrides: Any) -> Stack:
         client = temporal_env.client
@@ -216,6 +218,7 @@ async def _stack_factory(
         api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
         apis.append(api)
         suffix = uuid.uuid4().hex[:8]
+        tenants.extend([f"tenant_{suffix}", f"tenant_other_{suffix}"])
         return Stack(
             settings=settings,
             client=client,
@@ -230,6 +233,22 @@ async def _stack_factory(
         )
 
     yield factory
+    # End every campaign workflow the test left running (a SCHEDULED or retrying one whose
+    # per-test worker is gone would otherwise hold a task that no one takes: on the shared
+    # time-skipping server that stops time from skipping for every later test).
+    async with engine.connect() as conn:
+        ids = [
+            row[0]
+            for row in await conn.execute(
+                text("SELECT id FROM campaigns WHERE tenant_id = ANY(:t)"), {"t": tenants}
+            )
+        ]
+    for campaign_id in ids:
+        for workflow_id in (f"campaign-{campaign_id}", f"campaign-{campaign_id}-resend"):
+            try:
+                await temporal_env.client.get_workflow_handle(workflow_id).terminate("test ended")
+            except Exception:  # already closed, or never started
+                pass
     for api in apis:
         await api.aclose()
     for w, deps in workers:
