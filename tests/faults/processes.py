@@ -34,6 +34,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "CAMPAIGNS_BATCH_SIZE": str(s.batch_size),
         "CAMPAIGNS_SEND_CONCURRENCY": str(s.send_concurrency),
         "CAMPAIGNS_SEND_LANES": str(s.send_lanes),
+        "CAMPAIGNS_PAGES_IN_FLIGHT": str(s.pages_in_flight),
         "CAMPAIGNS_BATCHES_PER_RUN": str(s.batches_per_run),
         "CAMPAIGNS_PUBLIC_URL": s.public_url,
         "CAMPAIGNS_LOG_LEVEL": "WARNING",

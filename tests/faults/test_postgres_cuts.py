@@ -54,5 +54,5 @@ async def test_postgres_connections_cut_mid_campaign(make_stack: StackFactory, d
         faults=f"{len(CUTS)} x every backend of the database terminated while one was busy"
         f" ({terminated} connections, {busy} busy)",
         # A cut may fail a page attempt while its waves wait for their answers to be recorded.
-        unknown_bound=len(CUTS) * s.send_lanes * s.send_concurrency,
+        unknown_bound=len(CUTS) * s.pages_in_flight * s.send_lanes * s.send_concurrency,
     )

@@ -58,7 +58,7 @@ async def test_temporal_server_restarted_mid_campaign(
                 faults=f"{OUTAGES} x dev server stopped {DOWN_SECONDS:.0f} s and restarted ({stops})",
                 # A page whose attempt timed out while the server was down is retried: at most its
                 # waves in flight may be left without an answer, per outage.
-                unknown_bound=OUTAGES * s.send_lanes * s.send_concurrency,
+                unknown_bound=OUTAGES * s.pages_in_flight * s.send_lanes * s.send_concurrency,
             )
     finally:
         kill(worker)

@@ -42,8 +42,8 @@ async def test_worker_killed_three_times_mid_campaign(make_stack: StackFactory, 
         audience,
         case="worker SIGKILL",
         faults=f"3 SIGKILLs of the worker (at {', '.join(f'{n:,}' for n in at_kills)} messages)",
-        # Each kill may leave the waves in flight (lanes x wave) without an answer.
-        unknown_bound=3 * s.send_lanes * s.send_concurrency,
+        # Each kill may leave the waves in flight (pages x lanes x wave) without an answer.
+        unknown_bound=3 * s.pages_in_flight * s.send_lanes * s.send_concurrency,
     )
     # Never re-posted: the killed workers' in-flight SMS are UNKNOWN, not sent again.
     phones = {c["phone"] for c in audience.customers if c["phone"]}
