@@ -8,13 +8,15 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
 from core.constants import ERR_CAMPAIGN_INVALID
-from core.enums import CampaignType, Channel
+from core.enums import CampaignType, Channel, Outcome
 from core.messages import (
     ApplyEditInput,
     CheckCampaignInput,
     CheckCampaignResult,
+    Counts,
     FinishRunInput,
     HaltInput,
+    LedgerCountsInput,
     NextRunInput,
     NextRunResult,
     SyncCampaignInput,
@@ -148,6 +150,35 @@ class LifecycleActivities:
                 .where(Campaign.id == inp.campaign_id, Campaign.tenant_id == inp.tenant_id)
                 .values(**values)
             )
+
+    @activity.defn(name="close_ledger")
+    async def close_ledger(self, inp: LedgerCountsInput) -> Counts:
+        """A finished campaign's outcomes as the ledger holds them (every run, every channel).
+
+        Nothing sends for it any more, so a row still PENDING (a page cut off by a cancel that
+        its grace period did not cover) may have gone out: it becomes UNKNOWN, never resent."""
+        async with self._deps.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE deliveries SET outcome = 'UNKNOWN', reason = 'CRASHED_IN_FLIGHT',"
+                    " updated_at = now() WHERE campaign_id = :c AND outcome = 'PENDING'"
+                ),
+                {"c": inp.campaign_id},
+            )
+            by_outcome = {
+                row[0]: int(row[1])
+                for row in await conn.execute(
+                    text("SELECT outcome, count(*) FROM deliveries WHERE campaign_id = :c GROUP BY outcome"),
+                    {"c": inp.campaign_id},
+                )
+            }
+        return Counts(
+            sent=by_outcome.get(Outcome.SENT, 0),
+            skipped=by_outcome.get(Outcome.SKIPPED, 0),
+            failed=by_outcome.get(Outcome.FAILED, 0),
+            bounced=by_outcome.get(Outcome.BOUNCED, 0),
+            unknown=by_outcome.get(Outcome.UNKNOWN, 0),
+        )
 
     @activity.defn(name="halt_run")
     async def halt_run(self, inp: HaltInput) -> None:

@@ -31,6 +31,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         send.send_batch,
         resend.resend_unknown,
         life.next_run_time,
+        life.close_ledger,
         triggered.send_triggered,
         triggered.close_triggers,
         journey.prepare_journey_send,

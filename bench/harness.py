@@ -50,7 +50,7 @@ def scratch_database(prefix: str) -> Iterator[str]:
 
 def run_sinks(smtp_port: int, sms_port: int) -> None:
     async def serve() -> None:
-        SmtpSink(port=smtp_port).start()
+        SmtpSink(port=smtp_port, keep=False).start()
         await SmsSink(port=sms_port).start()
         await asyncio.Event().wait()
 

@@ -244,6 +244,10 @@ class NextRunResult(BaseModel):
     at: datetime | None
 
 
+class LedgerCountsInput(BaseModel):
+    campaign_id: str
+
+
 class CloseTriggersInput(BaseModel):
     campaign_id: str
 

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         EditRequest,
         FinishRunInput,
         HaltInput,
+        LedgerCountsInput,
         NextRunInput,
         NextRunResult,
         PlanPagesInput,
@@ -58,6 +59,8 @@ T = CampaignType
 
 # Sends a run as a window of planned pages (workflow.patched: older histories replay page by page).
 PATCH_PAGE_WINDOW = "page-window"
+# The final counts come from the ledger (older histories keep their page counts).
+PATCH_LEDGER_RECOUNT = "ledger-recount"
 # Pages planned per plan_pages call.
 PLAN_PAGES = 8
 
@@ -126,6 +129,20 @@ class CampaignWorkflow:
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
+        if not self._state.discarded and workflow.patched(PATCH_LEDGER_RECOUNT):
+            # The page counts leave out what a cancel cut short (skips the snapshot recorded for
+            # pages never sent, UNKNOWNs of a halted page): the final counts are the ledger's.
+            counts: Counts = await workflow.execute_activity(
+                "close_ledger",
+                LedgerCountsInput(campaign_id=self._input.campaign_id),
+                summary="final counts from the ledger",
+                result_type=Counts,
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RETRY,
+            )
+            if counts != self._state.counts:
+                self._state.counts = counts
+                self._changed()
         await self._sync()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._sync()
