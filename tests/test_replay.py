@@ -251,6 +251,8 @@ async def test_record_page_window_history(make_stack: StackFactory) -> None:
     await wait_for(stack, cid, "COMPLETED", timeout=180)
     handle = stack.client.get_workflow_handle(f"campaign-{cid}")
     first_run = [e async for e in stack.client.list_workflows(f"WorkflowId = 'campaign-{cid}'")][-1].run_id
-    await _save(stack, cid, "page_window_first_run", run_id=first_run)
-    await _save(stack, cid, "page_window_last_run")
+    # Recorded again after each patch; earlier recordings stay (page_window_*_run.json: before
+    # the final ledger recount).
+    await _save(stack, cid, "page_window_recount_first_run", run_id=first_run)
+    await _save(stack, cid, "page_window_recount_last_run")
     assert handle is not None
