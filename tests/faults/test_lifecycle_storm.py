@@ -10,8 +10,6 @@ import asyncio
 import random
 from typing import Any
 
-import pytest
-
 from tests.conftest import Stack, StackFactory
 from tests.factories import Audience, make_audience, make_templates
 from tests.faults.conftest import size
@@ -115,5 +113,3 @@ async def test_storm_with_a_cancel_stops_for_good(make_stack: StackFactory) -> N
         unreached_ok=True,
     )
     assert figures.unreached > 0, "the campaign had reached everyone before the cancel"
-    if figures.stats_gap:
-        pytest.xfail(f"known bug: a cancelled campaign's counts miss unfinished pages {figures.stats_gap}")
