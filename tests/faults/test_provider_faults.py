@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import text
 
-from activities.sending import PROVIDER_TRIES
+from activities.sending import DEFERRAL_ATTEMPTS, PROVIDER_TRIES
 from devstack.sinks import SmsSink, SmtpSink
 from tests.conftest import StackFactory
 from tests.factories import make_audience, make_templates
-from tests.faults.conftest import size
+from tests.faults.conftest import FULL, size
 from tests.faults.reconcile import reconcile
 from tests.helpers import create_campaign, ledger, wait_for
 
@@ -123,3 +123,43 @@ async def test_provider_faults_mid_campaign(
     assert all(r["reason"] == "PROVIDER_ERROR" for r in rows if r["address"] in failing)
     assert sms.errors >= PROVIDER_TRIES * len(failing)
     assert figures.sent == len(emails) + len(phones) - len(refused) - len(poison) - len(lost)
+
+
+@pytest.mark.skipif(not FULL, reason="about 3 minutes of deferral: CAMPAIGNS_FAULTS_FULL=1")
+async def test_an_address_deferred_for_good_never_blocks_the_rest(
+    make_stack: StackFactory, fault_sinks: tuple[SmtpSink, SmsSink]
+) -> None:
+    """451 for three addresses, forever: everyone else is sent meanwhile; the three end FAILED
+    once their page has been retried DEFERRAL_ATTEMPTS times (the workflow's backoff)."""
+    smtp, sms = fault_sinks
+    stack = await make_stack(batch_size=100, smtp_port=smtp.port, sms_url=sms.url)
+    stack.smtp, stack.sms = smtp, sms
+    audience = await make_audience(stack.engine, stack.tenant, 1_000)
+    stuck = {c["email"] for c in sorted(audience.customers, key=lambda c: str(c["id"]))[:3]}
+    smtp.refuse.update({a: (451, "4.2.2 mailbox full, try again later") for a in stuck})
+    email_t, _ = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, email_t, None)
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+
+    others = audience.emails() - stuck
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while sum(smtp.counts(others).values()) < len(others):
+        assert loop.time() < deadline, "the deferred addresses held up the rest"
+        await asyncio.sleep(0.2)
+    assert (await stack.call("GET", f"/campaigns/{cid}")).json()["status"] == "ACTIVE"
+    await wait_for(stack, cid, "COMPLETED", timeout=400)
+
+    figures = await reconcile(
+        stack,
+        cid,
+        audience,
+        case="deferred for good",
+        faults=f"SMTP: 451 forever for {len(stuck)} addresses ({sum(smtp.refused.values())} answers)",
+        unknown_bound=0,
+        channels=("EMAIL",),
+    )
+    rows = await ledger(stack, cid)
+    failed = {r["address"]: r for r in rows if r["outcome"] == "FAILED"}
+    assert set(failed) == stuck and figures.sent == len(others)
+    assert all(f"page attempt {DEFERRAL_ATTEMPTS}" in r["detail"] for r in failed.values())
