@@ -98,6 +98,8 @@ class CampaignWorkflow:
     @workflow.run
     async def run(self, input: CampaignWorkflowInput) -> CampaignProgress:
         while True:
+            if self._inflight and self._state.status != S.ACTIVE:
+                await self._drain_window(run_id_for(self._input.campaign_id, self._state.run_number))
             await self._sync()
             status = self._state.status
             if self._state.discarded or status.is_final:
@@ -401,11 +403,18 @@ class CampaignWorkflow:
         stop = asyncio.ensure_future(workflow.wait_condition(lambda: self._state.status != S.ACTIVE))
         waiting: list[asyncio.Future[Any]] = [*self._inflight.values(), stop]
         await workflow.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        failure: ActivityError | None = None
-        if st.status != S.ACTIVE:
-            await self._halt_window(run_id)
-        else:
+        if not stop.done():
             stop.cancel()
+        failure = await self._collect_done()
+        if failure is not None:
+            self._pause_on_error(failure)
+        if st.status != S.ACTIVE:
+            await self._drain_window(run_id)
+        self._batch_running = bool(self._inflight)
+
+    async def _collect_done(self) -> ActivityError | None:
+        """Take in the pages that returned; a page that failed for good is returned."""
+        failure: ActivityError | None = None
         for bound, handle in list(self._inflight.items()):
             if not handle.done():
                 continue
@@ -417,15 +426,20 @@ class CampaignWorkflow:
                     failure = err
                 continue
             self._page_done(bound, result)
+        return failure
+
+    async def _drain_window(self, run_id: str) -> None:
+        """Pause, cancel or a failed page: every page in flight starts no new message; wait for
+        them all and take in what they did. Called wherever the status may have left ACTIVE while
+        pages were in flight (also from the main loop), so a pause never waits on a page that
+        nobody collects."""
+        if not self._inflight:
+            return
+        self._batch_running = True
+        await self._halt_window(run_id)
+        failure = await self._collect_done()
         if failure is not None:
             self._pause_on_error(failure)
-            await self._halt_window(run_id)
-            for bound, handle in list(self._inflight.items()):
-                del self._inflight[bound]
-                try:
-                    self._page_done(bound, await handle)
-                except ActivityError:
-                    pass
         self._batch_running = bool(self._inflight)
 
     def _start_page(self, run_id: str, after: str | None, upto: str) -> "asyncio.Future[SendBatchResult]":
