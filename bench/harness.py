@@ -5,10 +5,13 @@ import asyncio
 import multiprocessing
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -84,9 +87,24 @@ class BenchStack:
     client: Client
 
 
+def start_worker_process(cfg: Settings) -> subprocess.Popen[bytes]:
+    """One more worker, as its own process (`python worker.py`), with the bench's settings."""
+    env = {**os.environ, "CAMPAIGNS_LOG_LEVEL": "WARNING", "CAMPAIGNS_LOG_FORMAT": "text"}
+    for name, value in cfg.model_dump().items():
+        if value is not None and isinstance(value, str | int | float | bool):
+            env[f"CAMPAIGNS_{name.upper()}"] = str(value)
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.Popen(
+        [sys.executable, "worker.py"], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 @asynccontextmanager
-async def bench_stack(prefix: str, tenant: str, **settings: Any) -> AsyncIterator[BenchStack]:
-    """Everything running, with an API client authorised for `tenant`."""
+async def bench_stack(
+    prefix: str, tenant: str, worker_processes: int = 0, **settings: Any
+) -> AsyncIterator[BenchStack]:
+    """Everything running, with an API client authorised for `tenant`; `worker_processes` more
+    workers in their own processes beside the in-process one."""
     with scratch_database(prefix) as url:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=find_binary("temporal"),
@@ -113,6 +131,7 @@ async def bench_stack(prefix: str, tenant: str, **settings: Any) -> AsyncIterato
             **settings,
         )
         engine = make_engine(url, pool_size=cfg.send_concurrency + 8)
+        extra = [start_worker_process(cfg) for _ in range(worker_processes)]
         deps = ActivityDeps.build(cfg, engine)
         app = create_app(cfg, AppState(cfg, engine, CampaignControl(env.client, cfg.task_queue)))
         headers = {"Authorization": "Bearer " + issue_token(cfg, "bench", [tenant])}
@@ -128,6 +147,9 @@ async def bench_stack(prefix: str, tenant: str, **settings: Any) -> AsyncIterato
             ):
                 yield BenchStack(cfg, engine, api, tenant, env.client)
         finally:
+            for proc in extra:
+                proc.kill()
+                proc.wait()
             await deps.close()
             sinks.kill()
             await engine.dispose()

@@ -142,9 +142,9 @@ async def campaign(stack: BenchStack, channel: str, n: int) -> tuple[float, int,
     return elapsed, sent, snapshot, peak, longest
 
 
-async def main(recipients: int, channels: list[str], ceiling_messages: int) -> None:
+async def main(recipients: int, channels: list[str], ceiling_messages: int, worker_processes: int) -> None:
     rows: list[Row] = []
-    async with bench_stack("throughput", TENANT) as stack:
+    async with bench_stack("throughput", TENANT, worker_processes=worker_processes) as stack:
         for channel in channels:
             n = min(ceiling_messages, recipients)
             if channel == "EMAIL":
@@ -175,5 +175,11 @@ if __name__ == "__main__":
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--channels", nargs="+", default=["EMAIL", "SMS"], choices=["EMAIL", "SMS"])
     parser.add_argument("--ceiling-messages", type=int, default=20_000)
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=0,
+        help="workers in their own processes, beside the in-process one",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.recipients, args.channels, args.ceiling_messages))
+    asyncio.run(main(args.recipients, args.channels, args.ceiling_messages, args.worker_processes))
