@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -48,6 +49,8 @@ HEARTBEAT_SECONDS = 1.0
 # recorded FAILED, so an address the provider defers for good never blocks the rest.
 PROVIDER_TRIES = 6
 DEFERRAL_ATTEMPTS = 8
+# Attempts to record a wave's answers when the database connection is lost meanwhile.
+RECORD_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ _MARK_MANY = text(
         UPDATE deliveries
         SET outcome = v.outcome, reason = v.reason, detail = v.detail, sent_at = v.sent_at,
             provider_message_id = v.pmid, updated_at = now()
-        FROM v WHERE deliveries.id = v.id
+        FROM v WHERE deliveries.id = v.id AND deliveries.outcome = 'PENDING'
         RETURNING deliveries.id, deliveries.tenant_id, deliveries.campaign_id,
                   deliveries.customer_id, deliveries.channel, v.iid, v.itype
     )
@@ -569,6 +572,27 @@ class _Page:
         released = [a.item.delivery_id for a in answers if a.outcome is None]
         bounced = [a.item.message.customer["id"] for a in answers if a.outcome == Outcome.BOUNCED]
         now = datetime.now(UTC)
+        # The answers are in memory and the messages are out: a connection lost now (Postgres
+        # restarted, backends cut) must not turn them into UNKNOWN. Recording is idempotent (only
+        # PENDING rows are marked, so a commit whose answer was lost is not applied twice), so
+        # it is retried on a fresh connection.
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                await self._write_answers(marked, released, bounced, now)
+                break
+            except DBAPIError as err:
+                if not err.connection_invalidated or attempt == RECORD_ATTEMPTS - 1:
+                    raise
+                log.warning("recording a wave failed on a lost connection, retrying: %s", err.orig)
+                await asyncio.sleep(0.2 * 2**attempt)
+        self.sent += sum(1 for a in marked if a.outcome == Outcome.SENT)
+        metrics.count_messages(self.inp.tenant_id, [(a.item.message.channel, a.outcome) for a in marked])
+        if released:
+            self.provider_down = next(a.detail for a in answers if a.outcome is None) or "unreachable"
+
+    async def _write_answers(
+        self, marked: list["Answer"], released: list[str], bounced: list[str], now: datetime
+    ) -> None:
         async with self.deps.engine.begin() as conn:
             if marked:
                 await conn.execute(
@@ -590,10 +614,6 @@ class _Page:
                 await conn.execute(self.release_sql, {"ids": released})
             if bounced:
                 await conn.execute(_BOUNCE, {"ids": bounced})
-        self.sent += sum(1 for a in marked if a.outcome == Outcome.SENT)
-        metrics.count_messages(self.inp.tenant_id, [(a.item.message.channel, a.outcome) for a in marked])
-        if released:
-            self.provider_down = next(a.detail for a in answers if a.outcome is None) or "unreachable"
 
     async def _halt_requested(self) -> bool:
         async with self.deps.engine.connect() as conn:

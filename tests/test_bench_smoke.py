@@ -17,7 +17,7 @@ SMOKE = {
     "ceiling": ["--messages", "300"],
     "throughput": ["--recipients", "300", "--ceiling-messages", "300"],
     "send_bench": ["--recipients", "200"],
-    "lifecycle_bench": ["--recipients", "3000", "--rounds", "1"],
+    "lifecycle_bench": ["--recipients", "15000", "--rounds", "1"],
     "events_bench": ["--events", "200", "--customers", "50", "--clients", "8"],
     "api_bench": ["--campaigns", "300", "--deliveries", "300", "--requests", "100", "--clients", "8"],
     "stats_bench": ["--interactions", "3000", "--calls", "5"],
