@@ -120,6 +120,8 @@ async def test_worker_metrics_serve_messages_batches_retries_and_the_sdks_own(
         await until_retried(client, cid)
         await sms.start()  # the provider is back: the retried page sends the rest
         await wait_for(stack, cid, "COMPLETED")
+        # The read model says COMPLETED a moment before the workflow closes (and counts it).
+        await client.get_workflow_handle(f"campaign-{cid}").result()
         text = scrape(server.port)
     finally:
         await worker.shutdown()

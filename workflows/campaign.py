@@ -98,9 +98,11 @@ class CampaignWorkflow:
     @workflow.run
     async def run(self, input: CampaignWorkflowInput) -> CampaignProgress:
         while True:
-            if self._inflight and self._state.status != S.ACTIVE:
-                await self._drain_window(run_id_for(self._input.campaign_id, self._state.run_number))
             await self._sync()
+            if self._inflight and self._state.status != S.ACTIVE:
+                # Paused or cancelled while pages were in flight (also during the sync above).
+                await self._drain_window(run_id_for(self._input.campaign_id, self._state.run_number))
+                continue
             status = self._state.status
             if self._state.discarded or status.is_final:
                 break
