@@ -1,45 +1,22 @@
 """Issue 2 acceptance: SIGKILL the worker mid-campaign; nothing is doubled, nothing silently lost."""
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
+from tests.faults.processes import start_worker as start_worker_process
 from tests.helpers import create_campaign, ledger, received_emails, received_sms, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_worker(stack: Stack, log: Path) -> subprocess.Popen[bytes]:
-    s = stack.settings
-    env = {
-        **os.environ,
-        "CAMPAIGNS_DATABASE_URL": str(s.database_url),
-        "CAMPAIGNS_TEMPORAL_ADDRESS": s.temporal_address,
-        "CAMPAIGNS_TASK_QUEUE": s.task_queue,
-        "CAMPAIGNS_SMTP_HOST": s.smtp_host,
-        "CAMPAIGNS_SMTP_PORT": str(s.smtp_port),
-        "CAMPAIGNS_SMS_URL": s.sms_url,
-        "CAMPAIGNS_SMS_TOKEN": s.sms_token,
-        "CAMPAIGNS_BATCH_SIZE": str(s.batch_size),
-        "CAMPAIGNS_SEND_CONCURRENCY": str(s.send_concurrency),
-        "CAMPAIGNS_SEND_LANES": str(s.send_lanes),
-        "CAMPAIGNS_PAGES_IN_FLIGHT": str(s.pages_in_flight),
-        "CAMPAIGNS_PUBLIC_URL": s.public_url,
-    }
-    return subprocess.Popen(
-        [sys.executable, "worker.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        # A file, not a pipe: nobody reads a pipe here, and a full one would block the worker.
-        stderr=log.open("ab"),
-    )
+    """A `python worker.py` process with the test stack's settings (tests.faults.processes)."""
+    return start_worker_process(stack.settings, log)
 
 
 async def test_sigkill_mid_campaign_leaves_no_duplicates_and_bounded_unknowns(
