@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -52,26 +53,31 @@ def _settings_env(stack: Stack) -> dict[str, str]:
     return env
 
 
+def _spawn(args: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    """`python -m <args>` from the repository root (a plain function: starting is not awaited)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
+    )
+
+
+def _tail(path: str) -> str:
+    return Path(path).read_text()[-3000:]
+
+
 @asynccontextmanager
 async def api_process(stack: Stack, **overrides: str) -> AsyncIterator[str]:
     """`uvicorn api.main:app` serving the stack's settings (plus `overrides`); yields its base URL."""
     port = _free_port()
     env = {**os.environ, **_settings_env(stack), "CAMPAIGNS_LOG_LEVEL": "WARNING", **overrides}
     log = tempfile.NamedTemporaryFile(prefix="attack-api-", suffix=".log", delete=False)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
+    proc = _spawn(["uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)], env, log)
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         async with httpx.AsyncClient(base_url=base_url, timeout=2) as client:
             while True:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the API did not start:\n{Path(log.name).read_text()[-3000:]}")
+                    raise AssertionError(f"the API did not start:\n{_tail(log.name)}")
                 try:
                     if (await client.get("/health")).status_code == 200:
                         break
@@ -165,9 +171,7 @@ async def health_during(
     """
     out = tempfile.NamedTemporaryFile(prefix="probe-", suffix=".txt", delete=False)
     out.close()
-    probe = subprocess.Popen(
-        [sys.executable, "-m", "tests.probe", base_url, out.name, str(PROBE_INTERVAL_S)], cwd=ROOT
-    )
+    probe = _spawn(["tests.probe", base_url, out.name, str(PROBE_INTERVAL_S)], dict(os.environ), None)
     idle_windows: list[tuple[float, float]] = []
     attack_windows: list[tuple[float, float]] = []
     rounds = 0

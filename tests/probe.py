@@ -11,28 +11,29 @@ import asyncio
 import signal
 import sys
 import time
+from typing import TextIO
 
 import httpx
 
 
-async def probe(url: str, out_path: str, interval: float) -> None:
+async def probe(url: str, out: TextIO, interval: float) -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    with open(out_path, "w", buffering=1) as out:
-        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-            while not stop.is_set():
-                sent = time.monotonic()
-                try:
-                    status = (await client.get("/health")).status_code
-                except httpx.HTTPError:
-                    status = 0
-                latency = time.monotonic() - sent
-                out.write(f"{sent:.6f} {latency:.6f} {status}\n")
-                try:
-                    await asyncio.wait_for(stop.wait(), max(interval - latency, 0.0))
-                except TimeoutError:
-                    pass
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        while not stop.is_set():
+            sent = time.monotonic()
+            try:
+                status = (await client.get("/health")).status_code
+            except httpx.HTTPError:
+                status = 0
+            latency = time.monotonic() - sent
+            out.write(f"{sent:.6f} {latency:.6f} {status}\n")
+            try:
+                await asyncio.wait_for(stop.wait(), max(interval - latency, 0.0))
+            except TimeoutError:
+                pass
 
 
 if __name__ == "__main__":
-    asyncio.run(probe(sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.01))
+    with open(sys.argv[2], "w", buffering=1) as lines:
+        asyncio.run(probe(sys.argv[1], lines, float(sys.argv[3]) if len(sys.argv) > 3 else 0.01))
