@@ -12,18 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from core.constants import (
         ERR_CAMPAIGN_INVALID,
         ERR_ILLEGAL_TRANSITION,
-        SA_CAMPAIGN_STATUS,
-        SA_CAMPAIGN_TYPE,
-        SA_CLUB_ID,
-        SA_TENANT_ID,
         run_id_for,
         trigger_control_run_id,
     )
@@ -39,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         Counts,
         EditRequest,
         FinishRunInput,
-        HaltInput,
         LedgerCountsInput,
         NextRunInput,
         NextRunResult,
@@ -53,6 +46,10 @@ with workflow.unsafe.imports_passed_through():
         SyncCampaignInput,
         TransitionResult,
     )
+    from workflows import projections
+    from workflows.options import RETRY, SHORT
+    from workflows.page_window import PageWindow, halt_page, start_page
+    from workflows.transitions import Action, allows, invalid, require
 
 S = CampaignStatus
 T = CampaignType
@@ -64,17 +61,6 @@ PATCH_LEDGER_RECOUNT = "ledger-recount"
 # Pages planned per plan_pages call.
 PLAN_PAGES = 8
 
-# Activity timeouts. A batch heartbeats every second; a dead worker is noticed in HEARTBEAT.
-SHORT = timedelta(seconds=30)
-BATCH_TIMEOUT = timedelta(minutes=15)
-HEARTBEAT = timedelta(seconds=10)
-# How long a halted batch may take to return before it is cancelled outright.
-HALT_GRACE = timedelta(seconds=5)
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=[ERR_CAMPAIGN_INVALID],
-)
 
 
 @workflow.defn(name="CampaignWorkflow")
@@ -88,8 +74,7 @@ class CampaignWorkflow:
         self._lock = asyncio.Lock()
         self._batches_this_run = 0
         # Pages of the window in flight, by their upper bound.
-        self._inflight: dict[str, asyncio.Future[SendBatchResult]] = {}
-        self._window_epoch = 0
+        self._window = PageWindow()
         # A RECURRING run just finished: continue-as-new so history never grows with runs.
         self._run_finished = False
 
@@ -99,7 +84,7 @@ class CampaignWorkflow:
     async def run(self, input: CampaignWorkflowInput) -> CampaignProgress:
         while True:
             await self._sync()
-            if self._inflight and self._state.status != S.ACTIVE:
+            if self._window and self._state.status != S.ACTIVE:
                 # Paused or cancelled while pages were in flight (also during the sync above).
                 await self._drain_window(run_id_for(self._input.campaign_id, self._state.run_number))
                 continue
@@ -158,7 +143,8 @@ class CampaignWorkflow:
 
     async def _sleep_until_scheduled(self) -> None:
         at = self._state.scheduled_at
-        assert at is not None
+        if at is None:
+            raise invalid("a SCHEDULED campaign has no scheduledAt", {}, kind=ERR_CAMPAIGN_INVALID)
         remaining = (at - workflow.now()).total_seconds()
         if remaining > 0:
             version = self._state.version
@@ -184,7 +170,8 @@ class CampaignWorkflow:
             await self._send_step()
             return
         schedule = st.schedule
-        assert schedule is not None
+        if schedule is None:
+            raise invalid("a RECURRING campaign has no schedule", {}, kind=ERR_CAMPAIGN_INVALID)
         if schedule.max_runs is not None and st.run_count >= schedule.max_runs:
             self._complete()
             return
@@ -226,7 +213,8 @@ class CampaignWorkflow:
     async def _next_run(self, after: datetime) -> datetime | None:
         """Local times in the schedule's zone, resolved in a local activity (so replay does not
         depend on the tz database the worker has then)."""
-        assert self._state.schedule is not None
+        if self._state.schedule is None:
+            raise invalid("only a RECURRING campaign has a next run", {}, kind=ERR_CAMPAIGN_INVALID)
         result: NextRunResult = await workflow.execute_local_activity(
             "next_run_time",
             NextRunInput(schedule=self._state.schedule, after=after),
@@ -386,68 +374,51 @@ class CampaignWorkflow:
             st.window = max(1, plan.window)
             return
         if not st.pages_ahead:
-            if st.plan_exhausted and not self._inflight and st.status == S.ACTIVE:
+            if st.plan_exhausted and not self._window and st.status == S.ACTIVE:
                 await self._finish_run(run_id)
             return
         if not self._can_due():
-            if not self._inflight:
-                self._window_epoch = st.epoch  # pages in flight together share one epoch
+            if not self._window:
+                self._window.epoch = st.epoch  # pages in flight together share one epoch
             for index, bound in enumerate(st.pages_ahead):
-                if len(self._inflight) >= st.window:
+                if len(self._window) >= st.window:
                     break
-                if bound in st.pages_done or bound in self._inflight:
+                if bound in st.pages_done or bound in self._window:
                     continue
                 after = st.pages_ahead[index - 1] if index else st.send_cursor
-                self._inflight[bound] = self._start_page(run_id, after, bound)
-        if not self._inflight:
+                self._window.add(bound, self._start_page(run_id, after, bound))
+        if not self._window:
             return
         self._batch_running = True
         stop = asyncio.ensure_future(workflow.wait_condition(lambda: self._state.status != S.ACTIVE))
-        waiting: list[asyncio.Future[Any]] = [*self._inflight.values(), stop]
+        waiting: list[asyncio.Future[Any]] = [*self._window.handles(), stop]
         await workflow.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if not stop.done():
             stop.cancel()
-        failure = await self._collect_done()
+        failure = await self._window.collect_done(self._page_done)
         if failure is not None:
             self._pause_on_error(failure)
         if st.status != S.ACTIVE:
             await self._drain_window(run_id)
-        self._batch_running = bool(self._inflight)
-
-    async def _collect_done(self) -> ActivityError | None:
-        """Take in the pages that returned; a page that failed for good is returned."""
-        failure: ActivityError | None = None
-        for bound, handle in list(self._inflight.items()):
-            if not handle.done():
-                continue
-            del self._inflight[bound]
-            try:
-                result = await handle
-            except ActivityError as err:
-                if not isinstance(err.cause, CancelledError):
-                    failure = err
-                continue
-            self._page_done(bound, result)
-        return failure
+        self._batch_running = bool(self._window)
 
     async def _drain_window(self, run_id: str) -> None:
         """Pause, cancel or a failed page: every page in flight starts no new message; wait for
         them all and take in what they did. Called wherever the status may have left ACTIVE while
         pages were in flight (also from the main loop), so a pause never waits on a page that
         nobody collects."""
-        if not self._inflight:
+        if not self._window:
             return
         self._batch_running = True
-        await self._halt_window(run_id)
-        failure = await self._collect_done()
+        await self._window.halt(run_id)
+        failure = await self._window.collect_done(self._page_done)
         if failure is not None:
             self._pause_on_error(failure)
-        self._batch_running = bool(self._inflight)
+        self._batch_running = bool(self._window)
 
     def _start_page(self, run_id: str, after: str | None, upto: str) -> "asyncio.Future[SendBatchResult]":
         st = self._state
-        return workflow.start_activity(
-            "send_batch",
+        return start_page(
             SendBatchInput(
                 campaign_id=self._input.campaign_id,
                 tenant_id=self._input.tenant_id,
@@ -455,14 +426,9 @@ class CampaignWorkflow:
                 after=after,
                 upto=upto,
                 limit=st.page_size or None,
-                epoch=self._window_epoch,
+                epoch=self._window.epoch,
             ),
-            summary=f"send run {st.run_number} page ({after or 'start'}, {upto}]",
-            result_type=SendBatchResult,
-            start_to_close_timeout=BATCH_TIMEOUT,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=RETRY,
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            f"send run {st.run_number} page ({after or 'start'}, {upto}]",
         )
 
     def _page_done(self, bound: str, result: SendBatchResult) -> None:
@@ -480,25 +446,6 @@ class CampaignWorkflow:
                 st.pages_done.remove(st.send_cursor)
         self._changed()
 
-    async def _halt_window(self, run_id: str) -> None:
-        """Pause/cancel: every page in flight starts no new message; wait for them to return."""
-        await workflow.execute_activity(
-            "halt_run",
-            HaltInput(run_id=run_id, epoch=self._window_epoch),
-            summary="halt the running pages (pause/cancel)",
-            start_to_close_timeout=SHORT,
-            retry_policy=RETRY,
-        )
-        pending = [h for h in self._inflight.values() if not h.done()]
-        if pending:
-            try:
-                await workflow.wait_condition(lambda: all(h.done() for h in pending), timeout=HALT_GRACE)
-            except TimeoutError:
-                for handle in pending:
-                    if not handle.done():
-                        handle.cancel()  # waiting to retry (e.g. the provider is down)
-                await workflow.wait_condition(lambda: all(h.done() for h in pending))
-
     def _can_due(self) -> bool:
         return (
             self._run_finished
@@ -513,8 +460,7 @@ class CampaignWorkflow:
             if activity == "send_triggered"
             else f"send page {st.pages + 1} of run {st.run_number} (after {st.send_cursor or 'start'})"
         )
-        handle = workflow.start_activity(
-            activity,
+        handle = start_page(
             SendBatchInput(
                 campaign_id=self._input.campaign_id,
                 tenant_id=self._input.tenant_id,
@@ -522,33 +468,19 @@ class CampaignWorkflow:
                 after=self._state.send_cursor,
                 epoch=epoch,
             ),
-            summary=summary,
-            result_type=SendBatchResult,
-            start_to_close_timeout=BATCH_TIMEOUT,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=RETRY,
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            summary,
+            activity,
         )
         stop = asyncio.ensure_future(workflow.wait_condition(lambda: self._state.status != S.ACTIVE))
-        await workflow.wait([handle, stop], return_when=asyncio.FIRST_COMPLETED)
+        waiting: list[asyncio.Future[Any]] = [handle, stop]
+        await workflow.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if handle.done():
             stop.cancel()
             result: SendBatchResult = await handle
             return result
         # Pause/cancel: tell the running batch to start no new message; it lets its in-flight
         # ones finish and returns normally with the page incomplete.
-        await workflow.execute_activity(
-            "halt_run",
-            HaltInput(run_id=run_id, epoch=epoch),
-            summary="halt the running page (pause/cancel)",
-            start_to_close_timeout=SHORT,
-            retry_policy=RETRY,
-        )
-        try:
-            await workflow.wait_condition(handle.done, timeout=HALT_GRACE)
-        except TimeoutError:
-            # Not running but waiting to retry (e.g. the provider is down): cancel the attempt.
-            handle.cancel()
+        await halt_page(run_id, epoch, handle, "halt the running page (pause/cancel)")
         try:
             result = await handle
         except ActivityError as err:
@@ -582,8 +514,8 @@ class CampaignWorkflow:
         """Write the state to the Postgres read model and the search attributes, once per change."""
         while self._synced_version < self._state.version:
             version = self._state.version
-            self._upsert_search_attributes()
-            workflow.set_current_details(self._details())
+            projections.upsert_search_attributes(self._input, self._state)
+            workflow.set_current_details(projections.details(self._input.type, self._state))
             await workflow.execute_activity(
                 "sync_campaign",
                 SyncCampaignInput(campaign_id=self._input.campaign_id, version=version, state=self._state),
@@ -593,50 +525,6 @@ class CampaignWorkflow:
             )
             self._synced_version = max(self._synced_version, version)
 
-    def _details(self) -> str:
-        """Where the campaign stands, in plain words, for the Temporal UI's "current details"."""
-        st = self._state
-        kind = self._input.type
-        status = st.status.value
-        if st.status == S.ACTIVE and kind == T.TRIGGERED:
-            return f"ACTIVE: sending on matching events; {st.processed:,} processed, {st.counts.sent:,} sent"
-        if st.status == S.ACTIVE and kind == T.RECURRING and not st.run_active:
-            nxt = st.next_run_at.isoformat() if st.next_run_at else "none"
-            return f"ACTIVE: waiting for run {st.run_number + 1} at {nxt}; {st.run_count} runs done"
-        if st.status == S.SCHEDULED and st.scheduled_at is not None:
-            return f"SCHEDULED: sleeping until {st.scheduled_at.isoformat()}"
-        if st.status in (S.ACTIVE, S.PAUSED) and (st.snapshot_complete or st.target_count):
-            target = st.target_count or 0
-            run_target = target - st.target_base
-            total = -(-run_target // st.page_size) if st.page_size else "?"
-            run = f" of run {st.run_number}" if kind == T.RECURRING else ""
-            active = st.status == S.ACTIVE
-            where = f"page {st.pages + 1} of {total}{run}" if active else f"after page {st.pages}"
-            text = (
-                f"{status}: sending {where} - {st.sent_recipients:,} of {target:,} recipients sent"
-                f" ({st.processed:,} processed)"
-            )
-            return text + (f"; last error: {st.last_error}" if st.last_error else "")
-        done = f"; {st.sent_recipients:,} recipients sent" if st.status.is_final else ""
-        return f"{status}{done}"
-
-    def _upsert_search_attributes(self) -> None:
-        # The time-skipping test server has no custom attributes: only keep them current when
-        # the workflow was started with them (the API always does).
-        attrs = workflow.info().typed_search_attributes
-        if attrs.get(SA_CAMPAIGN_STATUS) is None:
-            return
-        if attrs.get(SA_CAMPAIGN_STATUS) == self._state.status.value:
-            return
-        updates = [
-            SA_CAMPAIGN_STATUS.value_set(self._state.status.value),
-            SA_CAMPAIGN_TYPE.value_set(self._input.type.value),
-            SA_TENANT_ID.value_set(self._input.tenant_id),
-        ]
-        if self._input.club_id:
-            updates.append(SA_CLUB_ID.value_set(self._input.club_id))
-        workflow.upsert_search_attributes(updates)
-
     async def _wait_settled(self) -> None:
         """Return once no batch runs and the read model shows the current state."""
         await workflow.wait_condition(lambda: not self._batch_running)
@@ -645,15 +533,8 @@ class CampaignWorkflow:
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
-    def _require(self, action: str, *allowed: CampaignStatus) -> None:
-        status = self._state.status
-        if self._state.discarded or status not in allowed:
-            raise ApplicationError(
-                f"cannot {action} a campaign that is {status.value}",
-                {"status": status.value, "action": action},
-                type=ERR_ILLEGAL_TRANSITION,
-                non_retryable=True,
-            )
+    def _require(self, action: Action) -> None:
+        require(action, self._state.status, self._state.discarded)
 
     def _require_sendable_type(self, action: str) -> None:
         if self._input.type == T.JOURNEY:
@@ -691,25 +572,14 @@ class CampaignWorkflow:
         self._state.schedule = check.schedule
 
     def _result(self) -> TransitionResult:
-        st = self._state
-        return TransitionResult(
-            id=self._input.campaign_id,
-            status=st.status,
-            scheduled_at=st.scheduled_at,
-            started_at=st.started_at,
-            paused_at=st.paused_at,
-            resumed_at=st.resumed_at,
-            cancelled_at=st.cancelled_at,
-            target_count=st.target_count,
-            sent_count=st.sent_recipients,
-        )
+        return projections.transition_result(self._input, self._state)
 
     @workflow.update(name="schedule")
     async def schedule(self, req: ScheduleRequest) -> TransitionResult:
         async with self._lock:
-            self._require("schedule", S.DRAFT, S.SCHEDULED)
+            self._require("schedule")
             check = await self._check()
-            self._require("schedule", S.DRAFT, S.SCHEDULED)
+            self._require("schedule")
             self._state.status = S.SCHEDULED
             self._state.scheduled_at = req.scheduled_at
             self._adopt(check)
@@ -720,7 +590,7 @@ class CampaignWorkflow:
     @schedule.validator
     def _validate_schedule(self, req: ScheduleRequest) -> None:
         self._require_sendable_type("schedule")
-        self._require("schedule", S.DRAFT, S.SCHEDULED)
+        self._require("schedule")
         if req.scheduled_at.tzinfo is None:
             raise ValueError("scheduledAt must carry a timezone")
         if req.scheduled_at <= workflow.now():
@@ -734,9 +604,9 @@ class CampaignWorkflow:
     @workflow.update(name="execute")
     async def execute(self) -> TransitionResult:
         async with self._lock:
-            self._require("execute", S.DRAFT, S.SCHEDULED)
+            self._require("execute")
             check = await self._check()
-            self._require("execute", S.DRAFT, S.SCHEDULED)
+            self._require("execute")
             self._state.status = S.ACTIVE
             self._state.started_at = workflow.now()
             self._adopt(check)
@@ -751,7 +621,7 @@ class CampaignWorkflow:
     @execute.validator
     def _validate_execute(self) -> None:
         self._require_sendable_type("execute")
-        self._require("execute", S.DRAFT, S.SCHEDULED)
+        self._require("execute")
 
     def _do_pause(self) -> None:
         self._state.status = S.PAUSED
@@ -774,18 +644,18 @@ class CampaignWorkflow:
 
     @workflow.update(name="pause")
     async def pause(self) -> TransitionResult:
-        self._require("pause", S.ACTIVE)
+        self._require("pause")
         self._do_pause()
         await self._wait_settled()
         return self._result()
 
     @pause.validator
     def _validate_pause(self) -> None:
-        self._require("pause", S.ACTIVE)
+        self._require("pause")
 
     @workflow.update(name="resume")
     async def resume(self) -> TransitionResult:
-        self._require("resume", S.PAUSED)
+        self._require("resume")
         self._do_resume()
         st = self._state
         if st.schedule is not None and not st.run_active:
@@ -799,23 +669,23 @@ class CampaignWorkflow:
 
     @resume.validator
     def _validate_resume(self) -> None:
-        self._require("resume", S.PAUSED)
+        self._require("resume")
 
     @workflow.update(name="cancel")
     async def cancel(self) -> TransitionResult:
-        self._require("cancel", S.SCHEDULED, S.ACTIVE, S.PAUSED)
+        self._require("cancel")
         self._do_cancel()
         await self._wait_settled()
         return self._result()
 
     @cancel.validator
     def _validate_cancel(self) -> None:
-        self._require("cancel", S.SCHEDULED, S.ACTIVE, S.PAUSED)
+        self._require("cancel")
 
     @workflow.update(name="edit")
     async def edit(self, req: EditRequest) -> TransitionResult:
         async with self._lock:
-            self._require("change the audience or content of", S.DRAFT)
+            self._require("edit")
             await workflow.execute_activity(
                 "apply_edit",
                 ApplyEditInput(
@@ -829,25 +699,25 @@ class CampaignWorkflow:
 
     @edit.validator
     def _validate_edit(self, req: EditRequest) -> None:
-        self._require("change the audience or content of", S.DRAFT)
+        self._require("edit")
 
     @workflow.update(name="discard")
     async def discard(self) -> TransitionResult:
         """DELETE of a DRAFT campaign: the workflow ends; the API removes the row."""
         async with self._lock:
-            self._require("delete", S.DRAFT)
+            self._require("discard")
             self._state.discarded = True
             self._changed()
         return self._result()
 
     @discard.validator
     def _validate_discard(self) -> None:
-        self._require("delete", S.DRAFT)
+        self._require("discard")
 
     # ---- signals (operators, parent workflows) ---------------------------------------------
 
-    def _signal(self, action: str, apply: Callable[[], None], *allowed: CampaignStatus) -> None:
-        if self._state.discarded or self._state.status not in allowed:
+    def _signal(self, action: Action, apply: Callable[[], None]) -> None:
+        if not allows(action, self._state.status, self._state.discarded):
             workflow.logger.warning(
                 "ignored %s signal: campaign %s is %s",
                 action,
@@ -859,30 +729,18 @@ class CampaignWorkflow:
 
     @workflow.signal(name="pause")
     def pause_signal(self) -> None:
-        self._signal("pause", self._do_pause, S.ACTIVE)
+        self._signal("pause", self._do_pause)
 
     @workflow.signal(name="resume")
     def resume_signal(self) -> None:
-        self._signal("resume", self._do_resume, S.PAUSED)
+        self._signal("resume", self._do_resume)
 
     @workflow.signal(name="cancel")
     def cancel_signal(self) -> None:
-        self._signal("cancel", self._do_cancel, S.SCHEDULED, S.ACTIVE, S.PAUSED)
+        self._signal("cancel", self._do_cancel)
 
     # ---- queries -------------------------------------------------------------------------------
 
     @workflow.query(name="progress")
     def progress(self) -> CampaignProgress:
-        st = self._state
-        return CampaignProgress(
-            campaign_id=self._input.campaign_id,
-            status=st.status,
-            target_count=st.target_count,
-            processed=st.processed,
-            sent_recipients=st.sent_recipients,
-            counts=st.counts,
-            snapshot_complete=st.snapshot_complete,
-            batch_running=self._batch_running,
-            scheduled_at=st.scheduled_at,
-            last_error=st.last_error,
-        )
+        return projections.progress(self._input, self._state, self._batch_running)

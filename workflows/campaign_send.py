@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from core.constants import CAMPAIGN_SEND_WORKFLOW, journey_run_id
@@ -26,7 +27,6 @@ with workflow.unsafe.imports_passed_through():
         CampaignSendInput,
         CampaignSendResult,
         FinishRunInput,
-        HaltInput,
         PrepareSendInput,
         PrepareSendResult,
         RunSummary,
@@ -34,7 +34,8 @@ with workflow.unsafe.imports_passed_through():
         SendBatchInput,
         SendBatchResult,
     )
-    from workflows.campaign import BATCH_TIMEOUT, HALT_GRACE, HEARTBEAT, RETRY, SHORT
+    from workflows.options import RETRY, SHORT
+    from workflows.page_window import halt_page, start_page
 
 EPOCH = 1
 
@@ -66,8 +67,7 @@ class CampaignSendWorkflow:
         self._target = prepared.target_count
         cursor: str | None = None
         while True:
-            handle = workflow.start_activity(
-                "send_batch",
+            handle = start_page(
                 SendBatchInput(
                     campaign_id=inp.campaign_id,
                     tenant_id=inp.tenant_id,
@@ -75,10 +75,8 @@ class CampaignSendWorkflow:
                     after=cursor,
                     epoch=EPOCH,
                 ),
-                result_type=SendBatchResult,
-                start_to_close_timeout=BATCH_TIMEOUT,
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=RETRY,
+                summary=None,
+                cancellation=ActivityCancellationType.TRY_CANCEL,
             )
             try:
                 # Shielded: a cancellation must not kill the page mid-message (that would leave
@@ -111,16 +109,7 @@ class CampaignSendWorkflow:
 
     async def _halt(self, run_id: str, handle: "asyncio.Future[SendBatchResult]") -> None:
         """Stop the running page: no new message, in-flight ones recorded; then the run ends."""
-        await workflow.execute_activity(
-            "halt_run",
-            HaltInput(run_id=run_id, epoch=EPOCH),
-            start_to_close_timeout=SHORT,
-            retry_policy=RETRY,
-        )
-        try:
-            await workflow.wait_condition(handle.done, timeout=HALT_GRACE)
-        except TimeoutError:
-            handle.cancel()
+        await halt_page(run_id, EPOCH, handle)
         try:
             await handle
         except (ActivityError, CancelledError, asyncio.CancelledError):

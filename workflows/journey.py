@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         WaitForEventStep,
         WaitStep,
     )
-    from workflows.campaign import RETRY, SHORT
+    from workflows.options import RETRY, SHORT
 
 
 @workflow.defn(name=JOURNEY_WORKFLOW)
