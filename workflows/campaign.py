@@ -1,4 +1,4 @@
-"""CampaignWorkflow: the durable lifecycle of one campaign (contract §1, §5).
+"""CampaignWorkflow: the durable lifecycle of one campaign (README "Lifecycle and operators").
 
 Handlers only change state; the main loop does the work (snapshot, batched sends, read-model
 sync). Lifecycle calls that need an answer are Updates whose validators refuse illegal
@@ -6,77 +6,49 @@ transitions before anything reaches history; `pause`, `resume` and `cancel` also
 for operators and parent workflows, and those ignore (and log) what is illegal.
 """
 
-import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from core.constants import (
         ERR_CAMPAIGN_INVALID,
         ERR_ILLEGAL_TRANSITION,
         run_id_for,
-        trigger_control_run_id,
     )
     from core.enums import CampaignStatus, CampaignType
     from core.messages import (
         ApplyEditInput,
         CampaignProgress,
-        CampaignState,
         CampaignWorkflowInput,
         CheckCampaignInput,
         CheckCampaignResult,
         CloseTriggersInput,
         Counts,
         EditRequest,
-        FinishRunInput,
         LedgerCountsInput,
-        NextRunInput,
-        NextRunResult,
-        PlanPagesInput,
-        PlanPagesResult,
         ScheduleRequest,
-        SendBatchInput,
-        SendBatchResult,
-        SnapshotInput,
-        SnapshotResult,
-        SyncCampaignInput,
         TransitionResult,
     )
     from workflows import projections
+    from workflows.campaign_runs import RunSteps
     from workflows.options import RETRY, SHORT
-    from workflows.page_window import PageWindow, halt_page, start_page
     from workflows.transitions import Action, allows, invalid, require
 
 S = CampaignStatus
 T = CampaignType
 
-# Sends a run as a window of planned pages (workflow.patched: older histories replay page by page).
-PATCH_PAGE_WINDOW = "page-window"
 # The final counts come from the ledger (older histories keep their page counts).
 PATCH_LEDGER_RECOUNT = "ledger-recount"
-# Pages planned per plan_pages call.
-PLAN_PAGES = 8
-
 
 
 @workflow.defn(name="CampaignWorkflow")
-class CampaignWorkflow:
+class CampaignWorkflow(RunSteps):
     @workflow.init
     def __init__(self, input: CampaignWorkflowInput) -> None:
-        self._input = input
-        self._state = input.state.model_copy(deep=True) if input.state else CampaignState()
-        self._synced_version = 0 if input.state is None else self._state.version - 1
-        self._batch_running = False
-        self._lock = asyncio.Lock()
-        self._batches_this_run = 0
-        # Pages of the window in flight, by their upper bound.
-        self._window = PageWindow()
-        # A RECURRING run just finished: continue-as-new so history never grows with runs.
-        self._run_finished = False
+        super().__init__(input)
 
     # ---- main loop ---------------------------------------------------------------------------
 
@@ -160,376 +132,6 @@ class CampaignWorkflow:
             self._state.status = S.ACTIVE
             self._state.started_at = workflow.now()
             self._changed()
-
-    # ---- RECURRING -----------------------------------------------------------------------------
-
-    async def _recurring_step(self) -> None:
-        """Sleep until the next run, snapshot and send it, then continue-as-new (contract §6)."""
-        st = self._state
-        if st.run_active:
-            await self._send_step()
-            return
-        schedule = st.schedule
-        if schedule is None:
-            raise invalid("a RECURRING campaign has no schedule", {}, kind=ERR_CAMPAIGN_INVALID)
-        if schedule.max_runs is not None and st.run_count >= schedule.max_runs:
-            self._complete()
-            return
-        # Slots that passed while paused (or while a long run was sending) are skipped.
-        after = workflow.now() if st.last_slot is None else max(st.last_slot, workflow.now())
-        at = await self._next_run(after)
-        if at is None:  # endAt reached
-            self._complete()
-            return
-        if st.next_run_at != at:
-            st.next_run_at = at
-            self._changed()
-            await self._sync()
-        remaining = (at - workflow.now()).total_seconds()
-        if remaining > 0:
-            version = st.version
-            try:
-                await workflow.wait_condition(
-                    lambda: self._state.version != version, timeout=timedelta(seconds=remaining)
-                )
-                return  # paused, cancelled or edited: decide again
-            except TimeoutError:
-                pass
-        if st.status != S.ACTIVE:
-            return
-        st.run_number += 1
-        st.run_active = True
-        st.last_slot = at
-        st.last_run_at = workflow.now()
-        st.snapshot_cursor = None
-        st.snapshot_complete = False
-        st.send_cursor = None
-        st.pages_ahead, st.pages_done, st.plan_exhausted = [], [], False
-        st.target_base = st.target_count or 0
-        last = schedule.max_runs is not None and st.run_count + 1 >= schedule.max_runs
-        st.next_run_at = None if last else await self._next_run(at)
-        self._changed()
-
-    async def _next_run(self, after: datetime) -> datetime | None:
-        """Local times in the schedule's zone, resolved in a local activity (so replay does not
-        depend on the tz database the worker has then)."""
-        if self._state.schedule is None:
-            raise invalid("only a RECURRING campaign has a next run", {}, kind=ERR_CAMPAIGN_INVALID)
-        result: NextRunResult = await workflow.execute_local_activity(
-            "next_run_time",
-            NextRunInput(schedule=self._state.schedule, after=after),
-            result_type=NextRunResult,
-            start_to_close_timeout=timedelta(seconds=10),
-        )
-        return result.at
-
-    def _complete(self) -> None:
-        if self._state.status == S.ACTIVE:
-            self._state.status = S.COMPLETED
-            self._state.completed_at = workflow.now()
-            self._state.next_run_at = None
-            self._changed()
-
-    # ---- TRIGGERED -----------------------------------------------------------------------------
-
-    async def _trigger_step(self) -> None:
-        """Drain this campaign's queue of matched events (the API routes them, in batches)."""
-        st = self._state
-        result = await self._batch("send_triggered", trigger_control_run_id(self._input.campaign_id))
-        if result is None:
-            return
-        self._batches_this_run += 1
-        if result.recipients:
-            st.processed += result.recipients
-            st.target_count = st.processed
-            st.counts = st.counts.plus(result.counts)
-            st.sent_recipients = result.sent_recipients
-            self._changed()
-
-    # ---- ONE_TIME and each RECURRING run ---------------------------------------------------
-
-    async def _batch(self, activity: str, run_id: str) -> SendBatchResult | None:
-        """One page activity; a page that cannot succeed pauses the campaign with the reason."""
-        st = self._state
-        self._batch_running = True
-        try:
-            return await self._run_batch(activity, run_id, st.epoch)
-        except ActivityError as err:
-            self._pause_on_error(err)
-            return None
-        finally:
-            self._batch_running = False
-
-    def _pause_on_error(self, err: ActivityError) -> None:
-        """A step that cannot succeed (e.g. its template vanished) pauses the campaign with the
-        reason instead of failing the workflow; an operator can fix and resume."""
-        st = self._state
-        st.last_error = str(err.cause or err)
-        workflow.logger.error("campaign step failed, pausing campaign: %s", st.last_error)
-        if st.status == S.ACTIVE:
-            st.status = S.PAUSED
-            st.paused_at = workflow.now()
-            st.next_run_at = None
-            st.epoch += 1
-            self._changed()
-
-    async def _send_step(self) -> None:
-        st = self._state
-        if st.run_number == 0:
-            st.run_number = 1
-            self._changed()
-        run_id = run_id_for(self._input.campaign_id, st.run_number)
-        if not st.snapshot_complete:
-            try:
-                snap = await workflow.execute_activity(
-                    "snapshot_audience",
-                    SnapshotInput(
-                        campaign_id=self._input.campaign_id,
-                        tenant_id=self._input.tenant_id,
-                        run_id=run_id,
-                        run_number=st.run_number,
-                        after=st.snapshot_cursor,
-                    ),
-                    summary=f"snapshot run {st.run_number} (after {st.snapshot_cursor or 'start'})",
-                    result_type=SnapshotResult,
-                    start_to_close_timeout=timedelta(minutes=5),
-                    retry_policy=RETRY,
-                )
-            except ActivityError as err:
-                # E.g. the segment was deleted since the check (weeks, for a RECURRING campaign):
-                # pause with the reason instead of failing the workflow.
-                self._pause_on_error(err)
-                return
-            st.snapshot_cursor = snap.last_customer_id
-            if snap.done:
-                st.snapshot_complete = True
-                st.target_count = st.target_base + snap.target_count
-                self._changed()
-            return
-        if workflow.patched(PATCH_PAGE_WINDOW):
-            await self._send_window(run_id)
-            return
-        result = await self._batch("send_batch", run_id)
-        if result is None:
-            return
-        self._batches_this_run += 1
-        st.sent_recipients = result.sent_recipients
-        if result.page_complete:
-            st.send_cursor = result.next_cursor
-            st.processed += result.recipients
-            st.pages += 1
-            st.page_size = max(st.page_size, result.recipients)
-            st.counts = st.counts.plus(result.counts)
-        self._changed()
-        if result.exhausted and st.status == S.ACTIVE:
-            await self._finish_run(run_id)
-
-    async def _finish_run(self, run_id: str) -> None:
-        st = self._state
-        await workflow.execute_activity(
-            "finish_run",
-            FinishRunInput(run_id=run_id),
-            summary=f"close run {st.run_number}",
-            start_to_close_timeout=SHORT,
-            retry_policy=RETRY,
-        )
-        if self._input.type == T.RECURRING:
-            st.run_active = False
-            st.run_count += 1
-            self._run_finished = True
-            self._changed()
-            limit = st.schedule.max_runs if st.schedule is not None else None
-            if limit is not None and st.run_count >= limit:
-                self._complete()
-            return
-        # A cancel or pause that arrived meanwhile has already been answered: it stands.
-        self._complete()
-
-    # ---- the page window --------------------------------------------------------------------
-
-    async def _send_window(self, run_id: str) -> None:
-        """Send the run's pages with up to `window` in flight, each its own activity (so several
-        workers can share one campaign). Bounds are planned ahead; the cursor advances over the
-        contiguous prefix of done pages, and done pages above it are remembered, so a pause or a
-        continue-as-new neither resends nor recounts a page. Returns after at least one page
-        finished, or once everything in flight has been drained (pause, cancel, error, or a due
-        continue-as-new)."""
-        st = self._state
-        undone = [b for b in st.pages_ahead if b not in st.pages_done]
-        if len(undone) <= st.window and not st.plan_exhausted and not self._can_due():
-            plan: PlanPagesResult = await workflow.execute_activity(
-                "plan_pages",
-                PlanPagesInput(
-                    run_id=run_id,
-                    after=st.pages_ahead[-1] if st.pages_ahead else st.send_cursor,
-                    pages=PLAN_PAGES,
-                ),
-                summary=f"plan the next pages of run {st.run_number}",
-                result_type=PlanPagesResult,
-                start_to_close_timeout=SHORT,
-                retry_policy=RETRY,
-            )
-            st.pages_ahead.extend(plan.bounds)
-            st.plan_exhausted = plan.exhausted
-            st.window = max(1, plan.window)
-            return
-        if not st.pages_ahead:
-            if st.plan_exhausted and not self._window and st.status == S.ACTIVE:
-                await self._finish_run(run_id)
-            return
-        if not self._can_due():
-            if not self._window:
-                self._window.epoch = st.epoch  # pages in flight together share one epoch
-            for index, bound in enumerate(st.pages_ahead):
-                if len(self._window) >= st.window:
-                    break
-                if bound in st.pages_done or bound in self._window:
-                    continue
-                after = st.pages_ahead[index - 1] if index else st.send_cursor
-                self._window.add(bound, self._start_page(run_id, after, bound))
-        if not self._window:
-            return
-        self._batch_running = True
-        stop = asyncio.ensure_future(workflow.wait_condition(lambda: self._state.status != S.ACTIVE))
-        waiting: list[asyncio.Future[Any]] = [*self._window.handles(), stop]
-        await workflow.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if not stop.done():
-            stop.cancel()
-        failure = await self._window.collect_done(self._page_done)
-        if failure is not None:
-            self._pause_on_error(failure)
-        if st.status != S.ACTIVE:
-            await self._drain_window(run_id)
-        self._batch_running = bool(self._window)
-
-    async def _drain_window(self, run_id: str) -> None:
-        """Pause, cancel or a failed page: every page in flight starts no new message; wait for
-        them all and take in what they did. Called wherever the status may have left ACTIVE while
-        pages were in flight (also from the main loop), so a pause never waits on a page that
-        nobody collects."""
-        if not self._window:
-            return
-        self._batch_running = True
-        await self._window.halt(run_id)
-        failure = await self._window.collect_done(self._page_done)
-        if failure is not None:
-            self._pause_on_error(failure)
-        self._batch_running = bool(self._window)
-
-    def _start_page(self, run_id: str, after: str | None, upto: str) -> "asyncio.Future[SendBatchResult]":
-        st = self._state
-        return start_page(
-            SendBatchInput(
-                campaign_id=self._input.campaign_id,
-                tenant_id=self._input.tenant_id,
-                run_id=run_id,
-                after=after,
-                upto=upto,
-                limit=st.page_size or None,
-                epoch=self._window.epoch,
-            ),
-            f"send run {st.run_number} page ({after or 'start'}, {upto}]",
-        )
-
-    def _page_done(self, bound: str, result: SendBatchResult) -> None:
-        st = self._state
-        self._batches_this_run += 1
-        st.sent_recipients = max(st.sent_recipients, result.sent_recipients)
-        if result.page_complete:
-            st.pages_done.append(bound)
-            st.processed += result.recipients
-            st.pages += 1
-            st.page_size = max(st.page_size, result.recipients)
-            st.counts = st.counts.plus(result.counts)
-            while st.pages_ahead and st.pages_ahead[0] in st.pages_done:
-                st.send_cursor = st.pages_ahead.pop(0)
-                st.pages_done.remove(st.send_cursor)
-        self._changed()
-
-    def _can_due(self) -> bool:
-        return (
-            self._run_finished
-            or self._batches_this_run >= self._input.batches_per_run
-            or workflow.info().is_continue_as_new_suggested()
-        )
-
-    async def _run_batch(self, activity: str, run_id: str, epoch: int) -> SendBatchResult:
-        st = self._state
-        summary = (
-            "send the queued events"
-            if activity == "send_triggered"
-            else f"send page {st.pages + 1} of run {st.run_number} (after {st.send_cursor or 'start'})"
-        )
-        handle = start_page(
-            SendBatchInput(
-                campaign_id=self._input.campaign_id,
-                tenant_id=self._input.tenant_id,
-                run_id=run_id,
-                after=self._state.send_cursor,
-                epoch=epoch,
-            ),
-            summary,
-            activity,
-        )
-        stop = asyncio.ensure_future(workflow.wait_condition(lambda: self._state.status != S.ACTIVE))
-        waiting: list[asyncio.Future[Any]] = [handle, stop]
-        await workflow.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if handle.done():
-            stop.cancel()
-            result: SendBatchResult = await handle
-            return result
-        # Pause/cancel: tell the running batch to start no new message; it lets its in-flight
-        # ones finish and returns normally with the page incomplete.
-        await halt_page(run_id, epoch, handle, "halt the running page (pause/cancel)")
-        try:
-            result = await handle
-        except ActivityError as err:
-            if not isinstance(err.cause, CancelledError):
-                raise
-            result = SendBatchResult(
-                page_complete=False,
-                exhausted=False,
-                next_cursor=self._state.send_cursor,
-                recipients=0,
-                counts=Counts(),
-                sent_recipients=self._state.sent_recipients,
-            )
-        return result
-
-    def _should_continue_as_new(self) -> bool:
-        if self._batch_running or self._state.status.is_final:
-            return False
-        return (
-            self._run_finished
-            or self._batches_this_run >= self._input.batches_per_run
-            or workflow.info().is_continue_as_new_suggested()
-        )
-
-    # ---- read model & search attributes -----------------------------------------------------
-
-    def _changed(self) -> None:
-        self._state.version += 1
-
-    async def _sync(self) -> None:
-        """Write the state to the Postgres read model and the search attributes, once per change."""
-        while self._synced_version < self._state.version:
-            version = self._state.version
-            projections.upsert_search_attributes(self._input, self._state)
-            workflow.set_current_details(projections.details(self._input.type, self._state))
-            await workflow.execute_activity(
-                "sync_campaign",
-                SyncCampaignInput(campaign_id=self._input.campaign_id, version=version, state=self._state),
-                summary=f"read model: {self._state.status.value} (v{version})",
-                start_to_close_timeout=SHORT,
-                retry_policy=RETRY,
-            )
-            self._synced_version = max(self._synced_version, version)
-
-    async def _wait_settled(self) -> None:
-        """Return once no batch runs and the read model shows the current state."""
-        await workflow.wait_condition(lambda: not self._batch_running)
-        version = self._state.version
-        await workflow.wait_condition(lambda: self._synced_version >= version)
 
     # ---- lifecycle -----------------------------------------------------------------------------
 

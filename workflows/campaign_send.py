@@ -1,4 +1,4 @@
-"""CampaignSendWorkflow: one send of a JOURNEY campaign, run as a journey's child (contract §6).
+"""CampaignSendWorkflow: one send of a JOURNEY campaign, run as a journey's child.
 
 The child contract (README "Journeys"):
 - workflow type `CampaignSendWorkflow`, task queue `campaigns` (CAMPAIGNS_TASK_QUEUE);

@@ -20,7 +20,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.options import BATCH_TIMEOUT, HALT_GRACE, HEARTBEAT, RETRY, SHORT
 
 
-
 async def request_halt(run_id: str, epoch: int, summary: str | None) -> None:
     """Tell every page of the run started under `epoch` to start no new message."""
     await workflow.execute_activity(
