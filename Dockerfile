@@ -1,5 +1,5 @@
 # One image for every process of the service; docker-compose.yml picks the command:
-#   API     uvicorn api.main:app --host 0.0.0.0 --port 8000   (the default below)
+#   API     uvicorn api.main:app --host 0.0.0.0 --port 8000 ...   (the default below)
 #   worker  python worker.py
 #   tools   campaigns migrate | campaigns sinks | campaigns token ...
 # Configuration comes from CAMPAIGNS_* environment variables (README.md lists them all).
@@ -24,4 +24,8 @@ RUN pip install --no-deps . \
 USER campaigns
 
 EXPOSE 8000
-CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20"]
+# --http: uvicorn's httptools parser with a bound on the request head (api/edge.py), so one huge header
+# cannot hold the event loop. No CAMPAIGNS_ENVIRONMENT here: unset is production, which refuses the
+# published development secrets (docker-compose.yml says `development` explicitly).
+CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20", \
+     "--http", "api.edge:HttpToolsWithHeadLimit"]

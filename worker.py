@@ -20,7 +20,7 @@ from core import logs, metrics, tracing
 from core.interceptors import ObservabilityInterceptor
 from core.settings import Settings, get_settings
 from core.temporal import connect
-from db.engine import make_engine, resolve_database_url
+from db.engine import make_engine, resolve_database_url, worker_timeouts
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_send import CampaignSendWorkflow
 from workflows.journey import JourneyWorkflow
@@ -63,7 +63,11 @@ def start_metrics(settings: Settings) -> tuple[Runtime | None, metrics.MetricsSe
 async def run_worker(settings: Settings) -> None:
     tracing.configure(settings.otlp_endpoint, "campaigns-worker")
     runtime, metrics_server = start_metrics(settings)
-    engine = make_engine(resolve_database_url(settings), pool_size=settings.send_concurrency + 4)
+    engine = make_engine(
+        resolve_database_url(settings),
+        pool_size=settings.send_concurrency + 4,
+        timeouts=worker_timeouts(settings),
+    )
     deps = ActivityDeps.build(settings, engine)
     client = await connect(settings, runtime=runtime)
     worker = build_worker(client, settings, deps)

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.settings import Settings
+from providers.render_pool import RenderPool
 from providers.sms import SmsClient
 from providers.smtp import SmtpConfig, SmtpPool
 
@@ -15,6 +16,8 @@ class ActivityDeps:
     engine: AsyncEngine
     smtp: SmtpPool
     sms: SmsClient
+    # Tenant templates render in these processes, a whole wave per job, never on the event loop.
+    render_pool: RenderPool
 
     @classmethod
     def build(cls, settings: Settings, engine: AsyncEngine) -> "ActivityDeps":
@@ -29,8 +32,10 @@ class ActivityDeps:
             )
         )
         sms = SmsClient(settings.sms_url, settings.sms_token, settings.sms_from)
-        return cls(settings=settings, engine=engine, smtp=smtp, sms=sms)
+        render_pool = RenderPool.from_settings(settings)
+        return cls(settings=settings, engine=engine, smtp=smtp, sms=sms, render_pool=render_pool)
 
     async def close(self) -> None:
+        await self.render_pool.close()
         await self.smtp.close()
         await self.sms.close()

@@ -18,7 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
-from activities.sending import RECIPIENT_COLUMNS, Content, Message, Outgoing, _Page, skip_reason
+from activities.sending import RECIPIENT_COLUMNS, Message, Outgoing, _Page, skip_reason
 from core.messages import ResendInput, ResendResult, SendBatchInput
 from db import rollups
 
@@ -60,6 +60,8 @@ _RECOUNT = text(
 class _Resend(_Page):
     """A send page whose messages already have ledger rows (UNKNOWN) and keep their ids."""
 
+    # UNKNOWN -> PENDING cannot tell this claim's rows from a dead attempt's: not retried.
+    claim_is_idempotent = False
     release_sql = text(
         "UPDATE deliveries SET outcome = 'UNKNOWN', updated_at = now()"
         " WHERE id = ANY(:ids) AND outcome = 'PENDING'"
@@ -74,10 +76,10 @@ class _Resend(_Page):
         )
         self.delivery_ids: dict[tuple[str, str], str] = {}
 
-    def _render(self, message: Message, content: Content) -> Outgoing:
-        item = super()._render(message, content)
-        item.delivery_id = self.delivery_ids[(message.customer["id"], message.channel)]
-        return item
+    def _outgoing(self, message: Message) -> Outgoing:
+        return Outgoing(
+            message=message, delivery_id=self.delivery_ids[(message.customer["id"], message.channel)]
+        )
 
     async def _claim(self, items: list[Outgoing]) -> list[Outgoing]:
         if not items:

@@ -12,10 +12,10 @@ Exactly-once as far as the outside world allows (contract §8):
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
@@ -33,12 +33,14 @@ from db import rollups
 from db.audience import CONSENT_COLUMNS
 from db.template_versions import run_pins, template_content
 from providers.backoff import retry_delay
-from providers.email_content import EmailEnvelope, EmailParts, render_parts, wire_email
-from providers.rendering import TemplateSyntaxProblem, recipient_context, render
+from providers.email_content import EmailEnvelope, EmailParts, wire_email
+from providers.render_pool import EmailSource, RenderProblem
+from providers.rendering import recipient_context
 from providers.sms import SmsVerdict
 from providers.smtp import SmtpVerdict
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HALT_POLL_SECONDS = 0.1
 HEARTBEAT_SECONDS = 1.0
@@ -49,8 +51,29 @@ HEARTBEAT_SECONDS = 1.0
 # recorded FAILED, so an address the provider defers for good never blocks the rest.
 PROVIDER_TRIES = 6
 DEFERRAL_ATTEMPTS = 8
-# Attempts to record a wave's answers when the database connection is lost meanwhile.
+# Attempts of a wave's statements (claim, FAILED rows, answers) when the database connection is
+# lost meanwhile: each is idempotent, so it is retried on a fresh connection.
 RECORD_ATTEMPTS = 4
+
+
+async def _on_fresh_connections(what: str, statement: Callable[[], Awaitable[T]]) -> T:
+    """Run an idempotent statement, again on a fresh connection if the connection is lost.
+
+    A page's lanes share one fate: if one lane's statement fails, the page fails and its retry
+    marks every claimed-but-unanswered message of the other lanes UNKNOWN. A connection cut
+    (Postgres restarted, backends terminated) must not do that, so every statement of a wave is
+    idempotent and retried here: the claim (a row this claim already wrote is returned again), the
+    FAILED rows (inserted once) and the answers (only PENDING rows are marked).
+    """
+    for attempt in range(RECORD_ATTEMPTS):
+        try:
+            return await statement()
+        except DBAPIError as err:
+            if not err.connection_invalidated or attempt == RECORD_ATTEMPTS - 1:
+                raise
+            log.warning("%s failed on a lost connection, retrying: %s", what, err.orig)
+            await asyncio.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 @dataclass(frozen=True)
@@ -149,7 +172,8 @@ _CLAIM_MANY = text(
     FROM unnest(CAST(:ids AS text[]), CAST(:runs AS text[]), CAST(:customers AS text[]),
                 CAST(:channels AS text[]), CAST(:addresses AS text[]))
          AS v(id, run, customer, channel, address)
-    ON CONFLICT (run_id, customer_id, channel) DO NOTHING
+    ON CONFLICT (run_id, customer_id, channel) DO UPDATE SET claimed_at = deliveries.claimed_at
+        WHERE deliveries.id = excluded.id AND deliveries.outcome = 'PENDING'
     RETURNING id
     """
 )
@@ -228,6 +252,8 @@ class SendingActivities:
 class _Page:
     # What to do with a claim when nothing left the client: a fresh claim is dropped.
     release_sql = _RELEASE_MANY
+    # A claim that wrote its rows but lost its answer claims them again (see _CLAIM_MANY).
+    claim_is_idempotent = True
 
     def __init__(self, deps: ActivityDeps, inp: SendBatchInput) -> None:
         self.deps = deps
@@ -429,43 +455,80 @@ class _Page:
         await asyncio.gather(*(lane() for _ in range(lanes)))
 
     async def _send_wave(self, batch: list[Message], content: Content) -> None:
+        ready, failed = await self._render_wave(batch, content)
+        if failed:
+            await _on_fresh_connections("recording unrenderable messages", lambda: self._insert_final(failed))
+        if self.claim_is_idempotent:
+            claimed = await _on_fresh_connections("claiming a wave", lambda: self._claim(ready))
+        else:
+            claimed = await self._claim(ready)
+        answers = await asyncio.gather(*(self._deliver(item) for item in claimed))
+        await self._record(list(answers))
+
+    async def _render_wave(
+        self, batch: list[Message], content: Content
+    ) -> tuple[list["Outgoing"], list[dict[str, Any]]]:
+        """The wave rendered in the render pool (one job per channel, not one per message: the
+        round trip to a render process is paid once per wave): the messages ready to send, and
+        the FAILED ledger rows of those that could not be rendered (reason TEMPLATE_ERROR, or
+        TOO_LONG for a text longer than a message may be). A template that fails, hangs or eats
+        memory costs this campaign its messages, and nobody else any time."""
+        emails = [m for m in batch if m.channel == Channel.EMAIL]
+        texts = [m for m in batch if m.channel != Channel.EMAIL]
+        email_results, sms_results = await asyncio.gather(
+            self._render_emails(emails, content), self._render_texts(texts, content)
+        )
         ready: list[Outgoing] = []
         failed: list[dict[str, Any]] = []
-        for message in batch:
-            try:
-                ready.append(self._render(message, content))
-            except TemplateSyntaxProblem as err:
+        results: list[EmailParts | str | RenderProblem] = [*email_results, *sms_results]
+        for message, result in zip([*emails, *texts], results, strict=True):
+            if isinstance(result, RenderProblem):
                 failed.append(
                     self._row(
                         message.customer,
                         message.channel,
                         Outcome.FAILED,
-                        reason="TEMPLATE_ERROR",
-                        detail=str(err)[:500],
+                        reason=result.reason,
+                        detail=str(result)[:500],
                     )
                 )
-        if failed:
-            async with self.deps.engine.begin() as conn:
-                await conn.execute(_INSERT_FINAL, failed)
-        claimed = await self._claim(ready)
-        answers = await asyncio.gather(*(self._deliver(item) for item in claimed))
-        await self._record(list(answers))
+                continue
+            item = self._outgoing(message)
+            if isinstance(result, EmailParts):
+                item.parts = result
+            else:
+                item.body = result
+            ready.append(item)
+        return ready, failed
 
-    def _render(self, message: Message, content: Content) -> "Outgoing":
-        ctx = recipient_context(dict(message.customer))
-        item = Outgoing(message=message, delivery_id=new_id("delivery"))
-        if message.channel == Channel.EMAIL:
-            assert content.email is not None
-            item.parts = render_parts(
-                content.email["subject"], content.email["html"], content.email["text"], ctx
-            )
-        else:
-            assert content.sms is not None
-            item.body = render(content.sms["body"], ctx)
-        return item
+    async def _render_emails(
+        self, messages: list[Message], content: Content
+    ) -> list[EmailParts | RenderProblem]:
+        if not messages:
+            return []
+        assert content.email is not None
+        source = EmailSource(content.email["subject"], content.email["html"], content.email["text"])
+        contexts = [recipient_context(dict(m.customer)) for m in messages]
+        return await self.deps.render_pool.render_email(self.inp.tenant_id, source, contexts)
+
+    async def _render_texts(self, messages: list[Message], content: Content) -> list[str | RenderProblem]:
+        if not messages:
+            return []
+        assert content.sms is not None
+        contexts = [recipient_context(dict(m.customer)) for m in messages]
+        return await self.deps.render_pool.render_sms(self.inp.tenant_id, content.sms["body"], contexts)
+
+    def _outgoing(self, message: Message) -> "Outgoing":
+        """A rendered message's ledger id: a new one (a resend keeps the row's)."""
+        return Outgoing(message=message, delivery_id=new_id("delivery"))
+
+    async def _insert_final(self, rows: list[dict[str, Any]]) -> None:
+        async with self.deps.engine.begin() as conn:
+            await conn.execute(_INSERT_FINAL, rows)
 
     async def _claim(self, items: list["Outgoing"]) -> list["Outgoing"]:
-        """Claim the wave before any provider call; rows another attempt owns are left alone."""
+        """Claim the wave before any provider call; rows another attempt owns are left alone, and
+        a row this claim already wrote (a commit whose answer was lost) is claimed again."""
         if not items:
             return []
         async with self.deps.engine.begin() as conn:
@@ -576,15 +639,9 @@ class _Page:
         # restarted, backends cut) must not turn them into UNKNOWN. Recording is idempotent (only
         # PENDING rows are marked, so a commit whose answer was lost is not applied twice), so
         # it is retried on a fresh connection.
-        for attempt in range(RECORD_ATTEMPTS):
-            try:
-                await self._write_answers(marked, released, bounced, now)
-                break
-            except DBAPIError as err:
-                if not err.connection_invalidated or attempt == RECORD_ATTEMPTS - 1:
-                    raise
-                log.warning("recording a wave failed on a lost connection, retrying: %s", err.orig)
-                await asyncio.sleep(0.2 * 2**attempt)
+        await _on_fresh_connections(
+            "recording a wave", lambda: self._write_answers(marked, released, bounced, now)
+        )
         self.sent += sum(1 for a in marked if a.outcome == Outcome.SENT)
         metrics.count_messages(self.inp.tenant_id, [(a.item.message.channel, a.outcome) for a in marked])
         if released:

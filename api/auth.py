@@ -1,7 +1,10 @@
 """Bearer JWTs: who is calling (`sub`) and which tenants they may see (`tenant_id`/`tenants`)."""
 
+import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 from jwt.types import Options
@@ -23,17 +26,36 @@ class Principal:
 
 
 def decode(token: str, settings: Settings) -> Principal:
-    # A token without an expiry would be a credential forever: `exp` (and `sub`) are required.
-    options: Options = {"require": ["exp", "sub"]}
+    """Verify a bearer token and say who it is for; anything wrong with it is a 401.
+
+    Beyond the signature: `exp` and `sub` are required (a token without an expiry would be a
+    credential forever), the lifetime is bounded by `CAMPAIGNS_JWT_MAX_AGE` (a signed `exp` of 1e308
+    is a credential forever too), and `iss`/`aud` must match when configured, so a token issued for
+    another service signed with a shared key is not accepted here.
+    """
+    required = ["exp", "sub"]
+    if settings.jwt_issuer:
+        required.append("iss")
+    if settings.jwt_audience:
+        required.append("aud")
+    options: Options = {"require": required}
+    key, algorithms = (
+        (settings.jwt_public_key, ["RS256"])
+        if settings.jwt_public_key
+        else (settings.jwt_secret, [settings.jwt_algorithm])
+    )
     try:
-        if settings.jwt_public_key:
-            claims = jwt.decode(token, settings.jwt_public_key, algorithms=["RS256"], options=options)
-        else:
-            claims = jwt.decode(
-                token, settings.jwt_secret, algorithms=[settings.jwt_algorithm], options=options
-            )
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            options=options,
+            issuer=settings.jwt_issuer or None,
+            audience=settings.jwt_audience or None,
+        )
     except jwt.PyJWTError as err:
         raise Problem(401, f"invalid token: {err}") from err
+    _check_lifetime(claims, settings.jwt_max_age)
     sub = claims.get("sub")
     tenants: list[str] = []
     if isinstance(claims.get("tenant_id"), str):
@@ -45,12 +67,35 @@ def decode(token: str, settings: Settings) -> Principal:
     return Principal(subject=sub, tenants=frozenset(tenants))
 
 
+def _check_lifetime(claims: dict[str, Any], max_age: int) -> None:
+    """`exp - iat` (or `exp - now` without `iat`) must be within `max_age` seconds.
+
+    PyJWT has already checked that `exp` and `iat` convert to integers and that `exp` is in the
+    future; the arithmetic stays in integers, so no value (1e308, 10**400) can overflow into a 500.
+    A token claiming to be issued in the future was refused there too, so `iat` cannot stretch it.
+    """
+    exp, iat = claims["exp"], claims.get("iat")
+    for value in (exp, iat):
+        if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+            raise Problem(401, "invalid token: `exp` and `iat` must be finite numbers")
+    now = int(time.time())
+    start = now if iat is None else min(int(iat), now)
+    if int(exp) - start > max_age:
+        raise Problem(401, f"invalid token: its lifetime is over {max_age} seconds")
+
+
 def issue_token(
-    settings: Settings, subject: str, tenants: list[str], ttl: timedelta = timedelta(days=30)
+    settings: Settings, subject: str, tenants: list[str], ttl: timedelta | None = None
 ) -> str:
-    """Development/test tokens (HS256 with the configured secret)."""
+    """Development/test tokens (HS256 with the configured secret), valid for `ttl` (at most, and by
+    default, `CAMPAIGNS_JWT_MAX_AGE`), with the configured issuer and audience."""
     now = datetime.now(UTC)
-    claims: dict[str, object] = {"sub": subject, "iat": now, "exp": now + ttl}
+    lifetime = timedelta(seconds=settings.jwt_max_age) if ttl is None else ttl
+    claims: dict[str, object] = {"sub": subject, "iat": now, "exp": now + lifetime}
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
     if len(tenants) == 1:
         claims["tenant_id"] = tenants[0]
     else:

@@ -8,9 +8,11 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.auth import Principal, decode
-from api.errors import Problem
+from api.errors import Problem, invalid
 from api.lifecycle import CampaignControl
+from api.schemas.common import NUL_MESSAGE
 from core.settings import Settings
+from providers.render_pool import RenderPool
 
 
 @dataclass
@@ -18,6 +20,13 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     control: CampaignControl | None
+    # Tenant templates are checked and rendered here (saves, previews), never on the event loop.
+    # An app built without one (tests, benches) uses the process's shared pool for its settings.
+    render_pool: RenderPool | None = None
+
+    def __post_init__(self) -> None:
+        if self.render_pool is None:
+            self.render_pool = RenderPool.shared(self.settings)
 
 
 def app_state(request: Request) -> AppState:
@@ -64,3 +73,20 @@ def get_principal(request: Request, settings: SettingsDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_render_pool(state: StateDep) -> RenderPool:
+    assert state.render_pool is not None  # set by AppState itself
+    return state.render_pool
+
+
+RenderPoolDep = Annotated[RenderPool, Depends(get_render_pool)]
+
+
+def storable_query(request: Request) -> None:
+    """Every query parameter of every route is text Postgres can compare: a NUL character (`%00`)
+    is a 422 naming the parameter, before any route compares it in SQL and fails with a 500.
+    (Decoding already turns invalid UTF-8 into U+FFFD, so no unpaired surrogate gets this far.)"""
+    for name, value in request.query_params.multi_items():
+        if "\x00" in value or "\x00" in name:
+            raise invalid(f"query.{name.replace(chr(0), '')[:100]}", NUL_MESSAGE)

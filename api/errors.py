@@ -3,16 +3,21 @@
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import openapi_docs
+from db.engine import is_timeout
 
 log = logging.getLogger("campaigns.api")
+# A statement cut by the database's time limits (db.engine): how long a client should wait first.
+DATABASE_RETRY_AFTER_SECONDS = 2
 
 PROBLEM = "application/problem+json"
 TITLES = {
@@ -25,6 +30,8 @@ TITLES = {
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -57,6 +64,12 @@ def not_found(kind: str, id_: str) -> Problem:
 
 def invalid(path: str, message: str) -> Problem:
     return Problem(422, message, errors=[{"path": path, "message": message}])
+
+
+def all_rejected(problems: list[dict[str, Any]]) -> Problem:
+    """A batch none of whose items is valid: nothing to record, so the request itself is wrong."""
+    errors = [{"path": p["path"], "message": p["message"]} for p in problems[:1000]]
+    return Problem(422, "no item of the batch is valid; nothing was recorded", errors=errors)
 
 
 def problem_response(
@@ -110,10 +123,41 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(exc.status_code, str(exc.detail))
 
+    @app.exception_handler(SQLAlchemyError)
+    @app.exception_handler(psycopg.Error)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # A statement or lock timeout (db.engine) means the database is busy, not that the request
+        # is wrong: the caller may retry. Any other database error is unexpected.
+        if is_timeout(exc):
+            where = f"{request.method} {request.url.path}"
+            log.warning("database timeout on %s: %s", where, loggable_error(exc))
+            response = problem_response(503, "the database is busy; try again shortly")
+            response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+            return response
+        return await _unexpected(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error on %s %s: %r", request.method, request.url.path, exc)
+        log.error("unhandled error on %s %s: %s", request.method, request.url.path, loggable_error(exc))
         return problem_response(500, "internal error")
+
+
+def loggable_error(exc: BaseException) -> str:
+    """An exception as a log may show it: a database error by its class, SQLSTATE and statement only.
+
+    A database error's text carries the values of the failing request: SQLAlchemy appends the bound
+    parameters, and Postgres quotes the offending value in its own message (`invalid input syntax for
+    type integer: "..."`, a key `DETAIL`). Those are another tenant's data or a secret in a shared log.
+    """
+    if isinstance(exc, psycopg.Error):
+        return f"{type(exc).__name__} (SQLSTATE {exc.sqlstate or 'unknown'})"
+    if isinstance(exc, SQLAlchemyError):
+        orig = getattr(exc, "orig", None)
+        code = getattr(orig, "sqlstate", None) or "unknown"
+        kind = type(orig).__name__ if orig is not None else "no driver error"
+        statement = getattr(exc, "statement", None) or "no statement"
+        return f"{type(exc).__name__} ({kind}, SQLSTATE {code}) in: {statement}"
+    return repr(exc)
 
 
 # ---- the errors in the OpenAPI document ------------------------------------------------------------
@@ -154,7 +198,8 @@ DESCRIPTIONS = {
     413: "Request body too large",
     415: "Unsupported request content type",
     422: "Validation error: `errors` lists each bad field with its JSON path",
-    503: "A dependency (the workflow service) is unavailable; try again",
+    503: "A dependency (the workflow service, or the database over its time limits) is unavailable; "
+    "try again (`Retry-After` when known)",
 }
 BEARER = "bearerAuth"
 WEBHOOK_SIGNATURE = "webhookSignature"

@@ -102,6 +102,10 @@ async def main() -> None:
         env = {
             **os.environ,
             "CAMPAIGNS_ENVIRONMENT": "test",
+            # A benchmark measures the process's capacity, which a tenant's budget would hide.
+            "CAMPAIGNS_RATE_LIMIT_TENANT_PER_SECOND": "0",
+            "CAMPAIGNS_RATE_LIMIT_IP_PER_SECOND": "0",
+            "CAMPAIGNS_RATE_LIMIT_TRACKING_IP_PER_SECOND": "0",
             "CAMPAIGNS_DATABASE_URL": cfg.database_url or "",
             "CAMPAIGNS_TEMPORAL_ADDRESS": cfg.temporal_address,
             "CAMPAIGNS_TASK_QUEUE": cfg.task_queue,

@@ -53,6 +53,10 @@ class SkipReason(StrEnum):
     PROVIDER_ERROR = "PROVIDER_ERROR"
     CRASHED_IN_FLIGHT = "CRASHED_IN_FLIGHT"
     CUSTOMER_DELETED = "CUSTOMER_DELETED"
+    # FAILED before any provider call: the template could not be rendered for this recipient (an
+    # error, or a render limit), or its rendered text is longer than a message may be.
+    TEMPLATE_ERROR = "TEMPLATE_ERROR"
+    TOO_LONG = "TOO_LONG"
 
 
 class InteractionType(StrEnum):

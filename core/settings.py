@@ -2,18 +2,28 @@
 
 from functools import lru_cache
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.constants import DEFAULT_TASK_QUEUE
 
 DEV_SECRET = "dev-only-secret-change-me-0123456789"
+DEV_SMS_TOKEN = "dev-sms-token"
+# The only environments allowed to run on the published defaults, spelled exactly: anything else,
+# including a typo ("Production", "prod") or no value at all, is treated as a real deployment.
+DEVELOPMENT_ENVIRONMENTS = frozenset({"development", "test"})
+# HMAC-SHA256 keys shorter than its 32-byte output are guessable well below the hash's strength.
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CAMPAIGNS_", extra="ignore")
 
-    environment: str = Field("development", description="development, test or production")
+    environment: str = Field(
+        "production",
+        description="`development` or `test` (exactly) allow the published development secrets; "
+        "any other value, or none, is a real deployment",
+    )
     # Unset means: the embedded Postgres (pgserver) of the dev stack / test suite.
     database_url: str | None = None
     temporal_address: str = "127.0.0.1:7233"
@@ -37,7 +47,7 @@ class Settings(BaseSettings):
     email_from: str = "Campaigns <campaigns@example.com>"
 
     sms_url: str = "http://127.0.0.1:8025/messages"
-    sms_token: str = "dev-sms-token"
+    sms_token: str = DEV_SMS_TOKEN
     sms_from: str = "+15550000000"
 
     # Sending: recipients per batch activity and messages in flight inside it.
@@ -65,6 +75,37 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 1024 * 1024
 
+    # Database time limits (db.engine): no statement of one tenant's request may hold a connection,
+    # or the locks others wait for, for long. A statement cut by them answers 503 with Retry-After.
+    # The worker's are generous: its snapshot and ledger statements are long by nature. 0: no limit.
+    db_statement_timeout_ms: int = Field(
+        15_000, ge=0, description="longest statement of the API, milliseconds (over: 503)"
+    )
+    db_lock_timeout_ms: int = Field(5_000, ge=0, description="longest lock wait of the API, milliseconds")
+    worker_db_statement_timeout_ms: int = Field(
+        600_000, ge=0, description="longest statement of a worker, milliseconds (over: the activity retries)"
+    )
+    worker_db_lock_timeout_ms: int = Field(60_000, ge=0, description="longest lock wait of a worker, ms")
+
+    # Rendering tenant templates (providers.render_pool, README "Security"): a pool of worker
+    # processes per API or worker process, so a slow or greedy template costs its own tenant a
+    # failed message, never the others their latency.
+    render_processes: int = Field(
+        2, ge=1, le=64, description="template render processes per API or worker process"
+    )
+    render_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, description="wall-clock limit of one render or template check (over: 422 or FAILED)"
+    )
+    render_memory_mb: int = Field(
+        512, ge=32, le=65_536, description="memory a render process may take beyond its start (422 or FAILED)"
+    )
+    render_quarantine_seconds: float = Field(
+        300.0, ge=0, le=86_400, description="a template over the time or memory limit fails at once this long"
+    )
+    sms_max_segments: int = Field(
+        10, ge=1, le=255, description="segments a rendered SMS may take; more: FAILED `TOO_LONG`, preview 422"
+    )
+
     # Operations (README "Operations"): logs, worker metrics, tracing.
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_format: str = Field("json", description="`json` (one object per line) or `text`")
@@ -73,6 +114,35 @@ class Settings(BaseSettings):
     )
     otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP collector, e.g. `http://otel:4318`; unset: tracing off"
+    )
+
+    # Tokens and the API's edge (README "Security"): one tenant cannot slow, break or fool the
+    # service for the others.
+    jwt_max_age: int = Field(
+        86_400, ge=60, le=366 * 86_400, description="longest token lifetime accepted, seconds (`exp - iat`)"
+    )
+    jwt_issuer: str | None = Field(None, description="when set, tokens must carry this `iss`")
+    jwt_audience: str | None = Field(None, description="when set, tokens must carry this `aud`")
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, le=1024 * 1024, description="largest request head, all headers together (431)"
+    )
+    max_header_value_bytes: int = Field(
+        8 * 1024, ge=256, le=1024 * 1024, description="largest single request header (431)"
+    )
+    rate_limit_tenant_per_second: float = Field(
+        200.0, ge=0, description="requests per second per tenant and API process; 0: no limit (429)"
+    )
+    rate_limit_tenant_burst: int = Field(400, ge=1, description="requests a tenant may send at once")
+    rate_limit_ip_per_second: float = Field(
+        400.0, ge=0, description="requests per second per client address and API process; 0: no limit"
+    )
+    rate_limit_ip_burst: int = Field(800, ge=1, description="requests a client address may send at once")
+    rate_limit_tracking_ip_per_second: float = Field(
+        1000.0, ge=0, description="tracking requests (`/t/...`) per second per client address; 0: no limit"
+    )
+    rate_limit_tracking_ip_burst: int = Field(2000, ge=1, description="tracking requests at once per address")
+    tracking_dedupe_seconds: int = Field(
+        10, ge=0, le=86_400, description="a link the same client repeats within this many seconds counts once"
     )
 
     @field_validator("log_level")
@@ -91,14 +161,63 @@ class Settings(BaseSettings):
         return value.strip().lower()
 
     @model_validator(mode="after")
-    def _refuse_dev_secrets_in_production(self) -> "Settings":
-        if self.environment == "production":
-            for name in ("jwt_secret", "tracking_secret", "webhook_secret"):
-                if getattr(self, name) == DEV_SECRET:
-                    raise ValueError(f"CAMPAIGNS_{name.upper()} must be set in production")
+    def _refuse_unsafe_secrets(self) -> "Settings":
+        """Outside an explicit development or test environment, refuse secrets anyone could know.
+
+        The defaults are printed in this repository: a deployment that kept one would accept tokens,
+        tracking links or webhooks forged by anyone, for any tenant. Short keys fall to guessing.
+        All problems are reported at once, by setting name, never with the value.
+        """
+        if self.environment in DEVELOPMENT_ENVIRONMENTS:
+            return self
+        problems = unsafe_secrets(self)
+        if problems:
+            raise ValueError(
+                f"CAMPAIGNS_ENVIRONMENT is {self.environment!r} (unset means production), not "
+                "`development` or `test`, so "
+                + "; ".join(problems)
+            )
         return self
+
+
+def unsafe_secrets(settings: Settings) -> list[str]:
+    """What a real deployment may not run with, one phrase per setting.
+
+    The JWT secret is exempt when tokens are verified with `CAMPAIGNS_JWT_PUBLIC_KEY` (it is then
+    unused). The SMS token is the provider's credential, whose length is theirs to choose: only its
+    published default (and an empty one) are refused.
+    """
+    ours = ["tracking_secret", "webhook_secret"]
+    if not settings.jwt_public_key:
+        ours.insert(0, "jwt_secret")
+    problems: list[str] = []
+    for name in ours:
+        value: str = getattr(settings, name)
+        if value == DEV_SECRET:
+            problems.append(f"CAMPAIGNS_{name.upper()} must be set: its default is public")
+        elif len(value.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"CAMPAIGNS_{name.upper()} must be at least {MIN_SECRET_BYTES} bytes long")
+    if settings.sms_token in (DEV_SMS_TOKEN, ""):
+        problems.append("CAMPAIGNS_SMS_TOKEN must be set: its default is public")
+    return problems
+
+
+def settings_error_line(err: ValidationError) -> str:
+    """A refusal in one line naming the settings, without the input pydantic would print beside it
+    (the whole environment it read, secrets included)."""
+    parts = []
+    for item in err.errors():
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        loc = item.get("loc", ())
+        parts.append(f"CAMPAIGNS_{str(loc[0]).upper()}: {message}" if loc else message)
+    return "; ".join(parts)
 
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings, or an exit with one readable line (`SystemExit`) when they are unsafe
+    or invalid: starting anyway, or with a traceback an operator has to dig through, is worse."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise SystemExit(f"campaigns: refusing to start: {settings_error_line(err)}") from None

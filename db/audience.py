@@ -3,11 +3,11 @@
 STATIC segments list their members; DYNAMIC segments are a filter evaluated when asked (at
 snapshot time for a send). Both only ever return customers of the segment's own tenant.
 
-Consent and suppression (contract §7) are decided per customer and channel by
-`activities.sending.skip_reason` over CONSENT_COLUMNS: an address on the channel, no unsubscribe
-(from a tracking link or `POST /customers/:id/unsubscribe`), no hard bounce (email), an address
-not on the tenant's suppression list, and the channel's opt-in. A send applies them twice: when
-the snapshot is taken and again just before each message.
+Consent and suppression are decided per customer and channel by `activities.sending.skip_reason`
+over CONSENT_COLUMNS: an address on the channel, no unsubscribe (from a tracking link or `POST
+/customers/:id/unsubscribe`), no hard bounce (email), an address not on the tenant's suppression
+list, and the channel's opt-in. A send applies them twice: when the snapshot is taken and again
+just before each message.
 """
 
 from datetime import UTC, datetime
@@ -21,12 +21,30 @@ from db.models import Customer, Segment, SegmentMember
 from db.segment_filter import compile_filter
 
 # What decides whether a customer may be sent to, for `c` = customers (NULL `present`: deleted).
-# Suppressed email addresses are stored lower-case, so the match ignores case.
+#
+# Every rule is about the address, not only the customer record: addresses are stored in one
+# canonical form (core.addresses), so plain equality finds every record of the tenant holding the
+# same mailbox or number. An unsubscribe or a hard bounce recorded on any of them stops the others
+# too (the person at that address said stop, or the mailbox does not exist), and the suppression
+# list matches however the address was written when it was added. The lookups on other records
+# read small partial indexes (only unsubscribed or bounced rows; migration 0005) and run only when
+# the customer's own record has no such mark.
 CONSENT_COLUMNS = """
-    c.id AS present, c.email, c.phone, c.email_opt_in, c.sms_opt_in, c.email_unsubscribed_at,
-    c.sms_unsubscribed_at, c.email_bounced_at,
+    c.id AS present, c.email, c.phone, c.email_opt_in, c.sms_opt_in,
+    COALESCE(c.email_unsubscribed_at,
+             (SELECT min(o.email_unsubscribed_at) FROM customers o
+              WHERE o.tenant_id = c.tenant_id AND o.email = c.email
+                AND o.email_unsubscribed_at IS NOT NULL)) AS email_unsubscribed_at,
+    COALESCE(c.sms_unsubscribed_at,
+             (SELECT min(o.sms_unsubscribed_at) FROM customers o
+              WHERE o.tenant_id = c.tenant_id AND o.phone = c.phone
+                AND o.sms_unsubscribed_at IS NOT NULL)) AS sms_unsubscribed_at,
+    COALESCE(c.email_bounced_at,
+             (SELECT min(o.email_bounced_at) FROM customers o
+              WHERE o.tenant_id = c.tenant_id AND o.email = c.email
+                AND o.email_bounced_at IS NOT NULL)) AS email_bounced_at,
     EXISTS (SELECT 1 FROM suppressions s WHERE s.tenant_id = c.tenant_id AND s.channel = 'EMAIL'
-            AND s.address = lower(c.email)) AS email_suppressed,
+            AND s.address = c.email) AS email_suppressed,
     EXISTS (SELECT 1 FROM suppressions s WHERE s.tenant_id = c.tenant_id AND s.channel = 'SMS'
             AND s.address = c.phone) AS sms_suppressed
 """

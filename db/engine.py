@@ -1,6 +1,7 @@
 """Database URLs, the embedded Postgres for development/tests, and the async engine."""
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -39,10 +40,48 @@ def resolve_database_url(settings: Settings) -> str:
     return start_embedded_postgres(data_dir)
 
 
-def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+@dataclass(frozen=True)
+class DbTimeouts:
+    """`statement_timeout` and `lock_timeout` of every connection of an engine, milliseconds
+    (0: none). Set at connect time, so no statement, however it is issued, escapes them; a
+    statement that knows it is long may raise its own with `SET LOCAL` in its transaction."""
+
+    statement_ms: int = 0
+    lock_ms: int = 0
+
+    def options(self) -> str:
+        """The libpq `options` startup parameter that sets them."""
+        return f"-c statement_timeout={self.statement_ms} -c lock_timeout={self.lock_ms}"
+
+
+def api_timeouts(settings: Settings) -> DbTimeouts:
+    return DbTimeouts(settings.db_statement_timeout_ms, settings.db_lock_timeout_ms)
+
+
+def worker_timeouts(settings: Settings) -> DbTimeouts:
+    return DbTimeouts(settings.worker_db_statement_timeout_ms, settings.worker_db_lock_timeout_ms)
+
+
+# SQLSTATEs of a statement cut by the timeouts above: query_canceled (statement_timeout, also a
+# cancel request) and lock_not_available (lock_timeout, NOWAIT).
+TIMEOUT_SQLSTATES = frozenset({"57014", "55P03"})
+
+
+def is_timeout(error: BaseException) -> bool:
+    """Whether `error` (a driver error, or SQLAlchemy's wrapper of one) is a statement or lock
+    timeout: the database is busy, not the request wrong."""
+    original = getattr(error, "orig", None) or error
+    return getattr(original, "sqlstate", None) in TIMEOUT_SQLSTATES
+
+
+def make_engine(url: str, pool_size: int = 10, timeouts: DbTimeouts | None = None) -> AsyncEngine:
+    connect_args = {} if timeouts is None else {"options": timeouts.options()}
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        connect_args=connect_args,
+        # An error's text must not carry the statement's values (customer data, secrets) into logs.
+        hide_parameters=True,
     )

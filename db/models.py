@@ -57,6 +57,25 @@ class Customer(Base):
         UniqueConstraint("tenant_id", "external_id", name="uq_customers_tenant_external"),
         Index("ix_customers_tenant_club", "tenant_id", "club_id"),
         Index("ix_customers_tenant_email", "tenant_id", "email"),
+        # Another record of the tenant with the same address, unsubscribed or bounced (0005).
+        Index(
+            "ix_customers_email_unsubscribed",
+            "tenant_id",
+            "email",
+            postgresql_where=text("email_unsubscribed_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_customers_email_bounced",
+            "tenant_id",
+            "email",
+            postgresql_where=text("email_bounced_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_customers_sms_unsubscribed",
+            "tenant_id",
+            "phone",
+            postgresql_where=text("sms_unsubscribed_at IS NOT NULL"),
+        ),
     )
 
 

@@ -8,6 +8,7 @@ the compose test checks the entry points against.
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -46,7 +47,15 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_format)
     # Our middleware writes the access lines (route templates, ids); uvicorn's would repeat them.
-    uvicorn.run("api.main:app", host=args.host, port=args.port, log_config=None, access_log=False)
+    # The httptools parser with a bound on the request head (api/edge.py).
+    uvicorn.run(
+        "api.main:app",
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        http="api.edge:HttpToolsWithHeadLimit",
+    )
     return 0
 
 
@@ -74,11 +83,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
-    from core.settings import Settings
+    from core.settings import get_settings
     from db.migrate import upgrade
     from devstack.postgres import EmbeddedPostgres, embedded_pg_dir
 
-    settings = Settings()
+    settings = get_settings()
     if settings.database_url:
         upgrade(settings.database_url)
         url = settings.database_url
@@ -95,7 +104,16 @@ def cmd_token(args: argparse.Namespace) -> int:
     from api.auth import issue_token
     from core.settings import Settings
 
-    print(issue_token(Settings(), args.sub, list(args.tenant), ttl=timedelta(days=args.ttl_days)))
+    settings = Settings()
+    ttl = settings.jwt_max_age if args.ttl is None else args.ttl
+    if not 0 < ttl <= settings.jwt_max_age:
+        print(
+            f"campaigns token: --ttl must be 1..{settings.jwt_max_age} seconds (CAMPAIGNS_JWT_MAX_AGE): "
+            "the API refuses longer-lived tokens",
+            file=sys.stderr,
+        )
+        return 2
+    print(issue_token(settings, args.sub, list(args.tenant), ttl=timedelta(seconds=ttl)))
     return 0
 
 
@@ -202,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     token = add("token", cmd_token, "print a development JWT signed with CAMPAIGNS_JWT_SECRET")
     token.add_argument("--tenant", action="append", required=True, help="tenant to grant (repeatable)")
     token.add_argument("--sub", default="user_dev", help="subject, becomes createdBy (default: user_dev)")
-    token.add_argument("--ttl-days", type=float, default=30.0, help="lifetime in days (default: 30)")
+    token.add_argument(
+        "--ttl", type=int, help="lifetime in seconds (default and maximum: CAMPAIGNS_JWT_MAX_AGE, 86400)"
+    )
 
     demo = add(
         "demo",
@@ -244,8 +264,16 @@ def _state_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Commands that only make sense on a developer's machine: they run as `development` unless the
+# caller chose an environment, so the dev stack and the README's walk-through work on the published
+# development secrets. `api`, `worker` and `migrate` serve deployments and get no such default.
+DEVELOPMENT_COMMANDS = frozenset({"dev", "token", "demo", "sinks", "status", "settings"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in DEVELOPMENT_COMMANDS:
+        os.environ.setdefault("CAMPAIGNS_ENVIRONMENT", "development")
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
 

@@ -111,6 +111,9 @@ def child_environment(base: Mapping[str, str], cfg: DevConfig, database_url: str
         env.pop(name, None)  # the SMTP capture has no AUTH
     # A terminal reads text better than JSON lines; a CAMPAIGNS_LOG_FORMAT the user set still wins.
     env.setdefault("CAMPAIGNS_LOG_FORMAT", "text")
+    # Said explicitly to every child: the API and the worker refuse the development secrets in any
+    # environment not named `development` or `test`, including an unset one.
+    env["CAMPAIGNS_ENVIRONMENT"] = cfg.settings.environment
     env.update(
         {
             "CAMPAIGNS_DATABASE_URL": database_url,
@@ -249,7 +252,11 @@ class DevStack:
         await wait_until("the worker to poll its task queue", lambda: self.worker_polling(worker), worker, 60)
         api = await self.spawn(
             "api",
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", HOST, "--port", str(cfg.ports.api)],
+            [
+                *(sys.executable, "-m", "uvicorn", "api.main:app"),
+                *("--host", HOST, "--port", str(cfg.ports.api)),
+                *("--http", "api.edge:HttpToolsWithHeadLimit"),  # a bounded request head (api/edge.py)
+            ],
             env,
         )
         health = f"http://{HOST}:{cfg.ports.api}/health"

@@ -1,14 +1,18 @@
 """Builds the MIME message of one campaign email: multipart text + HTML, personalised and tracked.
 
 Tracking is applied here, so every email that leaves the service carries it:
-- every absolute http(s) link (`<a>`/`<area>` hrefs in the HTML, bare URLs in the text part) is
-  rewritten to `{public_url}/t/c/{token}`; the token carries the link id and the original URL,
-  signed (see `providers.tracking`). Link ids are `link_1`, `link_2`, ... in order of each distinct
-  URL's first appearance (HTML first, then text), so the same URL has the same id in both parts;
+- every absolute http(s) link (`<a>`/`<area>` hrefs in the HTML, bare URLs in the text part) that
+  the template's author wrote (`providers.template_links`: a URL that came from a recipient's
+  fields is left as it is, never signed) is rewritten to `{public_url}/t/c/{token}`; the token
+  carries the link id and the original URL, signed (see `providers.tracking`). Link ids are
+  `link_1`, `link_2`, ... in order of each distinct URL's first appearance (HTML first, then
+  text), so the same URL has the same id in both parts;
 - a 1x1 pixel `{public_url}/t/o/{token}` is added to the HTML;
 - an unsubscribe link `{public_url}/t/u/{token}` is added to both parts and announced in
   `List-Unsubscribe` with `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
-Rewriting is one pass of precompiled regular expressions per part: a page renders hundreds.
+Rewriting is one forward pass per part (`providers.html_scan` for the HTML, one precompiled
+regular expression for the text), in time linear in its length: a page renders hundreds, and a
+tenant's broken html must not cost everybody else quadratic time.
 """
 
 import binascii
@@ -23,15 +27,13 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
 
 from core.settings import Settings
+from providers.html_scan import EndTag, HtmlScanner, StartTag
 from providers.rendering import render
+from providers.template_links import TRAILING_PUNCTUATION, URL_IN_TEXT, TemplateLinks, template_links
 from providers.tracking import TrackingLinks, is_trackable_url, tracking_links
 
-# An <a ...> or <area ...> start tag; quoted attribute values may contain '>'.
-_LINK_TAG = re.compile(r"""<(?:a|area)\b(?:[^>"']|"[^"]*"|'[^']*')*>""", re.IGNORECASE)
-_HREF = re.compile(r"""(\shref\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
-_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
-_TEXT_URL = re.compile(r"""https?://[^\s<>"']+""", re.IGNORECASE)
-_TRAILING = ".,;:!?)]}"
+_LINK_TAGS = frozenset({"a", "area"})
+_BODY = frozenset({"body"})  # where the footer goes
 
 
 MAX_SUBJECT = 300
@@ -39,9 +41,16 @@ MAX_SUBJECT = 300
 
 @dataclass(frozen=True)
 class EmailParts:
+    """The rendered subject and parts of one email, and the links its template allows to track.
+
+    `links` None means the parts were not rendered from a template (the service or a test wrote
+    them): every http(s) link in them is the writer's own and tracked.
+    """
+
     subject: str
     html: str | None
     text: str | None
+    links: TemplateLinks | None = None
 
 
 @dataclass(frozen=True)
@@ -57,68 +66,92 @@ class EmailEnvelope:
 def render_parts(
     subject: str | None, html: str | None, text: str | None, ctx: dict[str, object]
 ) -> EmailParts:
+    """The parts rendered for one recipient, with the links their template's author wrote (only
+    those are tracked: what the recipient's fields put in the email is never signed)."""
     return EmailParts(
         # One line, and short enough that the header stays far below SMTP's 998-octet limit.
         subject=render(subject, ctx).replace("\r", " ").replace("\n", " ").strip()[:MAX_SUBJECT],
         html=render(html, ctx, html=True) if html else None,
         text=render(text, ctx) if text else None,
+        links=template_links(html, text),
     )
 
 
 class _MessageLinks:
     """Rewrites the links of one message, numbering distinct URLs in order of first appearance."""
 
-    def __init__(self, links: TrackingLinks, envelope: EmailEnvelope) -> None:
+    def __init__(self, links: TrackingLinks, envelope: EmailEnvelope, allowed: TemplateLinks | None) -> None:
         self._links = links
+        self._allowed = allowed
         self._campaign = envelope.campaign_id
         self._delivery = envelope.delivery_id
-        self._ids: dict[str, str] = {}
+        self._targets: dict[str, str] = {}  # URL -> its click-tracking URL, in order of appearance
 
     def tracked(self, url: str) -> str | None:
-        if not is_trackable_url(url):
+        """The click-tracking URL for `url`, or None when it is not to be tracked.
+
+        A URL repeated in the message is signed once (its token is the same every time).
+        """
+        target = self._targets.get(url)
+        if target is not None:
+            return target
+        if not is_trackable_url(url) or (self._allowed is not None and not self._allowed.allows(url)):
             return None
-        link_id = self._ids.get(url)
-        if link_id is None:
-            link_id = self._ids[url] = f"link_{len(self._ids) + 1}"
-        return self._links.click_url(self._campaign, self._delivery, link_id, url)
+        link_id = f"link_{len(self._targets) + 1}"
+        target = self._targets[url] = self._links.click_url(self._campaign, self._delivery, link_id, url)
+        return target
 
-    def _href(self, match: re.Match[str]) -> str:
-        raw = match.group(2) if match.group(2) is not None else match.group(3)
-        if raw is None:
-            raw = match.group(4)
-        target = self.tracked(html.unescape(raw).strip())
-        if target is None:
-            return match.group(0)
-        return f'{match.group(1)}"{target}"'
+    def rewrite_html(self, body: str) -> tuple[str, int]:
+        """The html with its links rewritten, and where the footer goes in it.
 
-    def _tag(self, match: re.Match[str]) -> str:
-        return _HREF.sub(self._href, match.group(0), count=1)
-
-    def rewrite_html(self, body: str) -> str:
-        return _LINK_TAG.sub(self._tag, body)
+        The footer goes before the last `</body>` end tag; without one, at the end, unless the
+        html ends inside something it never closes (a comment, a tag, a `<textarea>`...), where
+        appended markup would be swallowed: then just before that.
+        """
+        scanner = HtmlScanner(body, _LINK_TAGS, _BODY)
+        pieces: list[str] = []
+        copied = 0  # body[:copied] is in `pieces`
+        shift = 0  # how much longer the output is than the body, up to `copied`
+        body_end: int | None = None
+        for token in scanner.tokens():
+            if isinstance(token, EndTag):
+                if token.name == "body":
+                    body_end = token.start + shift
+                continue
+            if not isinstance(token, StartTag) or token.name not in _LINK_TAGS:
+                continue
+            href = scanner.attribute(token, "href")
+            if href is None or href.value is None:
+                continue
+            target = self.tracked(html.unescape(href.value).strip())
+            if target is None:
+                continue
+            quoted = f'"{target}"'
+            pieces.append(body[copied : href.start])
+            pieces.append(quoted)
+            shift += len(quoted) - (href.end - href.start)
+            copied = href.end
+        pieces.append(body[copied:])
+        rewritten = "".join(pieces)
+        if body_end is not None:
+            return rewritten, body_end
+        if scanner.open_from is not None:
+            return rewritten, scanner.open_from + shift
+        return rewritten, len(rewritten)
 
     def _text_url(self, match: re.Match[str]) -> str:
         url = match.group(0)
-        stripped = url.rstrip(_TRAILING)
+        stripped = url.rstrip(TRAILING_PUNCTUATION)
         target = self.tracked(stripped)
         return url if target is None else target + url[len(stripped) :]
 
     def rewrite_text(self, body: str) -> str:
-        return _TEXT_URL.sub(self._text_url, body)
-
-
-def _before_body_end(body: str, addition: str) -> str:
-    """Insert before the last `</body>`, or append when the HTML has none."""
-    ends = list(_BODY_END.finditer(body))
-    if not ends:
-        return body + addition
-    at = ends[-1].start()
-    return body[:at] + addition + body[at:]
+        return URL_IN_TEXT.sub(self._text_url, body)
 
 
 def tracked_parts(parts: EmailParts, envelope: EmailEnvelope, links: TrackingLinks) -> tuple[EmailParts, str]:
     """The parts with links rewritten, pixel and unsubscribe link added; and the unsubscribe URL."""
-    rewriter = _MessageLinks(links, envelope)
+    rewriter = _MessageLinks(links, envelope, parts.links)
     unsubscribe = links.unsubscribe_url(envelope.campaign_id, envelope.delivery_id)
     html_body = None
     if parts.html:
@@ -129,10 +162,11 @@ def tracked_parts(parts: EmailParts, envelope: EmailEnvelope, links: TrackingLin
             f'<img src="{pixel}" width="1" height="1" alt="" '
             'style="display:block;border:0;width:1px;height:1px" />'
         )
-        html_body = _before_body_end(rewriter.rewrite_html(parts.html), footer)
+        rewritten, at = rewriter.rewrite_html(parts.html)
+        html_body = rewritten[:at] + footer + rewritten[at:]
     text_body = rewriter.rewrite_text(parts.text or "")
     text_body = f"{text_body.rstrip()}\n\n--\nUnsubscribe: {unsubscribe}\n".lstrip()
-    return EmailParts(subject=parts.subject, html=html_body, text=text_body), unsubscribe
+    return EmailParts(parts.subject, html_body, text_body, parts.links), unsubscribe
 
 
 @dataclass(frozen=True)

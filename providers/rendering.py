@@ -12,8 +12,13 @@ the sandbox (no private attributes, no mutation, no server names: Jinja's defaul
   the operators that multiply sizes (`*`, `**`, `+`, `%`), the string methods and filters that pad
   or repeat (`center`, `ljust`, `format`, `replace`, `join`, `indent`, ...) are checked *before*
   they allocate, and so is every conversion of a nested list or dict to text;
-- loop iterations plus calls (macros, methods) are at most MAX_STEPS per render, and a render stops
-  after MAX_RENDER_SECONDS.
+- loop iterations, calls (macros, methods), filter calls and tests are at most MAX_STEPS per render
+  (a filter is where the heavy work of a short template happens: `|map('int')` over a long list
+  calls a filter per item), and a render stops after MAX_RENDER_SECONDS (the clock is read every
+  few steps, so a single slow built-in can overrun it: providers.render_pool runs renders in
+  processes it can kill for that);
+- each part of a rendered email is at most MAX_EMAIL_PART_CHARS, so tracking's link rewriting
+  always runs on bounded text.
 
 Whatever goes wrong while compiling or rendering (a syntax error, `1/0`, a type error, a bound) is a
 `TemplateSyntaxProblem` with a short message: the API answers it as a 422, the send activity
@@ -50,6 +55,12 @@ MAX_VALUE_CHARS = 1_000_000
 MAX_INT_BITS = 8192
 MAX_STEPS = 10_000
 MAX_RENDER_SECONDS = 1.0
+# Read the clock every CLOCK_EVERY steps: cheap, yet at most a few filter calls past the deadline.
+CLOCK_EVERY = 16
+# A rendered email part (html, text) longer than this is not sent (providers.render_pool): the link
+# rewriting and MIME encoding that follow cost time in proportion to it. Mail clients clip far
+# shorter messages (Gmail at about 100 KB), and it matches the largest template source.
+MAX_EMAIL_PART_CHARS = 500_000
 MAX_MESSAGE_CHARS = 200
 # Compiled templates are cached by source; a long source (and its code) takes far more memory, so
 # long ones get a cache of their own, much smaller.
@@ -60,6 +71,11 @@ LONG_CACHE_SIZE = 16
 
 class TemplateSyntaxProblem(ValueError):
     pass
+
+
+class RenderTimeLimit(SecurityError):
+    """A render ran out of time: the one bound a later render of the same template will also hit
+    (providers.render_pool stops rendering such a template for a while)."""
 
 
 def recipient_context(customer: dict[str, Any]) -> dict[str, Any]:
@@ -321,11 +337,13 @@ class _Budget:
 
     def spend(self) -> None:
         self.steps -= 1
-        if self.steps & 63 == 0 or self.steps < 0:  # the clock is read every 64 steps
+        if self.steps & (CLOCK_EVERY - 1) == 0 or self.steps < 0:
             if self.steps < 0:
-                raise SecurityError(f"a template may run at most {MAX_STEPS} loop iterations and calls")
+                raise SecurityError(
+                    f"a template may run at most {MAX_STEPS} loop iterations, calls and filters"
+                )
             if time.monotonic() > self.deadline:
-                raise SecurityError(f"the template took longer than {MAX_RENDER_SECONDS:g} s to render")
+                raise RenderTimeLimit(f"the template took longer than {MAX_RENDER_SECONDS:g} s to render")
 
 
 def _budget(context: Context) -> _Budget:
@@ -341,6 +359,31 @@ def _counted(context: Context, iterable: Iterable[Any]) -> Iterator[Any]:
     for item in iterable:
         spend()
         yield item
+
+
+def _spending(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter or test that spends one step per call, whether the template calls it directly or
+    through `map`, `select`, `reject`... (which call it once per item of a list).
+
+    The wrapper takes the render's context (to find its budget) and hands the filter what it was
+    declared to take: the context, the eval context, the environment or nothing."""
+    declared = getattr(func, "jinja_pass_arg", None)
+    wants = declared.name if declared is not None else None
+
+    @wraps(func)
+    def spending(context: Context, *args: Any, **kwargs: Any) -> Any:
+        _budget(context).spend()
+        if wants == "context":
+            return func(context, *args, **kwargs)
+        if wants == "eval_context":
+            return func(context.eval_ctx, *args, **kwargs)
+        if wants == "environment":
+            return func(context.environment, *args, **kwargs)
+        return func(*args, **kwargs)
+
+    # Also keeps the compiler from folding a filter of constants at compile time, where no
+    # budget applies: `{{ ('x' * 999) | list | sort }}` runs (and is counted) at render time.
+    return pass_context(spending)
 
 
 _LOOP_FILTER = "counted loop"  # not a name a template can write
@@ -405,8 +448,11 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
         self.globals.clear()  # range, dict, lipsum, cycler, joiner, namespace: none of them
         for name in _GUARDED_FILTERS:
             self.filters[name] = _guard_filter(name, self.filters[name])
-        self.filters[_LOOP_FILTER] = _loop_filter
         self.filters[HTML_TO_TEXT] = html_to_text
+        for table in (self.filters, self.tests):
+            for name, func in list(table.items()):
+                table[name] = _spending(func)
+        self.filters[_LOOP_FILTER] = _loop_filter  # spends a step per item already
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # `attributes.items` is the customer's attribute "items" when there is one, not dict.items.

@@ -63,3 +63,20 @@ def _measure(encoding: Encoding, sizes: list[int]) -> SmsEncoding:
             used = 0
         used += size
     return SmsEncoding(encoding, total, segments)
+
+
+def too_many_segments(text: str, limit: int) -> str | None:
+    """Why `text` cannot go out as at most `limit` segments, or None when it can.
+
+    A rendered body can be as long as a render allows (a million characters), and counting its
+    segments walks every character: a text longer than `limit` segments could hold even in the
+    densest encoding (GSM-7, one septet per character) is refused by its length alone.
+    """
+    single, per_segment = LIMITS["GSM-7"]
+    most = single if limit == 1 else limit * per_segment
+    if len(text) > most:
+        return f"the SMS has {len(text):,} characters, more than {limit} segment(s) can hold"
+    segments = sms_encoding(text).segments
+    if segments > limit:
+        return f"the SMS takes {segments} segments; at most {limit} are allowed"
+    return None

@@ -8,8 +8,10 @@ development uses one value for all of them).
 
 Because the click target travels inside the signed payload, the redirect endpoint can only ever
 send a browser to a URL that this service itself wrote into a message: altering the URL breaks
-the signature, so "redirects only to URLs that were in the template" holds by construction and
-no URL allow-list has to be stored or looked up.
+the signature, so no URL allow-list has to be stored or looked up. What gets signed is decided
+when a message is built: only URLs written in the template itself (`providers.template_links`),
+never one that came from a recipient's fields, so "redirects only to URLs that were in the
+template" holds by construction.
 
 Tokens do not expire: emails are opened, clicked and unsubscribed from months later.
 """

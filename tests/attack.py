@@ -70,7 +70,9 @@ async def api_process(stack: Stack, **overrides: str) -> AsyncIterator[str]:
     port = _free_port()
     env = {**os.environ, **_settings_env(stack), "CAMPAIGNS_LOG_LEVEL": "WARNING", **overrides}
     log = tempfile.NamedTemporaryFile(prefix="attack-api-", suffix=".log", delete=False)
-    proc = _spawn(["uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)], env, log)
+    # As deployed: the HTTP protocol that refuses an oversized request head while reading it.
+    serve = ["uvicorn", "api.main:app", "--http", "api.edge:HttpToolsWithHeadLimit"]
+    proc = _spawn([*serve, "--host", "127.0.0.1", "--port", str(port)], env, log)
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

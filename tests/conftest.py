@@ -4,6 +4,7 @@ Postgres: `CAMPAIGNS_TEST_DATABASE_URL` if set, else an embedded pgserver. Each 
 fresh database. Tests isolate through unique tenant ids and task queues, not through cleanup.
 """
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -19,8 +20,9 @@ import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -195,8 +197,6 @@ async def _stack_factory(
     """Factory: a worker (in-process unless `worker=False`) and an API client, per test."""
     workers: list[tuple[Worker, ActivityDeps]] = []
     apis: list[httpx.AsyncClient] = []
-    import asyncio
-
     tasks: list[asyncio.Task[None]] = []
     tenants: list[str] = []
 
@@ -233,17 +233,24 @@ async def _stack_factory(
         )
 
     yield factory
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text("SELECT id, status FROM campaigns WHERE tenant_id = ANY(:t)"), {"t": tenants}
+            )
+        ).all()
+    # A campaign the read model shows as COMPLETED or CANCELLED must have a closed workflow: one
+    # still running (say, a cancelled campaign whose workflow never woke from its sleep) is a bug
+    # the terminations below would otherwise hide, so it fails the test that left it.
+    never_closed = [
+        f"{row[0]} ({row[1]})"
+        for row in rows
+        if row[1] in FINAL_STATUSES and not await _closes(temporal_env.client, f"campaign-{row[0]}")
+    ]
     # End every campaign workflow the test left running (a SCHEDULED or retrying one whose
     # per-test worker is gone would otherwise hold a task that no one takes: on the shared
     # time-skipping server that stops time from skipping for every later test).
-    async with engine.connect() as conn:
-        ids = [
-            row[0]
-            for row in await conn.execute(
-                text("SELECT id FROM campaigns WHERE tenant_id = ANY(:t)"), {"t": tenants}
-            )
-        ]
-    for campaign_id in ids:
+    for campaign_id, _ in rows:
         for workflow_id in (f"campaign-{campaign_id}", f"campaign-{campaign_id}-resend"):
             try:
                 await temporal_env.client.get_workflow_handle(workflow_id).terminate("test ended")
@@ -257,3 +264,29 @@ async def _stack_factory(
     for t in tasks:
         if not t.done():
             t.cancel()
+    assert not never_closed, f"workflows still running although their campaign is final: {never_closed}"
+
+
+FINAL_STATUSES = {"COMPLETED", "CANCELLED"}
+
+
+async def _closes(client: Client, workflow_id: str, timeout: float = 15.0) -> bool:
+    """Whether the workflow's latest run is closed, or closes within `timeout` (real) seconds.
+
+    The read model is written by the workflow just before it returns, so a final status may be
+    seen a moment before the close. `describe` never lets the time-skipping server skip time, so a
+    sleeping workflow is not woken by this check itself.
+    """
+    handle = client.get_workflow_handle(workflow_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            status = (await handle.describe()).status
+        except RPCError:  # never started (a JOURNEY campaign has no workflow of its own)
+            return True
+        if status != WorkflowExecutionStatus.RUNNING:
+            return True
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.1)

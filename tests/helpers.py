@@ -7,15 +7,25 @@ from typing import Any
 from tests.conftest import Stack
 from tests.factories import Audience
 
+FINAL = ("COMPLETED", "CANCELLED")
+
 
 async def wait_for(stack: Stack, campaign_id: str, *statuses: str, timeout: float = 120) -> dict[str, Any]:
-    """Poll GET /campaigns/:id until its status is one of `statuses`."""
+    """Poll GET /campaigns/:id until its status is one of `statuses`.
+
+    A final status (COMPLETED, CANCELLED) also waits for the campaign's workflow to close: the read
+    model shows the status before the workflow's last steps (the ledger recount, the last sync), and
+    a test that stopped its worker right then would leave the workflow running.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         r = await stack.call("GET", f"/campaigns/{campaign_id}")
         body: dict[str, Any] = r.json()
         if body.get("status") in statuses:
+            if body["status"] in FINAL:
+                handle = stack.client.get_workflow_handle(f"campaign-{campaign_id}")
+                await asyncio.wait_for(handle.result(), max(deadline - loop.time(), 1.0))
             return body
         assert loop.time() < deadline, f"campaign stuck: {body}"
         await asyncio.sleep(0.1)

@@ -24,6 +24,14 @@ SMOKE = {
     "audience_bench": ["--recipients", "3000", "--pages", "1"],
 }
 
+# What a smoke run must report, where its arguments fix it: the messages it says it sent are the
+# ones its own reconciliation counted (send_bench: 200 emails, and an SMS for the 180 of the 200
+# recipients who have a phone; ceiling: each channel's 300 messages).
+REPORTED = {
+    "send_bench": ["messages sent: 380 (email 200, sms 180)"],
+    "ceiling": ["| EMAIL | 300 |", "| SMS | 300 |"],
+}
+
 
 def test_every_benchmark_has_a_smoke_run() -> None:
     modules = {p.stem for p in (ROOT / "bench").glob("*.py")} - {"__init__", "harness"}
@@ -44,6 +52,8 @@ def test_benchmark_runs_small(module: str) -> None:
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     assert done.stdout.strip(), done.stderr[-4000:]  # its figures
+    for line in REPORTED.get(module, []):
+        assert line in done.stdout, done.stdout[-2000:]
 
 
 def _admin_url() -> str:

@@ -6,7 +6,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import CancelledError
 
 from core.constants import JOURNEY_WORKFLOW
 from core.messages import JourneyInput, JourneyResult
@@ -52,6 +53,21 @@ async def email_to(stack: Stack, address: str, timeout: float = 20) -> Any:
             if captured.to == address:
                 return captured
         assert asyncio.get_running_loop().time() < deadline, address
+        await asyncio.sleep(0.05)
+
+
+async def until_waiting_for_event(handle: WorkflowHandle[Any, Any], timeout: float = 20) -> None:
+    """Until the journey has begun its wait_for_event step: it has taken the instant it watches
+    from and asked the event store once. An event posted earlier would predate the wait."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async for e in handle.fetch_history_events():
+            if (
+                e.HasField("activity_task_scheduled_event_attributes")
+                and e.activity_task_scheduled_event_attributes.activity_type.name == "customer_event_seen"
+            ):
+                return
+        assert asyncio.get_running_loop().time() < deadline, "the journey never began waiting"
         await asyncio.sleep(0.05)
 
 
@@ -114,7 +130,7 @@ async def test_journey_sends_waits_and_branches_on_the_childs_outcome(make_stack
             {"kind": "branch", "on": "event", "then": [{"kind": "send", "campaign_id": follow_up}]},
         ],
     )
-    await asyncio.sleep(1)
+    await until_waiting_for_event(h_event)
     r = await stack.call(
         "POST",
         "/events",
@@ -144,12 +160,14 @@ async def test_a_cancelled_journey_cancels_its_running_child(make_stack: StackFa
         if sum(stack.smtp.counts(emails).values()) >= 100:
             break
         await asyncio.sleep(0.05)
+    assert 100 <= sum(stack.smtp.counts(emails).values()) < 3000, "the cancel must come mid-send"
     await handle.cancel()
     try:
         await handle.result()
         raise AssertionError("the journey should have ended CANCELLED")
-    except WorkflowFailureError:
-        pass
+    except WorkflowFailureError as err:
+        assert isinstance(err.cause, CancelledError), f"failed, not cancelled: {err.cause!r}"
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
     child = stack.client.get_workflow_handle(f"{handle.id}/s0")
     for _ in range(100):
         described = await child.describe()

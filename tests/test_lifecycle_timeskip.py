@@ -4,9 +4,15 @@ Each transition goes through the REST API (so refusals are checked as HTTP 409 w
 status), and days of sleeping pass in well under a second.
 """
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from temporalio.client import WorkflowExecutionStatus
+
+from core.constants import campaign_workflow_id
+from core.enums import CampaignStatus
+from core.messages import CampaignProgress
 from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
 from tests.helpers import create_campaign, received_emails, wait_for
@@ -120,6 +126,17 @@ async def test_cancel_while_sleeping_wakes_and_sends_nothing(make_timeskip_stack
     r = await act(stack, cid, "cancel")
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "CANCELLED" and r.json()["sentCount"] == 0 and r.json()["cancelledAt"]
+    # The answer and the read model say CANCELLED as soon as the update is handled; what this test
+    # is about is that the sleeping workflow wakes and closes. `describe` (unlike `result`) lets no
+    # time skip: the workflow must close on the cancel alone, days before its timer.
+    handle = stack.client.get_workflow_handle(campaign_workflow_id(cid), result_type=CampaignProgress)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 15
+    while (described := await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        assert loop.time() < deadline, "the cancelled workflow is still sleeping"
+        await asyncio.sleep(0.1)
+    assert described.status == WorkflowExecutionStatus.COMPLETED
+    assert (await handle.result()).status == CampaignStatus.CANCELLED
     await stack.env.sleep(timedelta(days=11))
     body = await wait_for(stack, cid, "CANCELLED")
     assert body["startedAt"] is None and not received_emails(stack, audience)

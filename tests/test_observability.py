@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 import urllib.request
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -71,24 +72,81 @@ async def run_campaign(stack: Stack, n: int = 4) -> tuple[str, Audience]:
 # ---- metrics ---------------------------------------------------------------------------------
 
 
+HttpKey = tuple[str, str, str]  # (method, route template, status)
+
+
+def http_counts(found: Samples, name: str) -> Counter[HttpKey]:
+    """One HTTP series by (method, route, status), without the scrapes of /metrics themselves."""
+    counts: Counter[HttpKey] = Counter()
+    for (sample, labels), n in found.items():
+        if sample == name:
+            d = dict(labels)
+            if d["route"] != "/metrics":
+                counts[(d["method"], d["route"], d["status"])] += int(n)
+    return counts
+
+
 async def test_api_metrics_count_requests_by_route_template_and_status(make_stack: StackFactory) -> None:
+    """The registry is process-global (earlier tests' requests are in it), so the test compares
+    two scrapes: the difference must be exactly the requests this test made, each under its route
+    template and status."""
     stack = await make_stack()
+    made: Counter[tuple[str, str, str]] = Counter()  # (method, raw path, status) of every call
+
+    async def count(response: httpx.Response) -> None:
+        made[(response.request.method, response.request.url.path, str(response.status_code))] += 1
+
+    before = samples((await stack.api.get("/metrics")).text)
+    stack.api.event_hooks["response"].append(count)
     cid, _ = await run_campaign(stack)
     assert (await stack.call("GET", "/no/such/path")).status_code == 404
+    stack.api.event_hooks["response"].remove(count)
 
-    r = await stack.api.get("/metrics")  # no token: like /health (contract §3)
+    r = await stack.api.get("/metrics")  # no token: like /health
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     found = samples(r.text)
+
+    def template(path: str) -> str:
+        return "unmatched" if path == "/no/such/path" else path.replace(cid, "{campaign_id}")
+
+    expected: Counter[HttpKey] = Counter()
+    for (method, path, status), n in made.items():
+        expected[(method, template(path), status)] += n
+    polls = expected[("GET", "/campaigns/{campaign_id}", "200")]
+    assert polls >= 1 and expected == Counter(
+        {
+            ("POST", "/campaigns", "201"): 1,
+            ("POST", "/campaigns/{campaign_id}/execute", "200"): 1,
+            ("GET", "/campaigns/{campaign_id}", "200"): polls,
+            ("GET", "unmatched", "404"): 1,
+        }
+    )
+    for name in ("campaigns_http_requests_total", "campaigns_http_request_duration_seconds_count"):
+        delta = http_counts(found, name)
+        delta.subtract(http_counts(before, name))
+        assert +delta == expected, (name, +delta, expected)
     execute = {"method": "POST", "route": "/campaigns/{campaign_id}/execute", "status": "200"}
-    assert value(found, "campaigns_http_requests_total", **execute) >= 1
-    assert value(found, "campaigns_http_request_duration_seconds_count", **execute) >= 1
-    assert value(found, "campaigns_http_request_duration_seconds_sum", **execute) > 0
-    created = {"method": "POST", "route": "/campaigns", "status": "201"}
-    assert value(found, "campaigns_http_requests_total", **created) >= 1
-    unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
-    assert value(found, "campaigns_http_requests_total", **unmatched) >= 1
+    duration = "campaigns_http_request_duration_seconds_sum"
+    assert value(found, duration, **execute) > value(before, duration, **execute)
     routes = {dict(labels).get("route", "") for name, labels in found if name.startswith("campaigns_http")}
     assert not any(cid in route for route in routes), "raw ids must never become label values"
+
+
+async def page_attempts(client: Client, campaign_id: str) -> list[int]:
+    """The attempt each send_batch activity of the campaign's (single) run completed on."""
+    history = await client.get_workflow_handle(campaign_workflow_id(campaign_id)).fetch_history()
+    pages = {
+        e.event_id
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "send_batch"
+    }
+    return [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+        and e.activity_task_started_event_attributes.scheduled_event_id in pages
+    ]
 
 
 async def test_worker_metrics_serve_messages_batches_retries_and_the_sdks_own(
@@ -123,6 +181,7 @@ async def test_worker_metrics_serve_messages_batches_retries_and_the_sdks_own(
         # The read model says COMPLETED a moment before the workflow closes (and counts it).
         await client.get_workflow_handle(f"campaign-{cid}").result()
         text = scrape(server.port)
+        attempts = await page_attempts(client, cid)
     finally:
         await worker.shutdown()
         task.cancel()
@@ -136,10 +195,14 @@ async def test_worker_metrics_serve_messages_batches_retries_and_the_sdks_own(
     assert value(found, "campaigns_messages_sent_total", channel="SMS", tenant=tenant) == 4
     failed = {"channel": "SMS", "tenant": tenant, "outcome": "FAILED"}
     assert value(found, "campaigns_messages_failed_total", **failed) == 1
+    # Deltas, not totals (the registry is the process's): every attempt of this campaign's pages
+    # is one observed batch, and every attempt after the first is one retry.
     batches = value(found, "campaigns_batch_duration_seconds_count", activity="send_batch")
-    assert batches - value(before, "campaigns_batch_duration_seconds_count", activity="send_batch") >= 2
+    batches -= value(before, "campaigns_batch_duration_seconds_count", activity="send_batch")
     retries = value(found, "campaigns_activity_retries_total", activity="send_batch")
-    assert retries - value(before, "campaigns_activity_retries_total", activity="send_batch") >= 1
+    retries -= value(before, "campaigns_activity_retries_total", activity="send_batch")
+    assert max(attempts) >= 2, attempts  # the page was retried: the case under test happened
+    assert batches == sum(attempts) and retries == sum(a - 1 for a in attempts), (batches, retries, attempts)
     # The Temporal SDK's own series, through the same endpoint.
     names = {name for name, _ in found}
     assert any(name.startswith("temporal_activity_execution_latency") for name in names), sorted(names)[:50]

@@ -5,6 +5,10 @@ ones already running. The JSON files in `tests/histories/` are real histories re
 scenarios below. Re-record them (and keep the old ones!) only for an intentional, patched change:
 
     CAMPAIGNS_RECORD_HISTORIES=1 .venv/bin/pytest tests/test_replay.py -k record
+
+`CAMPAIGNS_RECORD_HISTORIES=edit_discard,schedule_cancel` re-records only the histories named.
+The recorder saves a history only once its run has closed, and the replay test refuses one that
+does not end with a close event: a history cut short never replays the workflow's last commands.
 """
 
 import asyncio
@@ -14,7 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
@@ -29,6 +34,16 @@ from workflows.journey import JourneyWorkflow
 from workflows.resend import ResendUnknownWorkflow
 
 HISTORIES = Path(__file__).with_name("histories")
+RECORD = os.environ.get("CAMPAIGNS_RECORD_HISTORIES", "")
+# How a run ends; a history whose last event is anything else was saved while the run was open.
+CLOSE_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+}
 
 
 # Workflow ids that the code depends on (a journey names its children after its own id).
@@ -56,6 +71,8 @@ async def test_stored_histories_replay_against_current_code() -> None:
     ids = workflow_ids()
     for path in paths:
         history = WorkflowHistory.from_json(ids.get(path.stem, path.stem), path.read_text())
+        last = EventType.Name(history.events[-1].event_type)
+        assert history.events[-1].event_type in CLOSE_EVENTS, f"{path.name} ends open, at {last}"
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
@@ -63,10 +80,19 @@ async def test_stored_histories_replay_against_current_code() -> None:
 async def _save(
     stack: Stack, campaign_id: str, name: str, suffix: str = "", *, workflow_id: str = "", run_id: str = ""
 ) -> None:
+    """Save the run's history once it has closed (`RECORD` may name the histories to save)."""
+    if RECORD != "1" and name not in RECORD.split(","):
+        return
     handle = stack.client.get_workflow_handle(
         workflow_id or f"campaign-{campaign_id}{suffix}", run_id=run_id or None
     )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        assert loop.time() < deadline, f"{name}: the workflow never closed"
+        await asyncio.sleep(0.1)
     history = await handle.fetch_history()
+    assert history.events[-1].event_type in CLOSE_EVENTS, f"{name}: saved before its close"
     HISTORIES.mkdir(exist_ok=True)
     if workflow_id:
         ids = workflow_ids() | {name: workflow_id}
@@ -82,7 +108,7 @@ async def _campaign(stack: Stack, n: int) -> str:
     return await create_campaign(stack, audience, email_t, sms_t)
 
 
-@pytest.mark.skipif(not os.environ.get("CAMPAIGNS_RECORD_HISTORIES"), reason="recorder, run on purpose")
+@pytest.mark.skipif(not RECORD, reason="recorder, run on purpose")
 async def test_record_histories(make_stack: StackFactory) -> None:
     stack = await make_stack(batch_size=20)
     cid = await _campaign(stack, 50)
@@ -132,7 +158,7 @@ async def test_record_histories(make_stack: StackFactory) -> None:
     await _save(stack, cid, "edit_discard")
 
 
-@pytest.mark.skipif(not os.environ.get("CAMPAIGNS_RECORD_HISTORIES"), reason="recorder, run on purpose")
+@pytest.mark.skipif(not RECORD, reason="recorder, run on purpose")
 async def test_record_resend_history(make_stack: StackFactory) -> None:
     stack = await make_stack(batch_size=5)
     audience = await make_audience(stack.engine, stack.tenant, 12)
@@ -151,7 +177,7 @@ async def test_record_resend_history(make_stack: StackFactory) -> None:
     await _save(stack, cid, "resend_unknown", suffix="-resend")
 
 
-@pytest.mark.skipif(not os.environ.get("CAMPAIGNS_RECORD_HISTORIES"), reason="recorder, run on purpose")
+@pytest.mark.skipif(not RECORD, reason="recorder, run on purpose")
 async def test_record_recurring_history(make_timeskip_stack: StackFactory) -> None:
     """One whole RECURRING run: sleep, snapshot, send, close, continue-as-new (first run's history)."""
     stack = await make_timeskip_stack()
@@ -168,7 +194,7 @@ async def test_record_recurring_history(make_timeskip_stack: StackFactory) -> No
     await _save(stack, cid, "recurring_last_run")
 
 
-@pytest.mark.skipif(not os.environ.get("CAMPAIGNS_RECORD_HISTORIES"), reason="recorder, run on purpose")
+@pytest.mark.skipif(not RECORD, reason="recorder, run on purpose")
 async def test_record_triggered_and_journey_histories(make_stack: StackFactory) -> None:
     stack = await make_stack(trigger_poll_seconds=1.0)
     audience = await make_audience(stack.engine, stack.tenant, 3)
@@ -196,7 +222,11 @@ async def test_record_triggered_and_journey_histories(make_stack: StackFactory) 
             "occurredAt": "2026-11-26T10:00:00Z",
         }
         assert (await stack.call("POST", "/events", json=event)).status_code == 202
-    await asyncio.sleep(2)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while sum(stack.smtp.counts(audience.emails()).values()) < len(audience.customers):
+        assert loop.time() < deadline, "the events were never sent"
+        await asyncio.sleep(0.05)
     assert (await stack.call("POST", f"/campaigns/{cid}/pause")).status_code == 200
     assert (await stack.call("POST", f"/campaigns/{cid}/resume")).status_code == 200
     assert (await stack.call("POST", f"/campaigns/{cid}/cancel")).status_code == 200
@@ -239,7 +269,7 @@ async def test_record_triggered_and_journey_histories(make_stack: StackFactory) 
     await _save(stack, cid, "campaign_send_child", workflow_id=f"{handle.id}/s0")
 
 
-@pytest.mark.skipif(not os.environ.get("CAMPAIGNS_RECORD_HISTORIES"), reason="recorder, run on purpose")
+@pytest.mark.skipif(not RECORD, reason="recorder, run on purpose")
 async def test_record_page_window_history(make_stack: StackFactory) -> None:
     """The page window (several pages in flight), paused and resumed, over continue-as-new."""
     stack = await make_stack(batch_size=10, send_concurrency=2, pages_in_flight=3, batches_per_run=12)

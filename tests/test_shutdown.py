@@ -104,6 +104,7 @@ def start_api(stack: Stack, port: int, log: Path) -> subprocess.Popen[bytes]:
     s = stack.settings
     env = {
         **os.environ,
+        "CAMPAIGNS_ENVIRONMENT": s.environment,
         "CAMPAIGNS_DATABASE_URL": str(s.database_url),
         "CAMPAIGNS_TEMPORAL_ADDRESS": s.temporal_address,
         "CAMPAIGNS_TASK_QUEUE": s.task_queue,
@@ -131,6 +132,41 @@ def wait_until_healthy(port: int, proc: subprocess.Popen[bytes], log: Path) -> N
         time.sleep(0.1)
 
 
+def _receive_queue(server_port: int, client_port: int) -> int | None:
+    """Bytes the kernel holds for the server's end of this connection, not yet read by the server
+    (the rx_queue column of /proc/net/tcp); None while the connection is not listed."""
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[2] == remote:
+            return int(fields[4].split(":")[1], 16)
+    return None
+
+
+async def until_read_by_server(server_port: int, client_port: int, timeout: float = 20) -> None:
+    """Until uvicorn has read what was sent on the connection: from then on the request is its own
+    (parsed and handed to the app), not bytes waiting in a socket it may never read."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while _receive_queue(server_port, client_port) != 0:
+        assert asyncio.get_running_loop().time() < deadline, "the server never read the request"
+        await asyncio.sleep(0.02)
+
+
+async def until_refused(port: int, timeout: float = 20) -> None:
+    """Until a new connection to the port is refused (the server closed its listening socket)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            _, late = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return
+        late.close()
+        assert asyncio.get_running_loop().time() < deadline, (
+            "uvicorn still accepted connections after SIGTERM"
+        )
+        await asyncio.sleep(0.05)
+
+
 async def test_sigterm_to_the_api_drains_requests_in_flight(make_stack: StackFactory, tmp_path: Path) -> None:
     stack = await make_stack(worker=False)
     port = free_port()
@@ -150,18 +186,11 @@ async def test_sigterm_to_the_api_drains_requests_in_flight(make_stack: StackFac
         # The request is in flight: headers and half of the body are in, the rest still to come.
         writer.write(head + body[:10])
         await writer.drain()
-        await asyncio.sleep(0.5)
+        await until_read_by_server(port, writer.get_extra_info("sockname")[1])
         api.send_signal(signal.SIGTERM)
-        await asyncio.sleep(1.0)
-        assert api.poll() is None, "uvicorn exited with a request in flight"
         # New connections are refused while the old one drains.
-        try:
-            late = await asyncio.open_connection("127.0.0.1", port)
-            late[1].close()
-            refused = False
-        except OSError:
-            refused = True
-        assert refused, "uvicorn still accepted connections after SIGTERM"
+        await until_refused(port)
+        assert api.poll() is None, "uvicorn exited with a request in flight"
         writer.write(body[10:])
         await writer.drain()
         response = await asyncio.wait_for(reader.read(), timeout=30)

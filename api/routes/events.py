@@ -12,7 +12,8 @@ Each event `{id, type, tenantId, clubId?, customerId, occurredAt, data}` is stor
   (last touch: CONVERTED carries that message's channel), at most once per (campaign, recipient).
 
 `POST /events/batch` takes up to 1,000 events in one transaction, for bursts: routing is one
-statement whatever the batch size.
+statement whatever the batch size. Each event of a batch is validated on its own: the valid ones
+are recorded and the invalid ones reported in the answer's `rejected` (index, path, message).
 """
 
 import json
@@ -23,6 +24,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import ConnDep, PrincipalDep
+from api.errors import all_rejected
+from api.schemas.common import BatchItemProblem, sort_batch
 from api.schemas.events import EventAccepted, EventBatch, EventBatchAccepted, EventCreate
 from core.enums import InteractionType
 from db.rollups import NewInteraction, insert_interaction, roll_up
@@ -173,14 +176,27 @@ async def post_event(body: EventCreate, principal: PrincipalDep, conn: ConnDep) 
     )
 
 
-@router.post("/batch", status_code=202, response_model=EventBatchAccepted, response_model_by_alias=True)
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=EventBatchAccepted,
+    response_model_by_alias=True,
+    response_model_exclude_none=True,
+)
 async def post_events(body: EventBatch, principal: PrincipalDep, conn: ConnDep) -> EventBatchAccepted:
-    for event in body.events:
+    """Up to 1,000 events. Each is judged on its own: the valid ones are recorded (202) and the
+    others listed in `rejected` with their index, path and message; a batch with no valid event at
+    all is a 422 that records nothing."""
+    batch = sort_batch(body.events, "events")
+    if not batch.valid:
+        raise all_rejected(batch.problems)
+    events = batch.valid
+    for event in events:
         principal.require(event.tenant_id)
-    routed = await store_and_route(conn, body.events)
+    routed = await store_and_route(conn, events)
     recorded: list[str] = []
     seen: set[tuple[str, str]] = set()
-    for event in body.events:
+    for event in events:
         key = (event.tenant_id, event.id)
         if key in routed.new and key not in seen:
             seen.add(key)
@@ -188,9 +204,10 @@ async def post_events(body: EventBatch, principal: PrincipalDep, conn: ConnDep) 
     if recorded:
         await roll_up(conn, ids=recorded)
     return EventBatchAccepted(
-        accepted=len(body.events),
-        duplicates=len(body.events) - len(seen),
+        accepted=len(events),
+        duplicates=len(events) - len(seen),
         triggered=sum(routed.triggered.values()),
         skipped_paused=sum(routed.skipped.values()),
         conversions_recorded=len(recorded),
+        rejected=[BatchItemProblem(**p) for p in batch.problems] or None,
     )

@@ -15,7 +15,7 @@ from api.auth import Principal
 from api.deps import ConnDep, PrincipalDep
 from api.errors import Problem, invalid, not_found
 from api.routes.customers import to_public as customer_public
-from api.schemas.common import PageMeta
+from api.schemas.common import JsonLimits, PageMeta, within_limits
 from api.schemas.customers import NoNul
 from api.schemas.segments import (
     SegmentCreate,
@@ -28,6 +28,7 @@ from api.schemas.segments import (
 from core.enums import SegmentType
 from core.ids import new_id
 from db.audience import load_segment, segment_sample, segment_size
+from db.engine import is_timeout
 from db.models import Customer, Segment
 from db.segment_filter import FilterError, validate_filter
 
@@ -36,6 +37,9 @@ router = APIRouter(prefix="/segments", tags=["segments"])
 Skip = Annotated[int, Query(ge=0, le=10_000_000)]
 Take = Annotated[int, Query(ge=1, le=1000)]
 MAX_LISTED_ERRORS = 1000
+# Deeper than any filter the grammar accepts (each level is an object and a list), shallow enough
+# for any response serialiser.
+STORED_FILTER_LIMITS = JsonLimits(depth=64, nodes=10**9, key_chars=10**9)
 T = TypeVar("T")
 
 ADD_MEMBERS = text(
@@ -100,7 +104,9 @@ async def _evaluated(conn: AsyncConnection, query: Awaitable[T]) -> T:
     try:
         async with conn.begin_nested():
             return await query
-    except DBAPIError:
+    except DBAPIError as err:
+        if is_timeout(err):
+            raise  # the database is busy (a 503), the filter is not wrong
         raise invalid(
             "$.filter",
             "the filter cannot be evaluated on this tenant's customers: a stored value does not fit "
@@ -116,7 +122,12 @@ def to_summary(segment: Segment) -> SegmentSummary:
         name=segment.name,
         description=segment.description,
         type=SegmentType(segment.type),
-        filter=segment.filter if segment.type == SegmentType.DYNAMIC else None,
+        # A filter stored before filters were bounded may nest deeper than a response can show.
+        filter=(
+            within_limits(segment.filter, STORED_FILTER_LIMITS)
+            if segment.type == SegmentType.DYNAMIC
+            else None
+        ),
         created_at=segment.created_at,
         updated_at=segment.updated_at,
     )
@@ -141,6 +152,9 @@ async def create_segment(body: SegmentCreate, principal: PrincipalDep, conn: Con
             validate_filter(body.filter)
         except FilterError as err:
             raise invalid(f"$.{err.path}", err.message) from None
+        errors = body.unstorable_errors()
+        if errors:
+            raise Problem(422, f"this is not a valid {body.type.value} segment", errors=errors)
     members = await known_customer_ids(conn, body.tenant_id, body.customer_ids or [])
     segment_id = new_id("segment")
     await conn.execute(

@@ -3,6 +3,10 @@
 Saving checks what the template may do (providers.rendering.check_template): its syntax, that it
 reads only recipient fields, and that it reaches for nothing private. Every change of content is a
 new version (db.template_versions); a running send keeps the version its snapshot pinned.
+
+Checks and previews run in the render pool (providers.render_pool), as sends do: compiling a huge
+template or rendering a slow one holds a process of the pool for at most the render time limit,
+never this event loop, and over the limit it is the caller's 422.
 """
 
 from typing import Annotated, Any
@@ -10,10 +14,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
-from api.deps import ConnDep, PrincipalDep
+from api.deps import ConnDep, PrincipalDep, RenderPoolDep
 from api.errors import Problem, invalid, not_found
 from api.schemas.common import PageMeta
 from api.schemas.customers import NoNul
@@ -30,12 +33,12 @@ from api.schemas.templates import (
     content_errors,
     foreign_field_errors,
 )
-from core.enums import Channel
+from core.enums import Channel, SkipReason
 from core.ids import new_id
 from db.models import Customer, Template
 from db.template_versions import record_first_version, record_new_version, template_content
-from providers.email_content import render_parts
-from providers.rendering import TemplateSyntaxProblem, check_template, recipient_context, render
+from providers.render_pool import EmailSource, RenderPool, RenderProblem
+from providers.rendering import recipient_context
 from providers.sms_encoding import sms_encoding
 
 router = APIRouter(prefix="/templates", tags=["templates"])
@@ -92,25 +95,30 @@ def _short(err: Exception) -> str:
     return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "…"
 
 
-async def _check_sources(sources: dict[str, str | None]) -> list[dict[str, str]]:
-    """The problems of each template source (syntax, unknown variables, private access)."""
-    errors: list[dict[str, str]] = []
-    for name, source in sources.items():
-        if not source:
-            continue
-        try:
-            # Compiling a large template takes a while: off the event loop, other requests go on.
-            await run_in_threadpool(check_template, source, html=name == "html")
-        except TemplateSyntaxProblem as err:
-            errors.append({"path": f"$.{name}", "message": f"template error: {_short(err)}"})
-    return errors
+async def _check_sources(
+    pool: RenderPool, tenant: str, sources: dict[str, str | None]
+) -> list[dict[str, str]]:
+    """The problems of each template source (syntax, unknown variables, private access, or a
+    template too large to compile within the render limits), checked in the render pool."""
+    present = {name: (source, name == "html") for name, source in sources.items() if source}
+    if not present:
+        return []
+    problems = await pool.check(tenant, present)
+    return [
+        {"path": f"$.{name}", "message": f"template error: {_short(problems[name])}"}
+        for name in present
+        if name in problems
+    ]
 
 
 @router.post("", status_code=201, response_model=TemplatePublic, response_model_by_alias=True)
-async def create_template(body: TemplateCreate, principal: PrincipalDep, conn: ConnDep) -> TemplatePublic:
+async def create_template(
+    body: TemplateCreate, principal: PrincipalDep, conn: ConnDep, pool: RenderPoolDep
+) -> TemplatePublic:
     principal.require(body.tenant_id)
     fields = CHANNEL_FIELDS[body.channel]
-    errors = body.shape_errors() + await _check_sources({name: getattr(body, name) for name in fields})
+    sources = {name: getattr(body, name) for name in fields}
+    errors = body.shape_errors() + await _check_sources(pool, body.tenant_id, sources)
     if errors:
         raise Problem(422, f"this is not a valid {body.channel.value} template", errors=errors)
     template_id = new_id("template")
@@ -133,7 +141,7 @@ async def create_template(body: TemplateCreate, principal: PrincipalDep, conn: C
 
 @router.patch("/{template_id}", response_model=TemplatePublic, response_model_by_alias=True)
 async def update_template(
-    template_id: str, body: TemplateUpdate, principal: PrincipalDep, conn: ConnDep
+    template_id: str, body: TemplateUpdate, principal: PrincipalDep, conn: ConnDep, pool: RenderPoolDep
 ) -> TemplatePublic:
     """Change the name, club or content; a change of content is version `version + 1`.
 
@@ -149,7 +157,7 @@ async def update_template(
     content = {name: sent.get(name, template[name]) for name in fields}
     changed = {name: value for name, value in content.items() if value != template[name]}
     errors = foreign_field_errors(channel, sent) + content_errors(channel, content)
-    errors += await _check_sources(changed)
+    errors += await _check_sources(pool, template["tenant_id"], changed)
     if errors:
         raise Problem(422, f"this is not a valid {channel.value} template", errors=errors)
     if changed:
@@ -206,27 +214,27 @@ async def get_template(template_id: str, principal: PrincipalDep, conn: ConnDep)
 
 @router.post("/{template_id}/preview", response_model=EmailPreview | SmsPreview, response_model_by_alias=True)
 async def preview_template(
-    template_id: str, body: PreviewRequest, principal: PrincipalDep, conn: ConnDep
+    template_id: str, body: PreviewRequest, principal: PrincipalDep, conn: ConnDep, pool: RenderPoolDep
 ) -> EmailPreview | SmsPreview:
     """Render the current version for a stored customer of the template's tenant, or for a sample
-    recipient: the same content loader and renderer as a send, so a customer's preview is what
-    they receive."""
+    recipient: the same content loader and render pool as a send, so a customer's preview is what
+    they receive (and what a send would refuse, a preview refuses)."""
     template = await load_template(conn, principal, template_id)
+    tenant = template["tenant_id"]
     channel = Channel(template["channel"])
-    context = recipient_context(await _recipient(conn, template["tenant_id"], body))
-    content = await template_content(conn, template["tenant_id"], template["id"], channel, None)
+    context = recipient_context(await _recipient(conn, tenant, body))
+    content = await template_content(conn, tenant, template["id"], channel, None)
     assert content is not None  # the template was just read in this transaction
     if channel == Channel.SMS:
-        try:
-            text = render(content["body"], context)
-        except TemplateSyntaxProblem as err:
-            raise _unrenderable("body", err) from None
+        (text,) = await pool.render_sms(tenant, content["body"], [context])
+        if isinstance(text, RenderProblem):
+            raise _unrenderable(text)
         encoded = sms_encoding(text)
         return SmsPreview(body=text, encoding=encoded.encoding, segments=encoded.segments)
-    try:
-        parts = render_parts(content["subject"], content["html"], content["text"], context)
-    except TemplateSyntaxProblem as err:
-        raise _unrenderable(_failing_part(content, context), err) from None
+    source = EmailSource(content["subject"], content["html"], content["text"])
+    (parts,) = await pool.render_email(tenant, source, [context], locate=True)
+    if isinstance(parts, RenderProblem):
+        raise _unrenderable(parts)
     return EmailPreview(subject=parts.subject, html=parts.html or "", text=parts.text or "")
 
 
@@ -251,16 +259,10 @@ async def _recipient(conn: AsyncConnection, tenant_id: str, body: PreviewRequest
     return dict(row)
 
 
-def _unrenderable(field: str, err: TemplateSyntaxProblem) -> Problem:
-    """A template that fails at render time (an unsafe access, 1/0, ...) is the caller's 422."""
-    return invalid(f"template.{field}", f"the template cannot be rendered: {_short(err)}")
-
-
-def _failing_part(content: Any, context: dict[str, Any]) -> str:
-    """Which part of an email fails to render (asked only once rendering the email failed)."""
-    for name, html in (("subject", False), ("html", True), ("text", False)):
-        try:
-            render(content[name], context, html=html)
-        except TemplateSyntaxProblem:
-            return name
-    return "html"
+def _unrenderable(err: RenderProblem) -> Problem:
+    """A template that fails at render time (an unsafe access, 1/0, a render limit, a text longer
+    than a message may be) is the caller's 422, at the part that failed when that is known."""
+    path = f"template.{err.field}" if err.field else "template"
+    if err.reason == SkipReason.TOO_LONG:
+        return invalid(path, f"the rendered message is too long: {_short(err)}")
+    return invalid(path, f"the template cannot be rendered: {_short(err)}")

@@ -5,7 +5,8 @@ altered or foreign token records nothing and gets a harmless answer: the pixel i
 a click is refused with a plain 404/400 page (never redirected anywhere), an unsubscribe page
 says the link is not valid.
 
-- GET  /t/o/{token}: records OPENED (every open is an interaction; the opener counts once).
+- GET  /t/o/{token}: records OPENED (every open is an interaction, replays aside; the opener
+  counts once).
 - GET  /t/c/{token}: records CLICKED with `linkId`/`linkUrl`, then 302 to the signed URL.
 - GET  /t/u/{token}: a confirmation page with a one-button form; records nothing, because mail
   scanners prefetch links (RFC 8058 §1).
@@ -16,19 +17,30 @@ says the link is not valid.
 Recording is O(1): one primary-key lookup of the delivery and `db.rollups.record`. Opens and
 clicks are recorded best-effort: if the database is unreachable the error is logged and the
 reader still gets the pixel or the redirect. An unsubscribe is never acknowledged unless stored.
+
+Replays count once: the same link fetched by the same client (address and User-Agent) within
+`CAMPAIGNS_TRACKING_DEDUPE_SECONDS` records one interaction. Mail clients and image proxies refetch,
+and a script replaying one link must not grow the interactions table or the stats. The interaction's
+`event_key` carries the link, a digest of the client and the window number, so the unique index on
+it decides atomically (`ON CONFLICT DO NOTHING`) and a replay is neither stored nor rolled up. The
+windows are fixed slots of that many seconds: two fetches across a slot boundary count twice, a
+person opening the message again a minute later counts again.
 """
 
+import hashlib
 import html
 import logging
+import time
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.deps import SettingsDep, StateDep
+from api.errors import loggable_error
 from core.enums import Channel, InteractionType
 from db.rollups import NewInteraction, record
 from providers.tracking import LinkKind, TrackingClaim, is_trackable_url, token_signer
@@ -112,35 +124,61 @@ async def _record(
     return dict(row)
 
 
+def replay_key(claim: TrackingClaim, request: Request, window_seconds: int) -> str | None:
+    """The `event_key` shared by every fetch of this link by this client in the current window.
+
+    Keyed on what the token asserts (not its text, which may have other spellings that verify) and on
+    a digest of the client, so the key is short whatever the User-Agent. None: no deduplication.
+    """
+    if window_seconds <= 0:
+        return None
+    client = request.client.host if request.client else ""
+    agent = request.headers.get("user-agent", "")
+    digest = hashlib.blake2b(
+        "\0".join((claim.campaign_id, claim.delivery_id, claim.link_id, client, agent)).encode(),
+        digest_size=16,
+    ).hexdigest()
+    return f"replay:{claim.kind.value}:{digest}:{int(time.time() // window_seconds)}"
+
+
 async def _record_best_effort(
-    engine: AsyncEngine, claim: TrackingClaim, type_: InteractionType, metadata: dict[str, str] | None = None
+    engine: AsyncEngine,
+    claim: TrackingClaim,
+    type_: InteractionType,
+    metadata: dict[str, str] | None = None,
+    event_key: str | None = None,
 ) -> None:
     """Opens and clicks are measured, not promised: a database outage must not break the email
-    (no image, a dead link). It is logged, and the reader still gets the pixel or the page."""
+    (no image, a dead link). It is logged (without the statement's values), and the reader still
+    gets the pixel or the page."""
     try:
         async with engine.begin() as conn:
-            await _record(conn, claim, type_, metadata=metadata)
+            await _record(conn, claim, type_, metadata=metadata, event_key=event_key)
     except SQLAlchemyError as err:
-        log.error("could not record %s for delivery %s: %r", type_.value, claim.delivery_id, err)
+        log.error(
+            "could not record %s for delivery %s: %s", type_.value, claim.delivery_id, loggable_error(err)
+        )
 
 
 @router.get("/o/{token}", include_in_schema=False)
-async def open_pixel(token: str, state: StateDep, settings: SettingsDep) -> Response:
+async def open_pixel(token: str, request: Request, state: StateDep, settings: SettingsDep) -> Response:
     claim = token_signer(settings.tracking_secret).verify(token, LinkKind.OPEN)
     if claim is not None:
-        await _record_best_effort(state.engine, claim, InteractionType.OPENED)
+        key = replay_key(claim, request, settings.tracking_dedupe_seconds)
+        await _record_best_effort(state.engine, claim, InteractionType.OPENED, event_key=key)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
 @router.get("/c/{token}", include_in_schema=False)
-async def click_redirect(token: str, state: StateDep, settings: SettingsDep) -> Response:
+async def click_redirect(token: str, request: Request, state: StateDep, settings: SettingsDep) -> Response:
     claim = token_signer(settings.tracking_secret).verify(token, LinkKind.CLICK)
     if claim is None:
         return _invalid_link(404)
     if not is_trackable_url(claim.url):
         return _invalid_link(400)  # signed, but not a web URL: never redirect to it
     metadata = {"linkId": claim.link_id, "linkUrl": claim.url}
-    await _record_best_effort(state.engine, claim, InteractionType.CLICKED, metadata)
+    key = replay_key(claim, request, settings.tracking_dedupe_seconds)
+    await _record_best_effort(state.engine, claim, InteractionType.CLICKED, metadata, key)
     # The target was signed into the token when the email was built: a URL of that message.
     return RedirectResponse(claim.url, status_code=302, headers=NO_STORE)
 

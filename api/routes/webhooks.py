@@ -11,7 +11,9 @@ also in the email's `X-Delivery-Id` header) or `providerMessageId` (the email's 
 without angle brackets; the SMS provider's sid). One query resolves every message of the batch;
 interactions are inserted in event-id order (no deadlock between overlapping batches) and rolled
 up once. The answer is 200 with counts even for events naming unknown messages (a provider would
-otherwise retry them forever).
+otherwise retry them forever). Likewise each event is validated on its own: an invalid one is
+listed in `rejected` (index, path, message) and the valid ones are recorded; only a batch with no
+valid event at all is a 422.
 
 - email DELIVERED: records DELIVERED.
 - email BOUNCED, `bounceType` HARD (the default): records BOUNCED and sets the customer's
@@ -32,7 +34,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import SettingsDep, StateDep
-from api.errors import Problem
+from api.errors import Problem, all_rejected
+from api.schemas.common import BatchItemProblem, sort_batch
 from api.schemas.events import (
     EmailProviderEvent,
     EmailWebhook,
@@ -190,13 +193,34 @@ async def _process(
     return WebhookResult(received=len(items), recorded=len(recorded), duplicates=duplicates, ignored=ignored)
 
 
-@router.post("/email", response_model=WebhookResult, response_model_by_alias=True)
+def _with_rejected(result: WebhookResult, problems: list[dict[str, Any]], total: int) -> WebhookResult:
+    """The counts of the valid events, plus the problems of the others (each event on its own)."""
+    return result.model_copy(
+        update={"received": total, "rejected": [BatchItemProblem(**p) for p in problems] or None}
+    )
+
+
+@router.post(
+    "/email", response_model=WebhookResult, response_model_by_alias=True, response_model_exclude_none=True
+)
 async def email_webhook(body: EmailWebhook, state: StateDep) -> WebhookResult:
+    """200 when at least one event is valid (the others are listed in `rejected`); 422 when none is."""
+    batch = sort_batch(body.events, "events")
+    if not batch.valid:
+        raise all_rejected(batch.problems)
     async with state.engine.begin() as conn:
-        return await _process(conn, Channel.EMAIL, [(e, _email_outcome(e)) for e in body.events])
+        result = await _process(conn, Channel.EMAIL, [(e, _email_outcome(e)) for e in batch.valid])
+    return _with_rejected(result, batch.problems, len(body.events))
 
 
-@router.post("/sms", response_model=WebhookResult, response_model_by_alias=True)
+@router.post(
+    "/sms", response_model=WebhookResult, response_model_by_alias=True, response_model_exclude_none=True
+)
 async def sms_webhook(body: SmsWebhook, state: StateDep) -> WebhookResult:
+    """200 when at least one event is valid (the others are listed in `rejected`); 422 when none is."""
+    batch = sort_batch(body.events, "events")
+    if not batch.valid:
+        raise all_rejected(batch.problems)
     async with state.engine.begin() as conn:
-        return await _process(conn, Channel.SMS, [(e, _sms_outcome(e)) for e in body.events])
+        result = await _process(conn, Channel.SMS, [(e, _sms_outcome(e)) for e in batch.valid])
+    return _with_rejected(result, batch.problems, len(body.events))

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from api.schemas.common import ApiIn, ApiOut, PageMeta, SafeStr, UtcDatetime
+from api.schemas.common import ApiIn, ApiOut, FiniteFloat, PageMeta, SafeStr, SaneDatetime, UtcDatetime
 from core.enums import CampaignStatus, CampaignType, Channel
 from core.recurrence import RecurringSchedule
 
@@ -39,7 +39,8 @@ def check_channels(value: list[Channel] | None) -> list[Channel] | None:
 
 
 TriggerEvent = Annotated[SafeStr, Field(min_length=1, max_length=200)]
-ConditionValue = Annotated[SafeStr, Field(max_length=500)] | int | float | bool | None
+# Conditions are compared with event data in jsonb, which has no NaN or Infinity.
+ConditionValue = Annotated[SafeStr, Field(max_length=500)] | int | FiniteFloat | bool | None
 ConditionKey = Annotated[SafeStr, Field(min_length=1, max_length=100)]
 TriggerConditions = Annotated[dict[ConditionKey, ConditionValue], Field(max_length=20)]
 DayOfWeek = Annotated[int, Field(ge=1, le=7, description="1 = Monday … 7 = Sunday")]
@@ -55,8 +56,8 @@ class ScheduleIn(ApiIn):
     day_of_month: DayOfMonth | None = None
     time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="local HH:MM")]
     timezone: Timezone | None = None
-    start_at: datetime | None = None
-    end_at: datetime | None = None
+    start_at: SaneDatetime | None = None
+    end_at: SaneDatetime | None = None
     max_runs: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
     @field_validator("timezone")
@@ -121,7 +122,7 @@ class CampaignCreate(ApiIn):
     trigger_conditions: TriggerConditions | None = None
     # Create and schedule in one call (the seed's type examples carry it); without an offset it
     # is read in `timezone`.
-    scheduled_at: datetime | None = None
+    scheduled_at: SaneDatetime | None = None
 
     _tz = field_validator("timezone")(check_timezone)
     _ch = field_validator("channels")(check_channels)
@@ -150,7 +151,7 @@ class CampaignUpdate(ApiIn):
 
 
 class ScheduleBody(ApiIn):
-    scheduled_at: datetime
+    scheduled_at: SaneDatetime
 
 
 class CampaignSummary(ApiOut):

@@ -1,16 +1,35 @@
-"""Inbound events: customer events (POST /events) and provider delivery webhooks."""
+"""Inbound events: customer events (POST /events) and provider delivery webhooks.
 
-import json
+Every string is storable text, every instant within the supported years and every event's `data`
+a bounded JSON object without NaN, Infinity, NUL or unpaired surrogates (api.schemas.common): what
+reaches Postgres can be stored and compared there.
+"""
+
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from api.schemas.common import ApiIn, ApiOut, SafeStr
+from api.schemas.common import (
+    ApiIn,
+    ApiOut,
+    BatchItemProblem,
+    JsonLimits,
+    Rejected,
+    SafeStr,
+    SaneDatetime,
+    each_on_its_own,
+    storable_json,
+)
 
-EventId = Annotated[str, Field(min_length=1, max_length=200)]
-Ref = Annotated[str, Field(min_length=1, max_length=200)]
-Detail = Annotated[str, Field(max_length=500)]
+EventId = Annotated[SafeStr, Field(min_length=1, max_length=200)]
+Ref = Annotated[SafeStr, Field(min_length=1, max_length=200)]
+Detail = Annotated[SafeStr, Field(max_length=500)]
+
+# Event data is matched against trigger conditions and kept with the event: a record of what
+# happened, nested a little (an order and its lines), never a document of unbounded shape.
+EVENT_DATA_LIMITS = JsonLimits(depth=8, nodes=2000, key_chars=200)
+EventData = Annotated[dict[str, Any], storable_json(EVENT_DATA_LIMITS)]
 
 
 def as_utc(value: datetime) -> datetime:
@@ -24,18 +43,10 @@ class EventCreate(ApiIn):
     tenant_id: Annotated[SafeStr, Field(min_length=1, max_length=100)]
     club_id: Annotated[SafeStr, Field(max_length=100)] | None = None
     customer_id: Annotated[SafeStr, Field(min_length=1, max_length=40)]
-    occurred_at: datetime
-    data: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: SaneDatetime
+    data: EventData = Field(default_factory=dict)
 
     _utc = field_validator("occurred_at")(as_utc)
-
-    @field_validator("data")
-    @classmethod
-    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # Postgres jsonb refuses the NUL character: a 422 here, never a 500 there.
-        if "\\u0000" in json.dumps(value):
-            raise ValueError("must not contain the NUL character (\\u0000)")
-        return value
 
 
 class EventAccepted(ApiOut):
@@ -49,15 +60,23 @@ class EventAccepted(ApiOut):
 
 
 class EventBatch(ApiIn):
-    events: Annotated[list[EventCreate], Field(min_length=1, max_length=1000)]
+    """Each event stands on its own: a bad one is reported and the others are recorded."""
+
+    events: Annotated[
+        list[Annotated[EventCreate | Rejected, each_on_its_own(EventCreate)]],
+        Field(min_length=1, max_length=1000),
+    ]
 
 
 class EventBatchAccepted(ApiOut):
-    accepted: int
+    accepted: int = Field(description="valid events of the batch (duplicates included)")
     duplicates: int
     triggered: int
     skipped_paused: int
     conversions_recorded: int
+    rejected: list[BatchItemProblem] | None = Field(
+        None, description="only when some events are not valid: each of their problems (index, path, message)"
+    )
 
 
 class ProviderEvent(ApiIn):
@@ -66,7 +85,7 @@ class ProviderEvent(ApiIn):
     id: EventId
     delivery_id: Ref | None = None
     provider_message_id: Ref | None = None
-    occurred_at: datetime | None = None
+    occurred_at: SaneDatetime | None = None
     reason: Detail | None = None
 
     @field_validator("occurred_at")
@@ -89,19 +108,30 @@ class EmailProviderEvent(ProviderEvent):
 
 class SmsProviderEvent(ProviderEvent):
     type: Literal["DELIVERED", "FAILED"]
-    error_code: Annotated[str, Field(max_length=50)] | None = None
+    error_code: Annotated[SafeStr, Field(max_length=50)] | None = None
 
 
+# A provider resends a whole batch that was not accepted: each event is judged on its own, so one
+# malformed event cannot hold back (or endlessly repeat) the others.
 class EmailWebhook(ApiIn):
-    events: Annotated[list[EmailProviderEvent], Field(min_length=1, max_length=1000)]
+    events: Annotated[
+        list[Annotated[EmailProviderEvent | Rejected, each_on_its_own(EmailProviderEvent)]],
+        Field(min_length=1, max_length=1000),
+    ]
 
 
 class SmsWebhook(ApiIn):
-    events: Annotated[list[SmsProviderEvent], Field(min_length=1, max_length=1000)]
+    events: Annotated[
+        list[Annotated[SmsProviderEvent | Rejected, each_on_its_own(SmsProviderEvent)]],
+        Field(min_length=1, max_length=1000),
+    ]
 
 
 class WebhookResult(ApiOut):
-    received: int
+    received: int = Field(description="events in the batch: recorded + duplicates + ignored + rejected")
     recorded: int
     duplicates: int
     ignored: int
+    rejected: list[BatchItemProblem] | None = Field(
+        None, description="only when some events are not valid: each of their problems (index, path, message)"
+    )

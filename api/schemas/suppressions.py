@@ -5,23 +5,23 @@ from typing import Annotated
 from pydantic import Field, ValidationInfo, field_validator
 
 from api.schemas.common import ApiIn, ApiOut, NoNul, PageMeta, UtcDatetime
-from api.schemas.customers import TenantId, check_email, check_phone
+from api.schemas.customers import TenantId
+from core.addresses import canonical_email, canonical_phone
 from core.enums import Channel
 
 
 def normalised_address(channel: Channel, address: str) -> str:
-    """The stored form: a valid email lower-cased (matched case-insensitively), or an E.164 phone.
-    Raises ValueError for an address that is not one of the channel."""
-    if channel == Channel.EMAIL:
-        return str(check_email(address.strip())).lower()
-    return str(check_phone(address.strip()))
+    """The stored form (core.addresses), the same one customers' addresses are stored in, so an
+    entry matches its address however it was written. ValueError for an address not of the channel."""
+    return canonical_email(address) if channel == Channel.EMAIL else canonical_phone(address)
 
 
 class SuppressionCreate(ApiIn):
     tenant_id: TenantId
     channel: Channel
     address: Annotated[str, Field(min_length=1, max_length=320), NoNul] = Field(
-        description="EMAIL: an email address (matched ignoring case); SMS: an E.164 phone"
+        description="EMAIL: a bare email address (stored lower-cased, so it matches any case); "
+        "SMS: an E.164 phone"
     )
     note: Annotated[str, Field(max_length=1000), NoNul] | None = None
 

@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.deps import AppState
 from api.lifecycle import CampaignControl
 from api.main import create_app
+from core.settings import Settings
 from devstack.sinks import SmsSink, SmtpSink
 from tests.conftest import Stack, make_settings
 from tests.factories import Audience
@@ -29,6 +30,16 @@ def received(stack: Stack, audience: Audience) -> int:
 
 def expected_messages(audience: Audience) -> int:
     return len(audience.emails()) + len(audience.phones())
+
+
+def in_flight(settings: Settings) -> int:
+    """Messages a worker may have handed to the providers without their answers recorded yet.
+
+    Every page in flight runs its lanes, each lane one wave of `send_concurrency` messages at a
+    time: a crash can leave at most this many without an answer. The one place this bound is
+    written; a case that allows UNKNOWN multiplies it by its number of crashes.
+    """
+    return settings.pages_in_flight * settings.send_lanes * settings.send_concurrency
 
 
 async def until_received(

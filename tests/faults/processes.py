@@ -24,6 +24,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     s = settings
     env = {
         **os.environ,
+        "CAMPAIGNS_ENVIRONMENT": s.environment,
         "CAMPAIGNS_DATABASE_URL": str(s.database_url),
         "CAMPAIGNS_TEMPORAL_ADDRESS": s.temporal_address,
         "CAMPAIGNS_TASK_QUEUE": s.task_queue,

@@ -3,6 +3,11 @@
 The local Postgres is shared with other test sessions, so the server itself is never restarted:
 `pg_terminate_backend` on every backend of this session's database is what a restart looks like
 to the service (each open connection breaks at once; new ones work).
+
+Recording a wave's answers is idempotent and retried on a fresh connection, so a cut loses no
+answer: the campaign ends with no UNKNOWN at all, and the test requires exactly that. It also
+requires that cuts really hit connections in use (a statement or transaction running), since cuts
+of idle pooled connections alone would prove nothing about the recording path.
 """
 
 import psycopg
@@ -32,7 +37,7 @@ async def test_postgres_connections_cut_mid_campaign(make_stack: StackFactory, d
     total = expected_messages(audience)
 
     assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
-    terminated = busy = 0
+    terminated = busy = busy_cuts = 0
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as admin:
         for share in CUTS:
             await until_received(stack, audience, int(total * share))
@@ -41,18 +46,21 @@ async def test_postgres_connections_cut_mid_campaign(make_stack: StackFactory, d
                 assert row is not None
                 terminated, busy = terminated + row[0], busy + row[1]
                 if row[1]:
+                    busy_cuts += 1
                     break
     assert received(stack, audience) < total, "the last cut came after the campaign had sent"
+    assert busy_cuts >= 1, f"no cut hit a busy connection ({terminated} idle ones terminated)"
     await wait_for(stack, cid, "COMPLETED", timeout=240)
 
-    s = stack.settings
     await reconcile(
         stack,
         cid,
         audience,
         case="Postgres cuts",
-        faults=f"{len(CUTS)} x every backend of the database terminated while one was busy"
-        f" ({terminated} connections, {busy} busy)",
-        # A cut may fail a page attempt while its waves wait for their answers to be recorded.
-        unknown_bound=len(CUTS) * s.pages_in_flight * s.send_lanes * s.send_concurrency,
+        faults=f"{len(CUTS)} x every backend of the database terminated ({busy_cuts} cuts while one"
+        f" was busy; {terminated} connections, {busy} busy)",
+        # The providers' answers are in memory when a cut breaks the recording: it is retried on a
+        # fresh connection, so not one message may be left UNKNOWN.
+        unknown_bound=0,
+        expect_unknown=set(),
     )

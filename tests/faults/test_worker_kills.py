@@ -5,7 +5,7 @@ from pathlib import Path
 from tests.conftest import StackFactory
 from tests.factories import make_audience, make_templates
 from tests.faults.conftest import size
-from tests.faults.drive import expected_messages, received, until_received
+from tests.faults.drive import expected_messages, in_flight, received, until_received
 from tests.faults.processes import kill, start_worker
 from tests.faults.reconcile import reconcile
 from tests.helpers import create_campaign, wait_for
@@ -35,7 +35,6 @@ async def test_worker_killed_three_times_mid_campaign(make_stack: StackFactory, 
             kill(worker)
     assert at_kills[-1] < total, "the last kill came after the campaign had finished sending"
 
-    s = stack.settings
     figures = await reconcile(
         stack,
         cid,
@@ -43,7 +42,7 @@ async def test_worker_killed_three_times_mid_campaign(make_stack: StackFactory, 
         case="worker SIGKILL",
         faults=f"3 SIGKILLs of the worker (at {', '.join(f'{n:,}' for n in at_kills)} messages)",
         # Each kill may leave the waves in flight (pages x lanes x wave) without an answer.
-        unknown_bound=3 * s.pages_in_flight * s.send_lanes * s.send_concurrency,
+        unknown_bound=3 * in_flight(stack.settings),
     )
     # Never re-posted: the killed workers' in-flight SMS are UNKNOWN, not sent again.
     phones = {c["phone"] for c in audience.customers if c["phone"]}
