@@ -1,4 +1,4 @@
-"""Renders tenant templates in a small pool of worker processes, each job under hard limits.
+"""Runs tenant templates in render processes, fair across tenants: the pool's API, queues, dispatch.
 
 A template is code written by a tenant. The sandbox in providers.rendering bounds what it may build
 and counts its steps, but a single built-in can still run for seconds without returning to it
@@ -20,68 +20,39 @@ every other tenant's requests and sends. Here they run in processes of their own
   `processes - 1` processes at once (one when there is a single process), and a job hands its
   process back after SLICE_SECONDS (the rest of it queues again behind the other tenants), so
   another tenant's job waits for at most one recipient's render, never for a whole campaign;
-- render processes run at a lower CPU priority (NICENESS) than the API and the worker, so a
-  CPU-hungry template slows its own renders first;
-- the processes are forked by a small server process of our own (`python -m
-  providers.render_pool`, started once per API or worker process with an empty environment), which
-  imports the renderer once and is single-threaded, so forking it is safe and takes milliseconds;
-  the threaded asyncio parent never forks. Processes start only when a job needs them. The event
-  loop only writes a request and reads answers on a socket: it never waits for a render.
-
-Results travel back pickled; the parent unpickles only plain data and the dataclasses of
-`providers`, so even a process whose sandbox were broken could not make the parent run code.
+- render processes run at a lower CPU priority (render_child.NICENESS) than the API and the
+  worker, so a CPU-hungry template slows its own renders first;
+- a single-threaded server process (`python -m providers.render_child`, which holds the processes'
+  code; empty environment) forks them: the threaded asyncio parent never forks; its handles on them
+  are providers.render_processes. Processes start only when a job needs them. The event loop only
+  writes a request and reads answers on a socket: it never waits for a render.
 """
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
-import io
 import logging
 import os
 import pickle
-import resource
 import signal
-import socket
-import struct
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from core.enums import SkipReason
 from core.settings import Settings
-from providers.email_content import EmailParts, render_parts
-from providers.rendering import (
-    MAX_EMAIL_PART_CHARS,
-    RenderTimeLimit,
-    TemplateSyntaxProblem,
-    check_template,
-    render,
-)
-from providers.sms_encoding import too_many_segments
+from providers.email_content import EmailParts
+from providers.render_child import CHECK, EMAIL, SMS
+from providers.render_processes import _FORKER, START_SECONDS, _checked, _Child
+from providers.rendering import TemplateSyntaxProblem
 
 log = logging.getLogger(__name__)
 
 # A job gives its process back after this long (between two recipients), so that the jobs of
 # other tenants are not kept waiting behind a long one; a wave of ordinary messages takes a few ms.
 SLICE_SECONDS = 0.05
-# Render processes run at a lower CPU priority than the service's own processes: a template that
-# burns CPU until a limit stops it takes the machine's spare time, not the event loops' time.
-NICENESS = 10
-# Starting a process (a fork of the forkserver; the first one also starts the forkserver).
-START_SECONDS = 30.0
-# The largest answer a process may send (a wave of emails at their largest parts is well below).
-MAX_FRAME_BYTES = 256 * 1024 * 1024
-_HEADER = struct.Struct("!I")
-
-_CHECK, _EMAIL, _SMS = "check", "email", "sms"
-_TIME, _MEMORY = "time", "memory"
 
 
 class RenderProblem(TemplateSyntaxProblem):
@@ -108,270 +79,6 @@ class EmailSource:
     subject: str | None
     html: str | None
     text: str | None
-
-
-# ---- the child process ----------------------------------------------------------------------------
-
-
-def _forker_main(fd: int) -> None:
-    """The forking server: for each request on the control socket `fd` (a memory limit), fork a
-    render process and send the parent its pid and its end of a new socket; exit on EOF."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this process ends
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # render processes are reaped by the kernel
-    control = socket.socket(fileno=fd)
-    while True:
-        request = _receive_exactly(control, _HEADER.size)
-        if request is None:
-            return
-        (memory_mb,) = _HEADER.unpack(request)
-        ours, theirs = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:  # the render process
-            code = 1
-            try:
-                control.close()
-                ours.close()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                _child_main(theirs, memory_mb)
-                code = 0
-            finally:
-                os._exit(code)
-        theirs.close()
-        socket.send_fds(control, [_HEADER.pack(pid)], [ours.fileno()])
-        ours.close()
-
-
-def _receive_exactly(sock: socket.socket, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def _child_main(sock: socket.socket, memory_mb: int) -> None:
-    """A render process: answers each request on `sock`, recipient by recipient, until EOF."""
-    _limit_memory(memory_mb)
-    os.nice(NICENESS)
-    with sock, sock.makefile("rwb") as stream:
-        _write(stream, ("ready", os.getpid()))
-        while True:
-            request = _read(stream)
-            if request is None:
-                return
-            op, template, items, slice_seconds, options = request
-            started = time.monotonic()
-            for index, item in enumerate(items):
-                answer = _answer(op, template, item, options, memory_mb)
-                _write(stream, answer)
-                more = index + 1 < len(items)
-                # After a limit, the parent decides about the rest (it may remember the template).
-                if more and (answer[4] is not None or time.monotonic() - started > slice_seconds):
-                    _write(stream, ("pause",))
-                    break
-
-
-def _limit_memory(memory_mb: int) -> None:
-    """RLIMIT_AS at what the process holds now plus `memory_mb`: an allocation past it raises
-    MemoryError inside the render instead of taking the machine's memory."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = _address_space() + memory_mb * 1024 * 1024
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-
-
-def _address_space() -> int:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _answer(op: str, template: Any, item: Any, options: Mapping[str, Any], memory_mb: int) -> tuple[Any, ...]:
-    """("ok", value) or ("fail", reason, message, field, limit) for one recipient or field."""
-    field_name: str | None = "body" if op == _SMS else None
-    try:
-        if op == _CHECK:
-            source, html = item
-            check_template(source, html=html)
-            return ("ok", None, None, None, None)
-        if op == _SMS:
-            body = render(template, item)
-            too_long = too_many_segments(body, options["max_segments"])
-            if too_long is not None:
-                return ("fail", SkipReason.TOO_LONG.value, too_long, "body", None)
-            return ("ok", body, None, None, None)
-        subject, html, text = template
-        parts = render_parts(subject, html, text, item)
-        for name in ("html", "text"):
-            value = getattr(parts, name)
-            if value is not None and len(value) > MAX_EMAIL_PART_CHARS:
-                message = (
-                    f"the rendered {name} has {len(value):,} characters; at most {MAX_EMAIL_PART_CHARS:,}"
-                )
-                return ("fail", SkipReason.TOO_LONG.value, message, name, None)
-        return ("ok", parts, None, None, None)
-    except TemplateSyntaxProblem as err:
-        limit = _limit_of(err.__cause__)
-        message = f"the template needs more than {memory_mb} MB" if limit == _MEMORY else str(err)
-        if op == _EMAIL and limit is None and options.get("locate"):
-            field_name = _failing_part(template, item)
-        return ("fail", SkipReason.TEMPLATE_ERROR.value, message, field_name, limit)
-    except MemoryError:  # outside the render itself, e.g. while measuring its output
-        return ("fail", SkipReason.TEMPLATE_ERROR.value, f"the template needs more than {memory_mb} MB",
-                field_name, _MEMORY)  # fmt: skip
-
-
-def _limit_of(cause: BaseException | None) -> str | None:
-    if isinstance(cause, MemoryError):
-        return _MEMORY
-    if isinstance(cause, RenderTimeLimit):
-        return _TIME
-    return None
-
-
-def _failing_part(template: tuple[str | None, str | None, str | None], context: Any) -> str:
-    """Which part of an email fails (asked by previews, once rendering the email failed)."""
-    for name, source, html in zip(("subject", "html", "text"), template, (False, True, False), strict=True):
-        try:
-            render(source, context, html=html)
-        except TemplateSyntaxProblem:
-            return name
-    return "html"
-
-
-def _write(stream: io.BufferedIOBase, message: tuple[Any, ...]) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
-    stream.flush()
-
-
-def _read(stream: io.BufferedIOBase) -> Any:
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    (size,) = _HEADER.unpack(header)
-    return pickle.loads(stream.read(size))
-
-
-# ---- the parent side ----------------------------------------------------------------------------
-
-
-class _Answers(pickle.Unpickler):
-    """Unpickles what a render process sends: plain data and dataclasses of `providers` only."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        found = getattr(sys.modules.get(module), name, None) if module.startswith("providers.") else None
-        if isinstance(found, type) and dataclasses.is_dataclass(found):
-            return found
-        raise pickle.UnpicklingError(f"a render process may not send {module}.{name}")
-
-
-class _Forker:
-    """The parent's end of the forking server, started on first use; one per process.
-
-    Its calls block (a fork takes milliseconds, the first call waits for the server to import the
-    renderer): the pool makes them from a thread.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._server: subprocess.Popen[bytes] | None = None
-        self._control: socket.socket | None = None
-
-    def fork(self, memory_mb: int) -> tuple[int, socket.socket]:
-        with self._lock:
-            try:
-                control = self._running()
-                control.sendall(_HEADER.pack(memory_mb))
-                message, fds, _flags, _address = socket.recv_fds(control, _HEADER.size, 1)
-                if len(message) != _HEADER.size or len(fds) != 1:
-                    raise ConnectionError("the render process server did not answer")
-            except BaseException:
-                self._stop()
-                raise
-            (pid,) = _HEADER.unpack(message)
-            return pid, socket.socket(fileno=fds[0])
-
-    def _running(self) -> socket.socket:
-        if self._server is not None and self._control is not None and self._server.poll() is None:
-            return self._control
-        self._stop()
-        ours, theirs = socket.socketpair()
-        root = Path(__file__).resolve().parent.parent
-        # An empty environment: a render needs none of the service's settings, nor its secrets.
-        env = {"PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p)}
-        try:
-            self._server = subprocess.Popen(
-                [sys.executable, "-m", "providers.render_pool", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                cwd=root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            theirs.close()
-        ours.settimeout(START_SECONDS)
-        self._control = ours
-        return ours
-
-    def _stop(self) -> None:
-        if self._control is not None:
-            self._control.close()
-            self._control = None
-        if self._server is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self._server.kill()
-            self._server.wait()
-            self._server = None
-
-
-_FORKER = _Forker()
-
-
-class _Child:
-    """One render process and the parent's end of its socket."""
-
-    def __init__(self, pid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.pid = pid
-        self.reader = reader
-        self.writer = writer
-        self.gone = False  # seen dead: its pid may belong to another process by now
-
-    async def send(self, request: tuple[Any, ...]) -> None:
-        data = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
-        self.writer.write(_HEADER.pack(len(data)) + data)
-        await self.writer.drain()
-
-    async def receive(self) -> tuple[Any, ...]:
-        try:
-            header = await self.reader.readexactly(_HEADER.size)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            self.gone = True
-            raise
-        (size,) = _HEADER.unpack(header)
-        if size > MAX_FRAME_BYTES:
-            raise ConnectionError(f"a render process sent {size} bytes at once")
-        answer = _Answers(io.BytesIO(await self.reader.readexactly(size))).load()
-        if not isinstance(answer, tuple) or not answer:
-            raise ConnectionError("a render process sent something that is not an answer")
-        return answer
-
-    def kill(self) -> None:
-        """Kill the process now (the forking server reaps it); a closed socket alone would end
-        it only once its render is over."""
-        if not self.gone:
-            self.gone = True
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        self.writer.close()
 
 
 @dataclass(eq=False)
@@ -464,8 +171,8 @@ class RenderPool:
         """The problems of template sources about to be saved, by field: `{name: (source, html)}`."""
         names = list(sources)
         items = [sources[name] for name in names]
-        keys = [_digest(_CHECK, item) for item in items]
-        results = await self._submit(tenant, _CHECK, None, items, keys, {})
+        keys = [_digest(CHECK, item) for item in items]
+        results = await self._submit(tenant, CHECK, None, items, keys, {})
         return {name: result for name, result in zip(names, results, strict=True) if result is not None}
 
     async def render_email(
@@ -473,18 +180,18 @@ class RenderPool:
     ) -> list[EmailParts | RenderProblem]:
         """One email per recipient context; `locate` names the failing part (previews)."""
         template = (source.subject, source.html, source.text)
-        key = _digest(_EMAIL, template)
+        key = _digest(EMAIL, template)
         return await self._submit(
-            tenant, _EMAIL, template, list(contexts), [key] * len(contexts), {"locate": locate}
+            tenant, EMAIL, template, list(contexts), [key] * len(contexts), {"locate": locate}
         )
 
     async def render_sms(
         self, tenant: str, body: str | None, contexts: Sequence[Mapping[str, Any]]
     ) -> list[str | RenderProblem]:
         """One SMS body per recipient context; a body over `sms_max_segments` is TOO_LONG."""
-        key = _digest(_SMS, body)
+        key = _digest(SMS, body)
         options = {"max_segments": self.sms_max_segments}
-        return await self._submit(tenant, _SMS, body, list(contexts), [key] * len(contexts), options)
+        return await self._submit(tenant, SMS, body, list(contexts), [key] * len(contexts), options)
 
     async def close(self) -> None:
         """Kill the processes; jobs not finished fail."""
@@ -603,7 +310,7 @@ class RenderPool:
             try:
                 answer = await asyncio.wait_for(child.receive(), self.timeout_seconds)
             except TimeoutError:
-                verb = "be checked" if job.op == _CHECK else "render"
+                verb = "be checked" if job.op == CHECK else "render"
                 self._hit_limit(
                     slot, job, index, f"the template took longer than {self.timeout_seconds:g} s to {verb}"
                 )
@@ -691,18 +398,3 @@ _SHARED: dict[tuple[Any, ...], RenderPool] = {}
 
 def _digest(op: str, template: Any) -> str:
     return hashlib.blake2b(repr((op, template)).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
-_ANSWER_TYPES: dict[str, type] = {_CHECK: type(None), _SMS: str, _EMAIL: EmailParts}
-
-
-def _checked(op: str, value: Any) -> Any:
-    """An answer of the expected type, or the process is not trusted any more."""
-    expected = _ANSWER_TYPES.get(op)
-    if expected is None or not isinstance(value, expected):
-        raise ConnectionError(f"a render process answered {type(value).__name__} to {op}")
-    return None if op == _CHECK else value
-
-
-if __name__ == "__main__":
-    _forker_main(int(sys.argv[1]))

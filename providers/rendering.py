@@ -57,7 +57,7 @@ MAX_STEPS = 10_000
 MAX_RENDER_SECONDS = 1.0
 # Read the clock every CLOCK_EVERY steps: cheap, yet at most a few filter calls past the deadline.
 CLOCK_EVERY = 16
-# A rendered email part (html, text) longer than this is not sent (providers.render_pool): the link
+# A rendered email part (html, text) longer than this is not sent (providers.render_child): the link
 # rewriting and MIME encoding that follow cost time in proportion to it. Mail clients clip far
 # shorter messages (Gmail at about 100 KB), and it matches the largest template source.
 MAX_EMAIL_PART_CHARS = 500_000
