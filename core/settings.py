@@ -134,7 +134,10 @@ class Settings(BaseSettings):
     )
     rate_limit_tenant_burst: int = Field(400, ge=1, description="requests a tenant may send at once")
     rate_limit_ip_per_second: float = Field(
-        400.0, ge=0, description="requests per second per client address and API process; 0: no limit"
+        400.0,
+        ge=0,
+        description="requests per second per client address and API process, for requests without a "
+        "valid token; 0: no limit",
     )
     rate_limit_ip_burst: int = Field(800, ge=1, description="requests a client address may send at once")
     rate_limit_tracking_ip_per_second: float = Field(
