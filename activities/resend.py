@@ -1,4 +1,6 @@
-"""resend_unknown: the operator's explicit resend of a campaign's UNKNOWN deliveries (contract §8).
+"""resend_unknown: the operator's explicit resend of a campaign's UNKNOWN deliveries.
+
+README "Delivery guarantees (the ledger)" says what UNKNOWN means and when a resend is safe.
 
 UNKNOWN means a crash swallowed the provider's answer: the message may have arrived. It is never
 resent automatically; an operator who accepts the risk of a duplicate asks for it. The resend

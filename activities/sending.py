@@ -1,6 +1,6 @@
 """send_batch: one page of recipients, each message claimed in the ledger before the provider call.
 
-Exactly-once as far as the outside world allows (contract §8):
+Exactly-once as far as the outside world allows (README "Delivery guarantees (the ledger)"):
 - a message is claimed (INSERT ... ON CONFLICT DO NOTHING) right before the provider call and
   marked right after the answer, so a crash leaves at most the in-flight messages PENDING;
 - a retried page turns PENDING rows (a dead attempt's in-flight messages) into UNKNOWN and
@@ -209,7 +209,7 @@ _PAGE_COUNTS = text(
 
 
 def skip_reason(customer: RowMapping, channel: str) -> SkipReason | None:
-    """Why a recipient gets nothing on a channel (contract §7), or None when eligible.
+    """Why a recipient gets nothing on a channel (README "Consent and suppression"), or None when eligible.
 
     `customer` holds db.audience.CONSENT_COLUMNS. The first reason that applies is the one
     recorded: no address, unsubscribed, hard-bounced (email), on the suppression list, no opt-in.

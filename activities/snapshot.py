@@ -3,7 +3,8 @@
 Each call copies one chunk of segment members after `after` into `run_recipients`; re-running a
 chunk is harmless (ON CONFLICT DO NOTHING), so retries and crashes neither lose nor double anyone.
 
-Consent and suppression are applied here a first time (contract §7): a member who may not be
+Consent and suppression (README "Consent and suppression") are applied here a first time: a
+member who may not be
 sent to on a channel of the campaign gets that channel's SKIPPED ledger row, with its reason,
 right away (`activities.sending.skip_reason`, the same rule the send applies again just before
 each message). The member stays in the snapshot, so targets = sent + skipped + failed + bounced +

@@ -1,4 +1,4 @@
-"""send_triggered: drain a TRIGGERED campaign's queue of matched events (contract §6).
+"""send_triggered: drain a TRIGGERED campaign's queue of matched events (README "Campaign types").
 
 `POST /events` routes each new event, in the same transaction that stores it, to every ACTIVE
 (or PAUSED) TRIGGERED campaign it matches: one `trigger_matches` row per (campaign, event id). No

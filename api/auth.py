@@ -19,7 +19,7 @@ class Principal:
     tenants: frozenset[str]
 
     def require(self, tenant_id: str) -> None:
-        """A tenant the token does not grant is a 403 (contract §3). The answer does not repeat the
+        """A tenant the token does not grant is a 403 (README "Security"). The answer does not repeat the
         tenant id: no response carries another tenant's identifiers."""
         if tenant_id not in self.tenants:
             raise Problem(403, "the token does not grant the tenant named in the request")

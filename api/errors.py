@@ -57,7 +57,7 @@ class Problem(Exception):
 
 def not_found(kind: str, id_: str) -> Problem:
     """The same answer for an unknown id and for another tenant's: the id is not echoed, so no
-    response ever carries an id of another tenant (contract §3)."""
+    response ever carries an id of another tenant (README "Security")."""
     del id_  # kept in the signature: callers name what they looked for
     return Problem(404, f"{kind} not found")
 

@@ -1,4 +1,4 @@
-"""Request body limit (contract §4: 413 over 1 MiB), enforced while streaming, before parsing.
+"""Request body limit (README "API at a glance": 413 over 1 MiB), enforced while streaming, before parsing.
 
 A declared Content-Length over the limit is refused before anything is read. A body without one
 (chunked) is counted as it arrives: the moment it passes the limit, reading it raises `BodyTooLarge`

@@ -112,5 +112,5 @@ def _only_tenant(request: Request) -> str | None:
 
 
 async def metrics_endpoint() -> Response:
-    """Prometheus text format; no auth (contract §3), like /health."""
+    """Prometheus text format; no auth (README "Security"), like /health."""
     return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

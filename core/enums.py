@@ -34,7 +34,7 @@ class SegmentType(StrEnum):
 
 
 class Outcome(StrEnum):
-    """Ledger outcome of one (run, recipient, channel) message (contract §8)."""
+    """Ledger outcome of one (run, recipient, channel) message (README "Delivery guarantees (the ledger)")."""
 
     PENDING = "PENDING"
     SENT = "SENT"

@@ -1,4 +1,4 @@
-"""Ids of the form `<kind>_<random>` (contract §2)."""
+"""Ids of the form `<kind>_<random>` (README "API at a glance")."""
 
 import secrets
 

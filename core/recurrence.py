@@ -1,4 +1,4 @@
-"""When a RECURRING campaign runs next (contract §6): local wall-clock times in an IANA zone.
+"""When a RECURRING campaign runs next (README "Campaign types"): local wall-clock times in an IANA zone.
 
 Pure and deterministic (zoneinfo reads the packaged tz database; no clock is consulted), so the
 workflow computes its own timers. DST rules:

@@ -1,4 +1,4 @@
-"""All configuration, read from `CAMPAIGNS_*` environment variables (contract §10)."""
+"""All configuration, read from `CAMPAIGNS_*` environment variables (README "Settings")."""
 
 from functools import lru_cache
 

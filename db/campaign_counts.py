@@ -1,6 +1,6 @@
 """Live counts of campaigns from the roll-ups, shared by GET /campaigns(/:id) and /stats.
 
-Top-level counts are distinct recipients (channel ALL); see contract §9. Both endpoints turn
+Top-level counts are distinct recipients (channel ALL); see README "Stats". Both endpoints turn
 counter rows into `RecipientCounts` through `counts_from`, so they cannot disagree.
 """
 

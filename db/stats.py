@@ -62,7 +62,7 @@ async def campaign_stats(conn: AsyncConnection, campaign_id: str) -> CampaignSta
     hours: dict[datetime, dict[str, int]] = {}
     for channel, type_, recipients, events, hour in rows:
         if hour is None:
-            # byChannel counts messages (contract §9): a campaign with several runs (RECURRING,
+            # byChannel counts messages (README "Stats"): a campaign with several runs (RECURRING,
             # TRIGGERED, journeys) sends a recipient more than one message per channel. Each
             # message has one ledger interaction, so messages = events; opens and clicks stay
             # distinct recipients.

@@ -1,5 +1,5 @@
 """Template versions: every edit of a template's content is a new version, and a send run pins
-the versions it sends when its snapshot starts (contract §7), so editing a template used by a
+the versions it sends when its snapshot starts (README "Templates"), so editing a template used by a
 SCHEDULED or ACTIVE campaign never changes what a running send uses.
 
 `templates` holds the current content and `version`; `template_versions` holds the content of

@@ -1,4 +1,6 @@
-"""Customers, segments and templates through the API and the database (contract §7, §3, §4)."""
+"""Customers, segments and templates through the API and the database.
+
+README "API at a glance" and "Security" state the rules."""
 
 import json
 import os

@@ -1,5 +1,5 @@
-"""A cancelled campaign's counts are the ledger's (contract §8, §9): nothing the cancel cut short
-is missing from `skippedCount`, `unknownCount` or `failedCount`."""
+"""A cancelled campaign's counts are the ledger's (README "Delivery guarantees (the ledger)",
+"Stats"): nothing the cancel cut short is missing from `skippedCount`, `unknownCount` or `failedCount`."""
 
 import asyncio
 from collections import Counter

@@ -1,5 +1,6 @@
 """Hardening: template rendering under bounds, NUL characters in campaign bodies, type-safe DYNAMIC
-segment filters, and writes committed before the response is sent (contract §4, §7)."""
+segment filters, and writes committed before the response is sent (README "API at a glance",
+"Consent and suppression")."""
 
 import ast
 import asyncio

@@ -1,4 +1,4 @@
-"""Tenant isolation matrix (issue 8, contract §3): every endpoint by every kind of caller.
+"""Tenant isolation matrix (issue 8, README "Security"): every endpoint by every kind of caller.
 
 Endpoints are discovered from the app itself (every APIRoute, also those hidden from OpenAPI), so a
 route added later is covered automatically: the test fails until it has a row in ENDPOINTS (how to
@@ -173,7 +173,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
 # on whatever Authorization header is sent.
 PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/health"): "liveness probe: no data",
-    ("GET", "/metrics"): "Prometheus scrape (contract §3: no token), meant for the operator's network",
+    ("GET", "/metrics"): "Prometheus scrape (no token: README, Security), meant for the operator's network",
     ("GET", "/t/o/{token}"): "open pixel: the signed tracking token is the credential",
     ("GET", "/t/c/{token}"): "click redirect: the signed tracking token is the credential",
     ("GET", "/t/u/{token}"): "unsubscribe page: the signed tracking token is the credential",

@@ -1,5 +1,5 @@
-"""DYNAMIC segments (contract §7): every operator of the filter language against real Postgres, through
-the API (`size` of GET /segments/:id and the members of GET /segments/:id/preview)."""
+"""DYNAMIC segments (README "Dynamic segments"): every operator of the filter language against real
+Postgres, through the API (`size` of GET /segments/:id and the members of GET /segments/:id/preview)."""
 
 from typing import Any
 

@@ -1,6 +1,7 @@
-"""Consent and suppression (contract §7): the suppression list API, unsubscribes through the API,
-and every skip reason applied when the snapshot is taken and again just before each message, so
-that none of those recipients receives anything at the SMTP or SMS sink."""
+"""Consent and suppression (README "Consent and suppression"): the suppression list API,
+unsubscribes through the API, and every skip reason applied when the snapshot is taken and again
+just before each message, so that none of those recipients receives anything at the SMTP or SMS
+sink."""
 
 import secrets
 from collections import Counter

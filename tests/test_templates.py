@@ -1,4 +1,4 @@
-"""Templates (contract §7): the sandbox refuses escapes, undefined names are caught at save time,
+"""Templates (README "Templates"): the sandbox refuses escapes, undefined names are caught at save time,
 SMS encoding and segments, text derived from html, versioned edits pinned by a running send, and a
 preview equal to what the sinks received."""
 

@@ -162,7 +162,7 @@ async def to_public(conn: AsyncConnection, row: dict[str, Any]) -> CampaignPubli
     )
 
 
-# Which type-specific fields each campaign type takes (contract §6).
+# Which type-specific fields each campaign type takes (README "Campaign types").
 TYPE_FIELDS: dict[CampaignType, set[str]] = {
     CampaignType.ONE_TIME: set(),
     CampaignType.RECURRING: {"schedule"},
@@ -492,7 +492,7 @@ async def delete_campaign(
 
 
 def to_utc(value: datetime, timezone: str) -> datetime:
-    """Input without an offset is read in the campaign's timezone (contract §2)."""
+    """Input without an offset is read in the campaign's timezone (README "API at a glance")."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(timezone))
     return value.astimezone(UTC)

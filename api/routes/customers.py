@@ -1,4 +1,6 @@
-"""Customer endpoints (contract §7): upsert one, bulk import (JSON or CSV), read, list, unsubscribe."""
+"""Customer endpoints: upsert one, bulk import (JSON or CSV), read, list, unsubscribe.
+
+README "Importing customers" and "Consent and suppression" state the rules."""
 
 import asyncio
 from typing import Annotated, Any

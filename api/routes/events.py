@@ -1,4 +1,6 @@
-"""POST /events: customer events from other services (contract §6, §8).
+"""POST /events: customer events from other services.
+
+README "Campaign types" (TRIGGERED) and "Delivery guarantees (the ledger)" state the rules.
 
 Each event `{id, type, tenantId, clubId?, customerId, occurredAt, data}` is stored once per
 (tenant, id): a repeated id is accepted (202) and ignored. A new event, in the same transaction:

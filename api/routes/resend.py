@@ -28,7 +28,7 @@ class ResendAccepted(ApiOut):
 async def resend_unknown(
     campaign_id: str, principal: PrincipalDep, state: StateDep, control: ControlDep, response: Response
 ) -> ResendAccepted:
-    """Resend the deliveries whose outcome a crash left UNKNOWN (contract §8).
+    """Resend the deliveries whose outcome a crash left UNKNOWN (README "Delivery guarantees (the ledger)").
 
     Only for a campaign that has stopped sending (COMPLETED or CANCELLED), so a resend never runs
     beside the campaign's own pages. Each delivery keeps its id (the SMS idempotency key); an

@@ -1,5 +1,5 @@
-"""Segment endpoints (contract §7): create STATIC or DYNAMIC segments, add members, read with size,
-preview a sample of members."""
+"""Segment endpoints (README "Dynamic segments"): create STATIC or DYNAMIC segments, add members,
+read with size, preview a sample of members."""
 
 from collections.abc import Awaitable
 from datetime import UTC, datetime

@@ -1,4 +1,4 @@
-"""GET /campaigns/:id/stats and /campaigns/:id/interactions: read from the roll-ups (contract §9)."""
+"""GET /campaigns/:id/stats and /campaigns/:id/interactions: read from the roll-ups (README "Stats")."""
 
 from typing import Annotated
 

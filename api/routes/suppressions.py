@@ -1,4 +1,6 @@
-"""The tenant suppression list (contract §7): addresses that never receive a message on a channel.
+"""The tenant suppression list: addresses that never receive a message on a channel.
+
+README "Consent and suppression" states the rules.
 
 An address on the list is skipped with reason SUPPRESSED when a send snapshot is taken and again
 just before each message, whichever customer holds it. Adding an address twice changes nothing

@@ -1,4 +1,4 @@
-"""Template endpoints (contract §7): create and edit with checks, read, list, preview in the sandbox.
+"""Template endpoints (README "Templates"): create and edit with checks, read, list, preview in the sandbox.
 
 Saving checks what the template may do (providers.rendering.check_template): its syntax, that it
 reads only recipient fields, and that it reaches for nothing private. Every change of content is a

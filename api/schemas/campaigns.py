@@ -48,7 +48,7 @@ DayOfMonth = Annotated[int, Field(ge=1, le=31, description="29 to 31 run on the 
 
 
 class ScheduleIn(ApiIn):
-    """A RECURRING schedule (contract §6). `timezone` defaults to the campaign's; `startAt` and
+    """A RECURRING schedule (README "Campaign types"). `timezone` defaults to the campaign's; `startAt` and
     `endAt` without an offset are read in that timezone."""
 
     frequency: Literal["daily", "weekly", "monthly"]

@@ -1,4 +1,4 @@
-"""Customer schemas: the fields of contract §7, their validation, and the public shape.
+"""Customer schemas: the fields of README "Importing customers", their validation, and the public shape.
 
 Upsert semantics: a field you send is written as sent (`attributes` replaces the whole object); a
 field you leave out keeps its current value, or its default for a new customer.

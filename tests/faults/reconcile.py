@@ -158,7 +158,9 @@ def _check_stats(
     rows: list[dict[str, Any]],
     targets: int,
 ) -> None:
-    """GET /campaigns/:id and /stats count exactly what the ledger holds (contract §8, §9)."""
+    """GET /campaigns/:id and /stats count exactly what the ledger holds.
+
+    README "Delivery guarantees (the ledger)" and "Stats" state what they count."""
 
     def recipients(outcome: str) -> int:
         return len({row["customerId"] for row in rows if row["outcome"] == outcome})
