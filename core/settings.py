@@ -184,7 +184,8 @@ class Settings(BaseSettings):
 
 
 def unsafe_secrets(settings: Settings) -> list[str]:
-    """What a real deployment may not run with, one phrase per setting.
+    """What a real deployment may not run with, one phrase per setting (the secrets, and a
+    database URL: without one the embedded development Postgres would start).
 
     The JWT secret is exempt when tokens are verified with `CAMPAIGNS_JWT_PUBLIC_KEY` (it is then
     unused). The SMS token is the provider's credential, whose length is theirs to choose: only its
@@ -202,6 +203,12 @@ def unsafe_secrets(settings: Settings) -> list[str]:
             problems.append(f"CAMPAIGNS_{name.upper()} must be at least {MIN_SECRET_BYTES} bytes long")
     if settings.sms_token in (DEV_SMS_TOKEN, ""):
         problems.append("CAMPAIGNS_SMS_TOKEN must be set: its default is public")
+    if not settings.database_url:
+        # Unset means the embedded Postgres of the dev stack and the tests (db.engine): a real
+        # deployment that silently started a private, empty database would lose everything.
+        problems.append(
+            "CAMPAIGNS_DATABASE_URL must be set: the embedded Postgres is for development and test"
+        )
     return problems
 
 

@@ -43,6 +43,7 @@ def _strong(**overrides: Any) -> dict[str, Any]:
         "tracking_secret": "t" * 40,
         "webhook_secret": "w" * 40,
         "sms_token": "provider-token",
+        "database_url": "postgresql://campaigns@db.internal/campaigns",
     }
     values.update(overrides)
     return values
@@ -55,7 +56,8 @@ ALL_DEFAULTS = (
     "CAMPAIGNS_JWT_SECRET must be set: its default is public; "
     "CAMPAIGNS_TRACKING_SECRET must be set: its default is public; "
     "CAMPAIGNS_WEBHOOK_SECRET must be set: its default is public; "
-    "CAMPAIGNS_SMS_TOKEN must be set: its default is public"
+    "CAMPAIGNS_SMS_TOKEN must be set: its default is public; "
+    "CAMPAIGNS_DATABASE_URL must be set: the embedded Postgres is for development and test"
 )
 
 
@@ -127,8 +129,34 @@ def test_the_api_process_refuses_to_start_in_one_line() -> None:
         "campaigns: refusing to start: CAMPAIGNS_ENVIRONMENT is 'prod' (unset means production), not "
         "`development` or `test`, so CAMPAIGNS_JWT_SECRET must be at least 32 bytes long; "
         "CAMPAIGNS_TRACKING_SECRET must be set: its default is public; CAMPAIGNS_WEBHOOK_SECRET must be "
-        "set: its default is public; CAMPAIGNS_SMS_TOKEN must be set: its default is public"
+        "set: its default is public; CAMPAIGNS_SMS_TOKEN must be set: its default is public; "
+        "CAMPAIGNS_DATABASE_URL must be set: the embedded Postgres is for development and test"
     ]
+
+
+def test_production_without_a_database_url_refuses_to_start_in_one_line() -> None:
+    """Unset, the URL means the embedded development Postgres: a deployment must never start one
+    (a private, empty database). Every secret here is strong, so the URL is the only problem."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "CAMPAIGNS_ENVIRONMENT": "production",
+        "CAMPAIGNS_JWT_SECRET": STRONG,
+        "CAMPAIGNS_TRACKING_SECRET": "t" * 40,
+        "CAMPAIGNS_WEBHOOK_SECRET": "w" * 40,
+        "CAMPAIGNS_SMS_TOKEN": "provider-token",
+    }
+    for command in (["-m", "uvicorn", "api.main:app", "--port", "0"], ["worker.py"]):
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode != 0, command
+        assert done.stderr.strip().splitlines() == [
+            "campaigns: refusing to start: CAMPAIGNS_ENVIRONMENT is 'production' (unset means "
+            "production), not `development` or `test`, so CAMPAIGNS_DATABASE_URL must be set: the "
+            "embedded Postgres is for development and test"
+        ], command
+        assert time.monotonic() - started < 30, command  # at once: no embedded server was started
 
 
 # ---- class 10: tokens ------------------------------------------------------------------------------
