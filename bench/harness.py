@@ -85,6 +85,7 @@ class BenchStack:
     api: httpx.AsyncClient
     tenant: str
     client: Client
+    sink_pid: int | None = None  # the sinks' process: the outside world, left out of CPU figures
 
 
 def start_worker_process(cfg: Settings) -> subprocess.Popen[bytes]:
@@ -145,7 +146,7 @@ async def bench_stack(
                     timeout=60,
                 ) as api,
             ):
-                yield BenchStack(cfg, engine, api, tenant, env.client)
+                yield BenchStack(cfg, engine, api, tenant, env.client, sinks.pid)
         finally:
             for proc in extra:
                 proc.kill()

@@ -7,8 +7,10 @@ For each channel, against the same sink process: first the raw ceiling (bench.ce
 no Temporal, no database), then one ONE_TIME campaign of `--recipients` on that channel through the
 whole system (API, Temporal dev server, worker, Postgres), timed from execute to COMPLETED. Prints
 the ratio, the snapshot time, the worker process's peak RSS during the campaign (sampled from
-/proc), and the longest history of any run of the campaign's workflow (continue-as-new keeps each
-run bounded). The audience is bulk-generated in SQL (every customer has an email and a phone).
+/proc), the longest history of any run of the campaign's workflow (continue-as-new keeps each
+run bounded), and the machine CPU per message outside the sink (bench.cpu): of the bare client,
+and of the campaign split by part (worker and API, render processes, Postgres, Temporal). The
+audience is bulk-generated in SQL (every customer has an email and a phone).
 """
 
 import argparse
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from bench import cpu
 from bench.ceiling import email_ceiling, sms_ceiling
 from bench.harness import BenchStack, bench_stack
 
@@ -34,6 +37,9 @@ class Row:
     snapshot: float
     rss_mb: float
     max_history: int
+    ceiling_cpu: float  # CPU seconds of the bare client (the bench process) during the ceiling run
+    ceiling_sent: int
+    cpu: dict[str, float]  # CPU seconds of each part during the campaign (bench.cpu.PARTS)
 
     @property
     def rate(self) -> float:
@@ -42,6 +48,9 @@ class Row:
     @property
     def ratio(self) -> float:
         return self.rate / self.ceiling
+
+    def per_message_ms(self, seconds: float, messages: int | None = None) -> float:
+        return 1000 * seconds / max(messages if messages is not None else self.sent, 1)
 
 
 def rss_mb() -> float:
@@ -96,7 +105,9 @@ async def audience(stack: BenchStack, tag: str, n: int) -> tuple[str, str, str]:
     return segment, email_t, sms_t
 
 
-async def campaign(stack: BenchStack, channel: str, n: int) -> tuple[float, int, float, float, int]:
+async def campaign(
+    stack: BenchStack, channel: str, n: int
+) -> tuple[float, int, float, float, int, dict[str, float]]:
     segment, email_t, sms_t = await audience(stack, channel.lower()[:1], n)
     r = await stack.api.post(
         "/campaigns",
@@ -114,6 +125,7 @@ async def campaign(stack: BenchStack, channel: str, n: int) -> tuple[float, int,
     handle = stack.client.get_workflow_handle(f"campaign-{cid}")
     peak = rss_mb()
     snapshot = 0.0
+    cpu_before = cpu.reading(stack.sink_pid)
     started = time.perf_counter()
     r = await stack.api.post(f"/campaigns/{cid}/execute")
     assert r.status_code == 200, r.text
@@ -127,6 +139,7 @@ async def campaign(stack: BenchStack, channel: str, n: int) -> tuple[float, int,
         if (await stack.api.get(f"/campaigns/{cid}")).json()["status"] == "COMPLETED":
             break
     elapsed = time.perf_counter() - started
+    spent = cpu.spent(cpu_before, cpu.reading(stack.sink_pid))
     async with stack.engine.connect() as conn:
         sent = int(
             (
@@ -139,7 +152,7 @@ async def campaign(stack: BenchStack, channel: str, n: int) -> tuple[float, int,
     longest = 0
     async for execution in stack.client.list_workflows(f"WorkflowId = 'campaign-{cid}'"):
         longest = max(longest, execution.history_length)
-    return elapsed, sent, snapshot, peak, longest
+    return elapsed, sent, snapshot, peak, longest, spent
 
 
 async def main(recipients: int, channels: list[str], ceiling_messages: int, worker_processes: int) -> None:
@@ -147,13 +160,20 @@ async def main(recipients: int, channels: list[str], ceiling_messages: int, work
     async with bench_stack("throughput", TENANT, worker_processes=worker_processes) as stack:
         for channel in channels:
             n = min(ceiling_messages, recipients)
+            before = cpu.reading(stack.sink_pid)
             if channel == "EMAIL":
                 ceiling = await email_ceiling(stack.settings.smtp_port, n, stack.settings.smtp_pool_size)
             else:
                 port = int(stack.settings.sms_url.rsplit(":", 1)[1].split("/")[0])
                 ceiling = await sms_ceiling(port, n, 16)
-            elapsed, sent, snapshot, peak, longest = await campaign(stack, channel, recipients)
-            rows.append(Row(channel, recipients, ceiling.rate, elapsed, sent, snapshot, peak, longest))
+            ceiling_cpu = sum(cpu.spent(before, cpu.reading(stack.sink_pid)).values())
+            elapsed, sent, snapshot, peak, longest, spent = await campaign(stack, channel, recipients)
+            rows.append(
+                Row(
+                    channel, recipients, ceiling.rate, elapsed, sent, snapshot, peak, longest,
+                    ceiling_cpu, n, spent,
+                )
+            )
             print(f"{channel}: ceiling {ceiling.rate:,.0f}/s, campaign {sent / elapsed:,.0f}/s", flush=True)
     print(
         "\n| channel | recipients | raw ceiling | campaign (execute → COMPLETED) | ratio | snapshot"
@@ -165,6 +185,18 @@ async def main(recipients: int, channels: list[str], ceiling_messages: int, work
             f"| {r.channel} | {r.recipients:,} | {r.ceiling:,.0f} msg/s | {r.rate:,.0f} msg/s"
             f" ({r.sent:,} in {r.seconds:,.1f} s) | {r.ratio:.0%} | {r.snapshot:.1f} s | {r.rss_mb:.0f} MiB"
             f" | {r.max_history:,} events |"
+        )
+    print(
+        "\nMachine CPU per message, outside the sink (ms): the bare client of the ceiling, then the"
+        " campaign by part (the bench process holds the worker and the API)"
+    )
+    print("\n| channel | bare client | campaign total | " + " | ".join(cpu.PARTS) + " |")
+    print("|---|---|---|" + "---|" * len(cpu.PARTS))
+    for r in rows:
+        parts = " | ".join(f"{r.per_message_ms(r.cpu[p]):.3f}" for p in cpu.PARTS)
+        print(
+            f"| {r.channel} | {r.per_message_ms(r.ceiling_cpu, r.ceiling_sent):.3f}"
+            f" | {r.per_message_ms(sum(r.cpu.values())):.3f} | {parts} |"
         )
 
 
