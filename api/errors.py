@@ -198,6 +198,9 @@ DESCRIPTIONS = {
     413: "Request body too large",
     415: "Unsupported request content type",
     422: "Validation error: `errors` lists each bad field with its JSON path",
+    429: "Over the tenant's (or, without a valid token, the client address's) request budget; "
+    "try again after `Retry-After` seconds",
+    431: "A request header, or all of them together, over the size limit",
     503: "A dependency (the workflow service, or the database over its time limits) is unavailable; "
     "try again (`Retry-After` when known)",
 }
@@ -219,7 +222,9 @@ def _route_needs(route: APIRoute) -> set[str]:
 
 def _error_statuses(method: str, route: APIRoute, operation: dict[str, Any]) -> list[int]:
     needs = _route_needs(route)
-    statuses = [503]
+    statuses = [431, 503]  # the edge limits (api.edge) hold for every route
+    if route.path != "/health":  # probes are never rate limited
+        statuses.append(429)
     if operation.get("requestBody"):
         statuses += [400, 413, 415, 422]
     elif method != "get":
