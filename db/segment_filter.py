@@ -42,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement as CE
 
+from core.addresses import canonical_phone
 from db.models import Customer
 
 FIELDS: dict[str, Any] = {
@@ -249,6 +250,20 @@ def _typed(kind: str, value: Any, path: str) -> Any:
     return value
 
 
+def _stored(field: str, value: Any) -> Any:
+    """An address compared in the form it is stored in (core.addresses): `email eq ADA@Example.com`
+    finds ada@example.com, `phone eq "+4407700900123"` (a trunk zero) finds +447700900123. A value
+    that is no address is compared as written (it matches nothing)."""
+    if field == "email" and isinstance(value, str):
+        return value.strip().lower()
+    if field == "phone" and isinstance(value, str):
+        try:
+            return canonical_phone(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _ordered(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     result: ColumnElement[bool]
     if op == "gt":
@@ -275,7 +290,7 @@ def _compare(field: str, op: str, value: Any, path: str) -> ColumnElement[bool]:
         exists: ColumnElement[bool] = column.is_not(None) if value in (None, True) else column.is_(None)
         return exists
     if op in ("in", "nin"):
-        values = [_typed(kind, v, f"{path}.value[{i}]") for i, v in enumerate(value)]
+        values = [_stored(field, _typed(kind, v, f"{path}.value[{i}]")) for i, v in enumerate(value)]
         if op == "in":
             return _known(column, column.in_(values))
         return or_(column.is_(None), column.not_in(values))
@@ -288,7 +303,7 @@ def _compare(field: str, op: str, value: Any, path: str) -> ColumnElement[bool]:
     if value is None and op in ("eq", "ne"):
         null: ColumnElement[bool] = column.is_(None) if op == "eq" else column.is_not(None)
         return null
-    typed = _typed(kind, value, f"{path}.value")
+    typed = _stored(field, _typed(kind, value, f"{path}.value"))
     if op == "eq":
         return _known(column, column == typed)
     if op == "ne":

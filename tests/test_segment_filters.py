@@ -69,6 +69,11 @@ CASES: list[tuple[str, dict[str, Any], set[str]]] = [
     ("exists false", cond("email", "exists", False), {"dee"}),
     ("exists attribute", cond("attributes.since", "exists"), {"ann", "cy"}),
     ("exists attribute false", cond("attributes.vip", "exists", False), {"cy", "dee"}),
+    # Addresses are compared in their stored (canonical) form, however the filter writes them.
+    ("eq email in any case", cond("email", "eq", " BOB@Tennis.Example.COM "), {"bob"}),
+    ("in email in any case", cond("email", "in", ["Cy@Golf.example.com", "nobody@x.example"]), {"cy"}),
+    ("ne email in any case", cond("email", "ne", "BOB@tennis.example.com"), {"ann", "cy", "dee"}),
+    ("eq phone with a trunk zero", cond("phone", "eq", "+270821234567"), {"dee"}),
     ("contains (case-insensitive)", cond("email", "contains", "GOLF"), {"ann", "cy"}),
     ("contains attribute", cond("attributes.tier", "contains", "ver"), {"bob"}),
     ("contains is literal", cond("email", "contains", "%"), set()),
