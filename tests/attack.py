@@ -60,6 +60,16 @@ def _spawn(args: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[b
     )
 
 
+def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within `grace` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _tail(path: str) -> str:
     return Path(path).read_text()[-3000:]
 
@@ -88,12 +98,7 @@ async def api_process(stack: Stack, **overrides: str) -> AsyncIterator[str]:
                 await asyncio.sleep(0.1)
         yield base_url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc, 20)
         log.close()
         os.unlink(log.name)
 
@@ -197,12 +202,7 @@ async def health_during(
         await asyncio.sleep(phase_seconds)
         idle_windows.append((start, time.monotonic()))
     finally:
-        probe.send_signal(signal.SIGTERM)
-        try:
-            probe.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            probe.kill()
-            probe.wait()
+        _stop(probe, 10)
     idle, idle_failed = _read(out.name, idle_windows)
     during, failed = _read(out.name, attack_windows)
     os.unlink(out.name)
