@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement as CE
 
-from core.addresses import canonical_phone
+from core.addresses import canonical_email, canonical_phone
 from db.models import Customer
 
 FIELDS: dict[str, Any] = {
@@ -254,14 +254,13 @@ def _stored(field: str, value: Any) -> Any:
     """An address compared in the form it is stored in (core.addresses): `email eq ADA@Example.com`
     finds ada@example.com, `phone eq "+4407700900123"` (a trunk zero) finds +447700900123. A value
     that is no address is compared as written (it matches nothing)."""
-    if field == "email" and isinstance(value, str):
-        return value.strip().lower()
-    if field == "phone" and isinstance(value, str):
-        try:
-            return canonical_phone(value)
-        except ValueError:
-            return value
-    return value
+    canonical = {"email": canonical_email, "phone": canonical_phone}.get(field)
+    if canonical is None or not isinstance(value, str):
+        return value
+    try:
+        return canonical(value)
+    except ValueError:
+        return value
 
 
 def _ordered(column: Any, op: str, value: Any) -> ColumnElement[bool]:

@@ -4,10 +4,8 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from tests.conftest import Stack
+from tests.conftest import FINAL_STATUSES, Stack
 from tests.factories import Audience
-
-FINAL = ("COMPLETED", "CANCELLED")
 
 
 async def wait_for(stack: Stack, campaign_id: str, *statuses: str, timeout: float = 120) -> dict[str, Any]:
@@ -23,7 +21,7 @@ async def wait_for(stack: Stack, campaign_id: str, *statuses: str, timeout: floa
         r = await stack.call("GET", f"/campaigns/{campaign_id}")
         body: dict[str, Any] = r.json()
         if body.get("status") in statuses:
-            if body["status"] in FINAL:
+            if body["status"] in FINAL_STATUSES:
                 handle = stack.client.get_workflow_handle(f"campaign-{campaign_id}")
                 await asyncio.wait_for(handle.result(), max(deadline - loop.time(), 1.0))
             return body
