@@ -31,7 +31,9 @@ class ActivityDeps:
                 pool_size=settings.smtp_pool_size,
             )
         )
-        sms = SmsClient(settings.sms_url, settings.sms_token, settings.sms_from)
+        sms = SmsClient(
+            settings.sms_url, settings.sms_token, settings.sms_from, max_in_flight=settings.sms_in_flight
+        )
         render_pool = RenderPool.from_settings(settings)
         return cls(settings=settings, engine=engine, smtp=smtp, sms=sms, render_pool=render_pool)
 

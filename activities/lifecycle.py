@@ -2,13 +2,13 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
 from core.constants import ERR_CAMPAIGN_INVALID
-from core.enums import CampaignType, Channel, Outcome
+from core.enums import CampaignType, Channel
 from core.messages import (
     ApplyEditInput,
     CheckCampaignInput,
@@ -23,6 +23,7 @@ from core.messages import (
 )
 from core.recurrence import RecurringSchedule, next_run_after
 from db.audience import load_segment, segment_size
+from db.ledger import outcomes, reads, runs
 from db.models import Campaign, Template
 
 
@@ -32,7 +33,8 @@ class LifecycleActivities:
 
     @activity.defn(name="check_campaign")
     async def check_campaign(self, inp: CheckCampaignInput) -> CheckCampaignResult:
-        """Contract §5 pre-send check: a campaign that cannot be sent is refused up front."""
+        """The pre-send check: a campaign that cannot be sent (no segment, channel or template it can
+        use) is refused up front, before anything is snapshotted or sent."""
         async with self._deps.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -113,8 +115,9 @@ class LifecycleActivities:
                     cancelled_at=st.cancelled_at,
                     completed_at=st.completed_at,
                     target_count=st.target_count,
+                    # `failed_count` is not written: the API's failed count comes from the roll-ups
+                    # (db.campaign_counts), and nothing reads the column.
                     skipped_count=st.counts.skipped,
-                    failed_count=st.counts.failed + st.counts.bounced,
                     unknown_count=st.counts.unknown,
                     next_run_at=st.next_run_at,
                     last_run_at=st.last_run_at,
@@ -158,42 +161,17 @@ class LifecycleActivities:
         Nothing sends for it any more, so a row still PENDING (a page cut off by a cancel that
         its grace period did not cover) may have gone out: it becomes UNKNOWN, never resent."""
         async with self._deps.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "UPDATE deliveries SET outcome = 'UNKNOWN', reason = 'CRASHED_IN_FLIGHT',"
-                    " updated_at = now() WHERE campaign_id = :c AND outcome = 'PENDING'"
-                ),
-                {"c": inp.campaign_id},
-            )
-            by_outcome = {
-                row[0]: int(row[1])
-                for row in await conn.execute(
-                    text("SELECT outcome, count(*) FROM deliveries WHERE campaign_id = :c GROUP BY outcome"),
-                    {"c": inp.campaign_id},
-                )
-            }
-        return Counts(
-            sent=by_outcome.get(Outcome.SENT, 0),
-            skipped=by_outcome.get(Outcome.SKIPPED, 0),
-            failed=by_outcome.get(Outcome.FAILED, 0),
-            bounced=by_outcome.get(Outcome.BOUNCED, 0),
-            unknown=by_outcome.get(Outcome.UNKNOWN, 0),
-        )
+            await outcomes.mark_campaign_orphans_unknown(conn, inp.campaign_id)
+            tally = await reads.campaign_tally(conn, inp.campaign_id)
+        return tally.counts()
 
     @activity.defn(name="halt_run")
     async def halt_run(self, inp: HaltInput) -> None:
         """Tell the batch started with `epoch` to start no new message (pause/cancel)."""
         async with self._deps.engine.begin() as conn:
-            await conn.execute(
-                text("UPDATE send_runs SET halt_epoch = GREATEST(halt_epoch, :e) WHERE id = :r"),
-                {"e": inp.epoch, "r": inp.run_id},
-            )
+            await runs.raise_halt(conn, inp.run_id, inp.epoch)
 
     @activity.defn(name="finish_run")
     async def finish_run(self, inp: FinishRunInput) -> None:
         async with self._deps.engine.begin() as conn:
-            await conn.execute(
-                text("UPDATE send_runs SET completed_at = coalesce(completed_at, now()) WHERE id = :r"),
-                {"r": inp.run_id},
-            )
-
+            await runs.finish_run(conn, inp.run_id)

@@ -6,17 +6,11 @@ pause, a crash or a continue-as-new never sends or counts a page twice. The snap
 never changes, so the same (run, after, page size) always gives the same bounds.
 """
 
-from sqlalchemy import text
 from temporalio import activity
 
 from activities.deps import ActivityDeps
 from core.messages import PlanPagesInput, PlanPagesResult
-
-_IDS = text(
-    "SELECT customer_id FROM run_recipients"
-    " WHERE run_id = :run AND (CAST(:after AS text) IS NULL OR customer_id > :after)"
-    " ORDER BY customer_id LIMIT :limit"
-)
+from db.ledger.runs import recipient_ids_after
 
 
 class PlanningActivities:
@@ -27,13 +21,7 @@ class PlanningActivities:
     async def plan_pages(self, inp: PlanPagesInput) -> PlanPagesResult:
         size = self._deps.settings.batch_size
         async with self._deps.engine.connect() as conn:
-            ids = list(
-                (
-                    await conn.execute(
-                        _IDS, {"run": inp.run_id, "after": inp.after, "limit": size * inp.pages}
-                    )
-                ).scalars()
-            )
+            ids = await recipient_ids_after(conn, inp.run_id, inp.after, size * inp.pages)
         bounds = ids[size - 1 :: size]
         if len(ids) % size:
             bounds.append(ids[-1])

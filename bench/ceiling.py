@@ -5,8 +5,10 @@ same local sinks a campaign sends to (no Temporal, no database, no rendering).
 
 Campaign throughput divided by this is the share of the wire's speed the orchestration keeps
 (issue 7). The sinks run in their own process, as in the campaign bench. Email: `--connections`
-persistent aiosmtplib connections, each sending back to back. SMS: one aiohttp session with
-`--concurrency` requests in flight, the same form post and headers as `providers/sms.py`.
+persistent aiosmtplib connections, each sending back to back. SMS: the campaign's own client
+(`providers.sms.SmsClient`, a lean HTTP/1.1 client on kept-alive connections) with `--concurrency`
+as its `max_in_flight`, one lease per slot as the send pipeline holds them; the texts are formatted
+before the clock starts, so the ceiling costs only what the wire does.
 """
 
 import argparse
@@ -15,10 +17,11 @@ import multiprocessing
 import time
 from dataclasses import dataclass
 
-import aiohttp
 import aiosmtplib
 
 from bench.harness import free_port, run_sinks, wait_port
+from devstack.sinks import SmsSink
+from providers.sms import SmsClient, SmsVerdict
 
 # A campaign email as it leaves our client: multipart text + HTML, tracking links, ~3 KB.
 BODY_HTML = "\r\n".join(
@@ -72,28 +75,25 @@ async def email_ceiling(port: int, messages: int, connections: int) -> Ceiling:
 
 
 async def sms_ceiling(port: int, messages: int, concurrency: int) -> Ceiling:
-    url = f"http://127.0.0.1:{port}/messages"
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(messages):
-        queue.put_nowait(i)
+    texts = [
+        (f"+4477{i:08d}", f"Hi First{i}, see you at the club!", f"delivery_{i:016x}") for i in range(messages)
+    ]
+    pending = iter(texts)
+    client = SmsClient(
+        f"http://127.0.0.1:{port}/messages", SmsSink.token, "+15550000000", max_in_flight=concurrency
+    )
 
-    async def sender(session: aiohttp.ClientSession) -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            form = {
-                "To": f"+4477{i:08d}",
-                "From": "+15550000000",
-                "Body": f"Hi First{i}, see you at the club!",
-            }
-            headers = {"Authorization": "Bearer dev-sms-token", "Idempotency-Key": f"delivery_{i:016x}"}
-            async with session.post(url, data=form, headers=headers) as resp:
-                await resp.read()
-                assert resp.status < 300, resp.status
+    async def sender() -> None:
+        async with client.lease() as lease:
+            for to, body, key in pending:
+                result = await lease.send(to, body, key)
+                assert result.verdict == SmsVerdict.ACCEPTED, result
 
     started = time.perf_counter()
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(sender(session) for _ in range(concurrency)))
+    try:
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+    finally:
+        await client.close()
     return Ceiling("SMS", messages, time.perf_counter() - started)
 
 

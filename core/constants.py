@@ -39,9 +39,10 @@ def trigger_control_run_id(campaign_id: str) -> str:
     return f"{campaign_id}.t"
 
 
-def event_run_id(campaign_id: str, match_seq: int) -> str:
-    """The run of one event routed to a TRIGGERED campaign: the ledger's at-most-once key."""
-    return f"{campaign_id}.e{match_seq}"
+def event_run_prefix(campaign_id: str) -> str:
+    """The run of one event routed to a TRIGGERED campaign is this prefix + the match's `seq` (the
+    ledger's at-most-once key); db.ledger.triggers.take appends the seq in SQL, for a whole page."""
+    return f"{campaign_id}.e"
 
 
 def journey_run_id(campaign_id: str, send_key: str) -> str:

@@ -50,14 +50,19 @@ class Settings(BaseSettings):
     sms_token: str = DEV_SMS_TOKEN
     sms_from: str = "+15550000000"
 
-    # Sending: recipients per batch activity and messages in flight inside it.
-    # Defaults tuned with bench.throughput on 2 cores (README "Performance"): larger pages spend
-    # less time between activities; 32 x 3 messages in flight keep both providers busy.
+    # Sending (README "Sending pipeline"): recipients per batch activity, messages per render job,
+    # and the provider slots of one worker. A message is claimed in the ledger only as a slot
+    # (an SMTP connection, an SMS request) is about to take it, at most one ahead per slot, so a
+    # crashed worker leaves at most 2 x slots of each channel without an answer.
     batch_size: int = Field(2000, ge=1, le=10_000)
+    # Messages rendered per render-pool job (the round trip to a render process is paid once per
+    # job); rendered messages wait for a free slot, unclaimed.
     send_concurrency: int = Field(32, ge=1, le=256)
-    # Waves of a page in flight at once (claim, send, record), so the provider is never idle
-    # while the database records a wave.
-    send_lanes: int = Field(3, ge=1, le=16)
+    # SMS requests one worker keeps in flight (each on its own kept-alive connection).
+    sms_in_flight: int = Field(16, ge=1, le=256)
+    # The SMS provider deduplicates on Idempotency-Key for good: a crashed page's in-flight SMS
+    # are posted again with the same key instead of ending UNKNOWN (README "Delivery guarantees").
+    sms_idempotent: bool = False
     # Pages of one campaign in flight at once, each its own activity (so several workers can
     # share a big campaign); 1 sends page after page.
     pages_in_flight: int = Field(2, ge=1, le=32)

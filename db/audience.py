@@ -3,7 +3,7 @@
 STATIC segments list their members; DYNAMIC segments are a filter evaluated when asked (at
 snapshot time for a send). Both only ever return customers of the segment's own tenant.
 
-Consent and suppression are decided per customer and channel by `activities.sending.skip_reason`
+Consent and suppression are decided per customer and channel by `activities.send.gates.skip_reason`
 over CONSENT_COLUMNS: an address on the channel, no unsubscribe (from a tracking link or `POST
 /customers/:id/unsubscribe`), no hard bounce (email), an address not on the tenant's suppression
 list, and the channel's opt-in. A send applies them twice: when the snapshot is taken and again
@@ -47,6 +47,12 @@ CONSENT_COLUMNS = """
             AND s.address = c.email) AS email_suppressed,
     EXISTS (SELECT 1 FROM suppressions s WHERE s.tenant_id = c.tenant_id AND s.channel = 'SMS'
             AND s.address = c.phone) AS sms_suppressed
+"""
+
+# What a send needs of a recipient (`c` = customers): the personalisation fields and what decides
+# consent (CONSENT_COLUMNS); `present` is NULL for a deleted customer.
+RECIPIENT_COLUMNS = f"""
+    c.first_name, c.last_name, c.club_id, c.external_id, c.attributes, {CONSENT_COLUMNS}
 """
 
 _UNSUBSCRIBED_AT = {

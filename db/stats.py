@@ -11,10 +11,12 @@
   filter (a handful of rows, with its own index) counts rows.
 - `page_interactions` is newest first, keyset-ordered by (occurred_at, id) on the indexes of
   `interactions`, and joins the customer after the page is cut.
+- `run_stats` and `trigger_stats` read the ledger (db.ledger) for the per-run and event-queue
+  sections of /stats.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.enums import InteractionType as T
 from db.campaign_counts import RecipientCounts, counts_from
+from db.ledger.reads import recent_runs
+from db.ledger.triggers import queue_stats
 from db.rollups import ALL
 
 TIMELINE_TYPES = (T.SENT.value, T.OPENED.value)
@@ -137,38 +141,11 @@ def customer_name(first: str | None, last: str | None) -> str | None:
     return name or None
 
 
-_RUNS = text(
-    """
-    SELECT r.number AS run_number, r.started_at, r.completed_at, r.target_count,
-           count(*) FILTER (WHERE d.outcome = 'SENT') AS sent,
-           count(*) FILTER (WHERE d.outcome = 'SKIPPED') AS skipped,
-           count(*) FILTER (WHERE d.outcome = 'FAILED') AS failed,
-           count(*) FILTER (WHERE d.outcome = 'BOUNCED') AS bounced,
-           count(*) FILTER (WHERE d.outcome IN ('UNKNOWN', 'PENDING')) AS unknown
-    FROM (SELECT * FROM send_runs WHERE campaign_id = :c AND kind = 'SEGMENT'
-          ORDER BY number DESC LIMIT :n) r
-    LEFT JOIN deliveries d ON d.run_id = r.id
-    GROUP BY r.id, r.number, r.started_at, r.completed_at, r.target_count
-    ORDER BY r.number DESC
-    """
-)
-_TRIGGERS = text(
-    """
-    SELECT count(*) AS matched,
-           count(*) FILTER (WHERE state = 'PENDING') AS queued,
-           count(*) FILTER (WHERE state = 'DONE') AS processed,
-           count(*) FILTER (WHERE state = 'SKIPPED_PAUSED') AS skipped_while_paused,
-           count(*) FILTER (WHERE state = 'CLOSED') AS closed
-    FROM trigger_matches WHERE campaign_id = :c
-    """
-)
-
-
 async def run_stats(conn: AsyncConnection, campaign_id: str, limit: int = 100) -> list[dict[str, Any]]:
     """Per-run ledger outcomes of a RECURRING campaign (each run's deliveries are counted)."""
-    rows = (await conn.execute(_RUNS, {"c": campaign_id, "n": limit})).mappings().all()
-    return [dict(r) for r in rows]
+    return [asdict(r) for r in await recent_runs(conn, campaign_id, limit)]
 
 
 async def trigger_stats(conn: AsyncConnection, campaign_id: str) -> dict[str, Any]:
-    return dict((await conn.execute(_TRIGGERS, {"c": campaign_id})).mappings().one())
+    """The event queue of a TRIGGERED campaign, by what became of the events."""
+    return asdict(await queue_stats(conn, campaign_id))

@@ -1,6 +1,7 @@
 """Template versions: every edit of a template's content is a new version, and a send run pins
-the versions it sends when its snapshot starts (README "Templates"), so editing a template used by a
-SCHEDULED or ACTIVE campaign never changes what a running send uses.
+the versions it sends when its snapshot starts (README "Templates"; the pins are written and read
+by db.ledger.runs), so editing a template used by a SCHEDULED or ACTIVE campaign never changes what
+a running send uses.
 
 `templates` holds the current content and `version`; `template_versions` holds the content of
 every version, the current one included. A run without pins (one started before versions
@@ -38,19 +39,6 @@ _CONTENT = text(
     ) AS content
     """
 )
-# The pins of a run; '' (a resend, which spans the campaign) reads the campaign's latest run.
-_PINS = text(
-    """
-    SELECT email_template_version, sms_template_version FROM send_runs
-    WHERE campaign_id = :campaign AND (id = :run OR CAST(:run AS text) = '')
-    ORDER BY started_at DESC LIMIT 1
-    """
-)
-# Pins the current versions of the campaign's templates, once, when the run is first written.
-PIN_VERSIONS = """
-    (SELECT t.version FROM templates t WHERE t.id = c.email_template_id AND t.tenant_id = c.tenant_id),
-    (SELECT t.version FROM templates t WHERE t.id = c.sms_template_id AND t.tenant_id = c.tenant_id)
-"""
 _KEEP_CURRENT = text(
     """
     INSERT INTO template_versions (template_id, version, subject, html, text, body)
@@ -90,12 +78,6 @@ async def template_content(
         "close": DERIVED_TEXT_CLOSE,
     }
     return (await conn.execute(_CONTENT, params)).mappings().first()
-
-
-async def run_pins(conn: AsyncConnection, campaign_id: str, run_id: str) -> dict[Channel, int | None]:
-    """The versions a run pinned, per channel (None: send the current content)."""
-    row = (await conn.execute(_PINS, {"campaign": campaign_id, "run": run_id})).first()
-    return {Channel.EMAIL: row[0] if row else None, Channel.SMS: row[1] if row else None}
 
 
 async def record_first_version(conn: AsyncConnection, template_id: str) -> None:

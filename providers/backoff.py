@@ -1,6 +1,6 @@
 """Backoff between provider attempts of one message: capped exponential, or the provider's hint.
 
-Shared by the SMTP and SMS paths of a send page (activities/sending.py) so both wait alike.
+Shared by the SMTP and SMS paths of a send page (activities/send/deliverers.py) so both wait alike.
 """
 
 # 0.2 s doubling per attempt, at most BACKOFF_CAP; a provider's Retry-After is honoured up to

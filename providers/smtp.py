@@ -13,7 +13,9 @@ retried once at once on a fresh connection; only a break during DATA is AMBIGUOU
 """
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.utils import parseaddr
 from enum import StrEnum
@@ -77,63 +79,20 @@ class SmtpPool:
     async def send(
         self, sender: str, recipient: str, data: bytes, message_id: str | None = None
     ) -> SmtpResult:
-        with tracing.provider_span("smtp.send", {"messaging.system": "smtp"}) as span:
-            result = await self._send(sender, recipient, data, message_id)
-            tracing.annotate(span, **{"campaigns.verdict": result.verdict.value})
-            return result
+        """Send one message on the next free connection."""
+        async with self.lease() as lease:
+            return await lease.send(sender, recipient, data, message_id)
 
-    async def _send(self, sender: str, recipient: str, data: bytes, message_id: str | None) -> SmtpResult:
+    @contextlib.asynccontextmanager
+    async def lease(self) -> AsyncIterator["SmtpLease"]:
+        """Hold one connection of the pool (FIFO among waiters) for several messages in a row:
+        the send pipeline's slot, so a message is claimed only when a connection is its own."""
         client = await self._idle.get()
+        lease = SmtpLease(self, client)
         try:
-            # A pooled connection may have been closed by the server while idle: if it breaks
-            # before the data, nothing was sent, so one more try on a fresh connection is safe.
-            for fresh in (False, True):
-                reused = client is not None and client.is_connected
-                if not reused:
-                    if client is not None:
-                        await _close(client)
-                    try:
-                        client = await self._connect()
-                    except (OSError, aiosmtplib.SMTPException, TimeoutError) as err:
-                        client = None
-                        return SmtpResult(SmtpVerdict.NOT_SENT, f"connect failed: {err}")
-                assert client is not None
-                result = await self._transaction(client, sender, recipient, data, message_id)
-                broken = result.verdict in (SmtpVerdict.AMBIGUOUS, SmtpVerdict.NOT_SENT)
-                if broken or not client.is_connected:
-                    await _close(client)
-                    client = None
-                if result.verdict != SmtpVerdict.NOT_SENT or not reused or fresh:
-                    return result
-            raise AssertionError("unreachable")
+            yield lease
         finally:
-            self._idle.put_nowait(client)
-
-    async def _transaction(
-        self, client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes, message_id: str | None
-    ) -> SmtpResult:
-        try:
-            await client.mail(_address_of(sender))
-            await client.rcpt(recipient)
-        except aiosmtplib.SMTPResponseException as err:
-            # An answer (RCPT 4xx/5xx, or MAIL refused): the connection is fine, reset the envelope.
-            await _reset(client, err.code)
-            return SmtpResult(_by_code(err.code), f"{err.code} {err.message}")
-        except ValueError as err:  # an address that cannot go into an ASCII envelope
-            await _reset(client, 0)
-            return SmtpResult(SmtpVerdict.INVALID, f"invalid address: {err}")
-        except (OSError, aiosmtplib.SMTPException, TimeoutError) as err:
-            # Broken before the data: the server cannot have the message.
-            return SmtpResult(SmtpVerdict.NOT_SENT, f"connection lost before DATA: {err}")
-        try:
-            response = await client.data(data)
-        except aiosmtplib.SMTPResponseException as err:
-            await _reset(client, err.code)
-            return SmtpResult(_by_code(err.code), f"{err.code} {err.message}")
-        except (OSError, aiosmtplib.SMTPException, TimeoutError) as err:
-            # The connection broke during the data: the server may have the message.
-            return SmtpResult(SmtpVerdict.AMBIGUOUS, str(err) or type(err).__name__)
-        return SmtpResult(SmtpVerdict.ACCEPTED, response.message, message_id)
+            self._idle.put_nowait(lease.client)
 
     async def close(self) -> None:
         for _ in range(self._config.pool_size):
@@ -141,6 +100,74 @@ class SmtpPool:
             if client is not None:
                 await _close(client)
             self._idle.put_nowait(None)
+
+
+class SmtpLease:
+    """One pooled connection held by one sender; reconnects when the server dropped it."""
+
+    def __init__(self, pool: SmtpPool, client: aiosmtplib.SMTP | None) -> None:
+        self._pool = pool
+        self.client = client
+
+    async def send(
+        self, sender: str, recipient: str, data: bytes, message_id: str | None = None
+    ) -> SmtpResult:
+        with tracing.provider_span("smtp.send", {"messaging.system": "smtp"}) as span:
+            result = await self._send(sender, recipient, data, message_id)
+            tracing.annotate(span, **{"campaigns.verdict": result.verdict.value})
+            return result
+
+    async def _send(self, sender: str, recipient: str, data: bytes, message_id: str | None) -> SmtpResult:
+        client = self.client
+        # A pooled connection may have been closed by the server while idle: if it breaks before
+        # the data, nothing was sent, so one more try on a fresh connection is safe.
+        for fresh in (False, True):
+            reused = client is not None and client.is_connected
+            if not reused:
+                if client is not None:
+                    await _close(client)
+                try:
+                    client = self.client = await self._pool._connect()
+                except (OSError, aiosmtplib.SMTPException, TimeoutError) as err:
+                    self.client = None
+                    return SmtpResult(SmtpVerdict.NOT_SENT, f"connect failed: {err}")
+            if client is None:  # pragma: no cover - connect either returns a client or raises
+                break
+            result = await _transaction(client, sender, recipient, data, message_id)
+            broken = result.verdict in (SmtpVerdict.AMBIGUOUS, SmtpVerdict.NOT_SENT)
+            if broken or not client.is_connected:
+                await _close(client)
+                client = self.client = None
+            if result.verdict != SmtpVerdict.NOT_SENT or not reused or fresh:
+                return result
+        return SmtpResult(SmtpVerdict.NOT_SENT, "no connection")
+
+
+async def _transaction(
+    client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes, message_id: str | None
+) -> SmtpResult:
+    try:
+        await client.mail(_address_of(sender))
+        await client.rcpt(recipient)
+    except aiosmtplib.SMTPResponseException as err:
+        # An answer (RCPT 4xx/5xx, or MAIL refused): the connection is fine, reset the envelope.
+        await _reset(client, err.code)
+        return SmtpResult(_by_code(err.code), f"{err.code} {err.message}")
+    except ValueError as err:  # an address that cannot go into an ASCII envelope
+        await _reset(client, 0)
+        return SmtpResult(SmtpVerdict.INVALID, f"invalid address: {err}")
+    except (OSError, aiosmtplib.SMTPException, TimeoutError) as err:
+        # Broken before the data: the server cannot have the message.
+        return SmtpResult(SmtpVerdict.NOT_SENT, f"connection lost before DATA: {err}")
+    try:
+        response = await client.data(data)
+    except aiosmtplib.SMTPResponseException as err:
+        await _reset(client, err.code)
+        return SmtpResult(_by_code(err.code), f"{err.code} {err.message}")
+    except (OSError, aiosmtplib.SMTPException, TimeoutError) as err:
+        # The connection broke during the data: the server may have the message.
+        return SmtpResult(SmtpVerdict.AMBIGUOUS, str(err) or type(err).__name__)
+    return SmtpResult(SmtpVerdict.ACCEPTED, response.message, message_id)
 
 
 def _by_code(code: int) -> SmtpVerdict:

@@ -23,7 +23,7 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
-from activities.sending import skip_reason
+from activities.send.gates import skip_reason
 from api.routes.webhooks import SIGNATURE_HEADER, signature
 from core.addresses import _validated, canonical_email, canonical_phone
 from core.enums import SkipReason

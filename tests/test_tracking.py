@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from activities.sending import skip_reason
+from activities.send.gates import skip_reason
 from api.deps import AppState
 from api.main import create_app
 from core.enums import SkipReason

@@ -1,13 +1,12 @@
 """POST /campaigns/:id/resend-unknown: the operator's explicit resend of UNKNOWN deliveries."""
 
 from fastapi import APIRouter, Response
-from sqlalchemy import func, select
 
 from api.deps import ControlDep, PrincipalDep, StateDep
 from api.errors import Problem
 from api.routes.campaigns import FINAL, load_campaign
 from api.schemas.common import ApiOut
-from db.models import Delivery
+from db.ledger.reads import count_unknown
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
@@ -42,15 +41,7 @@ async def resend_unknown(
                 f"UNKNOWN deliveries can be resent once the campaign has stopped; it is {row['status']}",
                 currentStatus=row["status"],
             )
-        unknown = int(
-            (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(Delivery)
-                    .where(Delivery.campaign_id == campaign_id, Delivery.outcome == "UNKNOWN")
-                )
-            ).scalar_one()
-        )
+        unknown = await count_unknown(conn, campaign_id)
     if unknown == 0:
         response.status_code = 200
         return ResendAccepted(campaign_id=campaign_id, unknown_count=0, workflow_id=None)

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from api.deps import SettingsDep, StateDep
 from api.errors import loggable_error
 from core.enums import Channel, InteractionType
+from db.ledger.reads import MessageRef, message_of_campaign
 from db.rollups import NewInteraction, record
 from providers.tracking import LinkKind, TrackingClaim, is_trackable_url, token_signer
 
@@ -59,10 +60,6 @@ NO_STORE = {
     "X-Robots-Tag": "noindex, nofollow",
 }
 
-_DELIVERY = text(
-    "SELECT tenant_id, campaign_id, customer_id, channel FROM deliveries"
-    " WHERE id = :delivery AND campaign_id = :campaign"
-)
 _SUPPRESS = {
     Channel.EMAIL.value: text(
         "UPDATE customers SET email_unsubscribed_at = COALESCE(email_unsubscribed_at, :at),"
@@ -94,26 +91,22 @@ async def _record(
     *,
     metadata: dict[str, str] | None = None,
     event_key: str | None = None,
-) -> dict[str, str] | None:
+) -> MessageRef | None:
     """Record one interaction on the token's message; None (nothing recorded) when it is not ours.
 
     The delivery must belong to the campaign named in the token: a token can never record into
     another campaign, even if a delivery id were mixed up.
     """
-    row = (
-        (await conn.execute(_DELIVERY, {"delivery": claim.delivery_id, "campaign": claim.campaign_id}))
-        .mappings()
-        .first()
-    )
-    if row is None:
+    message = await message_of_campaign(conn, claim.delivery_id, claim.campaign_id)
+    if message is None:
         return None
     await record(
         conn,
         NewInteraction(
-            tenant_id=row["tenant_id"],
-            campaign_id=row["campaign_id"],
-            customer_id=row["customer_id"],
-            channel=row["channel"],
+            tenant_id=message.tenant_id,
+            campaign_id=message.campaign_id,
+            customer_id=message.customer_id,
+            channel=message.channel,
             type=type_.value,
             occurred_at=datetime.now(UTC),
             delivery_id=claim.delivery_id,
@@ -121,7 +114,7 @@ async def _record(
             event_key=event_key,
         ),
     )
-    return dict(row)
+    return message
 
 
 def replay_key(claim: TrackingClaim, request: Request, window_seconds: int) -> str | None:
@@ -202,13 +195,13 @@ async def unsubscribe(token: str, state: StateDep, settings: SettingsDep) -> Res
     if claim is None:
         return _invalid_link(404)
     async with state.engine.begin() as conn:
-        row = await _record(
+        message = await _record(
             conn, claim, InteractionType.UNSUBSCRIBED, event_key=f"unsubscribe:{claim.delivery_id}"
         )
-        if row is None:
+        if message is None:
             return _invalid_link(404)
         await conn.execute(
-            _SUPPRESS[row["channel"]],
-            {"at": datetime.now(UTC), "customer": row["customer_id"], "tenant": row["tenant_id"]},
+            _SUPPRESS[message.channel],
+            {"at": datetime.now(UTC), "customer": message.customer_id, "tenant": message.tenant_id},
         )
     return _page(200, "Unsubscribed", "<p>You have been unsubscribed from these messages.</p>")

@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.deps import SettingsDep, StateDep
@@ -45,6 +44,8 @@ from api.schemas.events import (
     WebhookResult,
 )
 from core.enums import Channel, InteractionType
+from db.ledger.outcomes import mark_email_bounced
+from db.ledger.reads import MessageRef, resolve_messages
 from db.rollups import NewInteraction, insert_interaction, roll_up
 
 SIGNATURE_HEADER = "X-Campaigns-Signature"
@@ -65,45 +66,27 @@ async def require_signature(request: Request, settings: SettingsDep) -> None:
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[Depends(require_signature)])
 
 
-@dataclass(frozen=True)
-class _Message:
-    delivery_id: str
-    tenant_id: str
-    campaign_id: str
-    customer_id: str
-    channel: str
-
-
-_RESOLVE = text(
-    """
-    SELECT id, tenant_id, campaign_id, customer_id, channel, provider_message_id
-    FROM deliveries
-    WHERE id = ANY(:ids) OR provider_message_id = ANY(:pmids)
-    """
-)
-
-
 def _bare(message_id: str) -> str:
     return message_id.strip().strip("<>").strip()
 
 
 async def _resolve(
     conn: AsyncConnection, events: Sequence[ProviderEvent]
-) -> tuple[dict[str, _Message], dict[str, _Message]]:
-    """All messages named by a batch in one query: (by delivery id, by bare provider message id)."""
+) -> tuple[dict[str, MessageRef], dict[str, MessageRef]]:
+    """All messages named by a batch in one query: (by delivery id, by bare provider message id).
+    An email's Message-ID may be stored with or without angle brackets: both spellings are asked."""
     ids = [e.delivery_id for e in events if e.delivery_id]
     pmids: list[str] = []
     for e in events:
         if e.provider_message_id:
             bare = _bare(e.provider_message_id)
             pmids += [bare, f"<{bare}>"]
-    by_id: dict[str, _Message] = {}
-    by_pmid: dict[str, _Message] = {}
-    for r in (await conn.execute(_RESOLVE, {"ids": ids, "pmids": pmids})).mappings():
-        message = _Message(r["id"], r["tenant_id"], r["campaign_id"], r["customer_id"], r["channel"])
-        by_id[r["id"]] = message
-        if r["provider_message_id"]:
-            by_pmid.setdefault(_bare(r["provider_message_id"]), message)
+    by_id: dict[str, MessageRef] = {}
+    by_pmid: dict[str, MessageRef] = {}
+    for message in await resolve_messages(conn, ids, pmids):
+        by_id[message.delivery_id] = message
+        if message.provider_message_id:
+            by_pmid.setdefault(_bare(message.provider_message_id), message)
     return by_id, by_pmid
 
 
@@ -134,22 +117,12 @@ def _sms_outcome(e: SmsProviderEvent) -> _Outcome | None:
     return _Outcome(InteractionType.FAILED, meta)
 
 
-_HARD_BOUNCE = text(
-    """
-    UPDATE customers c SET email_bounced_at = COALESCE(c.email_bounced_at, b.at), updated_at = now()
-    FROM unnest(CAST(:customers AS text[]), CAST(:tenants AS text[]), CAST(:times AS timestamptz[]))
-         AS b(customer_id, tenant_id, at)
-    WHERE c.id = b.customer_id AND c.tenant_id = b.tenant_id
-    """
-)
-
-
 async def _process(
     conn: AsyncConnection, channel: Channel, items: Sequence[tuple[ProviderEvent, _Outcome | None]]
 ) -> WebhookResult:
     by_id, by_pmid = await _resolve(conn, [e for e, _ in items])
     recorded: list[str] = []
-    bounces: dict[str, tuple[str, datetime]] = {}
+    bounces: dict[str, dict[str, datetime]] = {}  # tenant -> customer -> first bounce of the batch
     duplicates = ignored = 0
     now = datetime.now(UTC)
     for e, outcome in sorted(items, key=lambda item: item[0].id):
@@ -177,19 +150,12 @@ async def _process(
             continue
         recorded.append(interaction_id)
         if outcome.hard_bounce:
-            bounces.setdefault(message.customer_id, (message.tenant_id, at))
+            bounces.setdefault(message.tenant_id, {}).setdefault(message.customer_id, at)
     if recorded:
         await roll_up(conn, ids=recorded)
-    if bounces:
-        keys = sorted(bounces)
-        await conn.execute(
-            _HARD_BOUNCE,
-            {
-                "customers": keys,
-                "tenants": [bounces[k][0] for k in keys],
-                "times": [bounces[k][1] for k in keys],
-            },
-        )
+    for tenant_id in sorted(bounces):
+        customers = bounces[tenant_id]
+        await mark_email_bounced(conn, tenant_id, list(customers), list(customers.values()))
     return WebhookResult(received=len(items), recorded=len(recorded), duplicates=duplicates, ignored=ignored)
 
 

@@ -32,14 +32,18 @@ def expected_messages(audience: Audience) -> int:
     return len(audience.emails()) + len(audience.phones())
 
 
-def in_flight(settings: Settings) -> int:
-    """Messages a worker may have handed to the providers without their answers recorded yet.
+def unanswered_bound(settings: Settings) -> dict[str, int]:
+    """Messages per channel a killed worker may leave claimed without an answer: each provider slot
+    holds at most the message on the wire and one claimed ahead (docs/architecture.md "The crash
+    window"), and with an idempotent SMS provider in-flight SMS are posted again, never UNKNOWN.
+    The one place this bound is written; a case that allows UNKNOWN multiplies it by its crashes."""
+    sms = 0 if settings.sms_idempotent else 2 * settings.sms_in_flight
+    return {"EMAIL": 2 * settings.smtp_pool_size, "SMS": sms}
 
-    Every page in flight runs its lanes, each lane one wave of `send_concurrency` messages at a
-    time: a crash can leave at most this many without an answer. The one place this bound is
-    written; a case that allows UNKNOWN multiplies it by its number of crashes.
-    """
-    return settings.pages_in_flight * settings.send_lanes * settings.send_concurrency
+
+def in_flight(settings: Settings) -> int:
+    """Both channels' bound of `unanswered_bound`, for one crash."""
+    return sum(unanswered_bound(settings).values())
 
 
 async def until_received(

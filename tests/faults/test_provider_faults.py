@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import text
 
-from activities import sending
-from activities.sending import PROVIDER_TRIES
+from activities.send import deliverers
+from activities.send.deliverers import PROVIDER_TRIES
 from devstack.sinks import SmsSink, SmtpSink
 from tests.conftest import StackFactory
 from tests.factories import make_audience, make_templates
@@ -137,8 +137,8 @@ async def test_an_address_deferred_for_good_never_blocks_the_rest(
     16 s of backoff): the same path, with the same rule deciding when a deferral becomes FAILED.
     """
     if not FULL:
-        monkeypatch.setattr(sending, "PROVIDER_TRIES", 2)
-        monkeypatch.setattr(sending, "DEFERRAL_ATTEMPTS", 5)
+        monkeypatch.setattr(deliverers, "PROVIDER_TRIES", 2)
+        monkeypatch.setattr(deliverers, "DEFERRAL_ATTEMPTS", 5)
     smtp, sms = fault_sinks
     stack = await make_stack(batch_size=100, smtp_port=smtp.port, sms_url=sms.url)
     stack.smtp, stack.sms = smtp, sms
@@ -170,6 +170,6 @@ async def test_an_address_deferred_for_good_never_blocks_the_rest(
     rows = await ledger(stack, cid)
     failed = {r["address"]: r for r in rows if r["outcome"] == "FAILED"}
     assert set(failed) == stuck and figures.sent == len(others)
-    assert all(f"page attempt {sending.DEFERRAL_ATTEMPTS}:" in r["detail"] for r in failed.values())
+    assert all(f"page attempt {deliverers.DEFERRAL_ATTEMPTS}:" in r["detail"] for r in failed.values())
     # Every page attempt asked each stuck address PROVIDER_TRIES times, and then never again.
-    assert smtp.refused == {a: sending.DEFERRAL_ATTEMPTS * sending.PROVIDER_TRIES for a in stuck}
+    assert smtp.refused == {a: deliverers.DEFERRAL_ATTEMPTS * deliverers.PROVIDER_TRIES for a in stuck}

@@ -1,0 +1,142 @@
+"""A send page: the pipeline's parts assembled for one batch of messages, with the page's watchers.
+
+Every kind of send (a segment page, a trigger queue page, a journey send, an operator's resend)
+builds a `SendPage` from its source's messages; they differ only in where the messages come from
+and in how a claim is written (a new row, or an existing UNKNOWN row flipped).
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.deps import ActivityDeps
+from activities.send.deliverers import Deliverer, EmailDeliverer, SmsDeliverer
+from activities.send.model import Content, Message
+from activities.send.pipeline import Pipeline
+from activities.send.renderer import Renderer
+from activities.send.writer import LedgerWriter
+from core.constants import ERR_CAMPAIGN_INVALID
+from core.enums import Channel
+from db.campaign_content import send_content
+from db.ledger.runs import halt_epoch
+
+HALT_POLL_SECONDS = 0.1
+HEARTBEAT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class HaltWatch:
+    """Where pause and cancel reach a page: the run whose halt epoch it polls, and its own epoch."""
+
+    run_id: str
+    epoch: int
+
+
+async def load_content(deps: ActivityDeps, *, campaign_id: str, tenant_id: str, run_id: str) -> Content:
+    """The campaign's channels and the template versions the run pinned (db.template_versions);
+    an EMAIL template without `text` gets a text part derived from its html."""
+    async with deps.engine.connect() as conn:
+        content = await send_content(conn, campaign_id=campaign_id, tenant_id=tenant_id, run_id=run_id)
+    if content is None:
+        raise ApplicationError("campaign not found", type=ERR_CAMPAIGN_INVALID, non_retryable=True)
+    if content.missing is not None:
+        raise ApplicationError(
+            f"the {content.missing} template of the campaign no longer exists",
+            type=ERR_CAMPAIGN_INVALID,
+            non_retryable=True,
+        )
+    return Content(content.channels, content.templates[Channel.EMAIL], content.templates[Channel.SMS])
+
+
+class SendPage:
+    """Send `messages` through the pipeline; `halted`, `provider_down` and `sent` say how it went."""
+
+    def __init__(
+        self,
+        deps: ActivityDeps,
+        *,
+        campaign_id: str,
+        tenant_id: str,
+        content: Content,
+        halt: HaltWatch | None,
+        existing_rows: bool = False,
+    ) -> None:
+        self._deps = deps
+        self._halt = halt
+        self.writer = LedgerWriter(
+            deps.engine, campaign_id=campaign_id, tenant_id=tenant_id, existing_rows=existing_rows
+        )
+        deliverers: list[Deliverer] = [
+            EmailDeliverer(deps.smtp, deps.settings, campaign_id=campaign_id, tenant_id=tenant_id),
+            SmsDeliverer(deps.sms, deps.settings),
+        ]
+        self.pipeline = Pipeline(
+            tenant_id=tenant_id,
+            renderer=Renderer(deps.render_pool, tenant_id, content),
+            deliverers=deliverers,
+            writer=self.writer,
+            chunk=deps.settings.send_concurrency,
+        )
+
+    @property
+    def halted(self) -> bool:
+        return self.pipeline.halted.is_set()
+
+    @property
+    def provider_down(self) -> str | None:
+        return self.pipeline.provider_down
+
+    @property
+    def sent(self) -> int:
+        return self.pipeline.sent
+
+    async def halt_requested(self) -> bool:
+        if self._halt is None:
+            return False
+        async with self._deps.engine.connect() as conn:
+            epoch = await halt_epoch(conn, self._halt.run_id)
+        return epoch is not None and epoch >= self._halt.epoch
+
+    async def send(self, messages: Sequence[Message]) -> None:
+        """Send the messages (nothing when the run was halted before this attempt began)."""
+        if await self.halt_requested():
+            self.pipeline.halted.set()
+        watchers = [asyncio.create_task(self._watch_halt()), asyncio.create_task(self._heartbeat())]
+        try:
+            if messages and not self.halted:
+                await self.pipeline.run(messages)
+        finally:
+            for task in watchers:
+                task.cancel()
+            for task in watchers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.writer.close()
+
+    def raise_if_provider_down(self) -> None:
+        """Fail the attempt (Temporal retries it with the workflow's backoff) when something was
+        not sent: the provider was unreachable, or deferred some messages."""
+        if self.provider_down is not None:
+            raise ApplicationError(f"provider unavailable: {self.provider_down}")
+        if self.pipeline.deferred is not None:
+            raise ApplicationError(f"provider deferred messages: {self.pipeline.deferred}")
+
+    async def _watch_halt(self) -> None:
+        if self._halt is None:
+            return
+        while not self.pipeline.halted.is_set():
+            if await self.halt_requested():
+                self.pipeline.halted.set()
+                return
+            await asyncio.sleep(HALT_POLL_SECONDS)
+
+    async def _heartbeat(self) -> None:
+        if not activity.in_activity():
+            return
+        while True:
+            activity.heartbeat(self.sent)
+            await asyncio.sleep(HEARTBEAT_SECONDS)

@@ -1,0 +1,201 @@
+"""The send pipeline of one page: render ahead, then claim, send and record one message per slot.
+
+    source -> gates -> renderer -> feed (per channel) -> slots (deliverer) -> ledger writer
+
+The renderer works a chunk ahead and puts rendered messages, still unclaimed, on the channel's
+feed. Each slot (an SMTP connection, an SMS request slot) takes the next message, claims it, sends
+it and records the answer. A slot claims at most one message ahead of the one it is sending, and
+that claim commits with the previous message's answer, so at any time a slot has at most two
+messages claimed without an answer in the ledger: a crash leaves at most 2 x slots UNKNOWN per
+channel (README "Delivery guarantees (the ledger)"), whatever the page or wave size.
+
+Pause and cancel set `halted`: slots stop taking messages within one send, release the claim they
+hold ahead, and let the message on the wire finish. A message nothing was sent for releases its
+claim: when the provider was unreachable the page stops (`provider_down`); when the provider only
+deferred that message (SMTP 4xx, SMS 429 after the retries) the rest of the page goes on
+(`deferred`), so one address never holds up the others. Either way the page then fails, and
+Temporal retries it later; the retry finds every decided message in the ledger.
+"""
+
+import asyncio
+from collections.abc import Sequence
+
+from activities.send.deliverers import Deliverer
+from activities.send.model import Answer, Message, Outgoing
+from activities.send.renderer import Renderer
+from activities.send.writer import LedgerWriter
+from core import metrics
+from core.enums import Outcome
+from core.ids import new_id
+
+
+class Feed:
+    """Rendered messages of one channel waiting for a slot, bounded so rendering stays only a
+    little ahead of sending (memory), and closed when the renderer is done."""
+
+    def __init__(self, capacity: int) -> None:
+        self._queue: asyncio.Queue[Outgoing | None] = asyncio.Queue(maxsize=capacity)
+
+    async def put(self, item: Outgoing) -> None:
+        await self._queue.put(item)
+
+    async def close(self, stopping: bool) -> None:
+        """Put the end marker after the last message. When the page is stopping and the feed is
+        full, no slot is waiting on it: each leaves at its next look at `stopping`."""
+        if stopping and self._queue.full():
+            return
+        await self._queue.put(None)
+
+    def drain(self) -> None:
+        """Drop what waits (rendered, never claimed): a stopping page's slots leave, and the
+        renderer must not wait for room that nobody will make."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    async def take(self) -> Outgoing | None:
+        item = await self._queue.get()
+        if item is None:
+            self._queue.put_nowait(None)  # every slot sees the end
+        return item
+
+    def take_nowait(self) -> Outgoing | bool | None:
+        """The next message, None at the end, False when none is ready yet."""
+        try:
+            item = self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return False
+        if item is None:
+            self._queue.put_nowait(None)
+        return item
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        tenant_id: str,
+        renderer: Renderer,
+        deliverers: Sequence[Deliverer],
+        writer: LedgerWriter,
+        chunk: int,
+    ) -> None:
+        self._tenant = tenant_id
+        self._renderer = renderer
+        self._deliverers = {d.channel.value: d for d in deliverers}
+        self._writer = writer
+        self._chunk = chunk
+        self.halted = asyncio.Event()
+        self.provider_down: str | None = None
+        # A message the provider deferred (its claim released): the page goes on, then fails.
+        self.deferred: str | None = None
+        self.sent = 0
+
+    def stopping(self) -> bool:
+        return self.halted.is_set() or self.provider_down is not None
+
+    async def run(self, messages: Sequence[Message]) -> None:
+        """Send every message once (or stop early when halted or a provider is down)."""
+        by_channel = {ch: sum(1 for m in messages if m.channel == ch) for ch in self._deliverers}
+        feeds = {ch: Feed(2 * self._chunk) for ch, n in by_channel.items() if n}
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._render(messages, feeds))
+                for channel, feed in feeds.items():
+                    deliverer = self._deliverers[channel]
+                    for _ in range(min(deliverer.slots, by_channel[channel])):
+                        group.create_task(self._slot(deliverer, feed))
+        except BaseExceptionGroup as group_error:
+            # The parts share one fate; the page fails with the first cause, not a group of them.
+            raise group_error.exceptions[0] from None
+
+    async def wait_to_retry(self, seconds: float) -> bool:
+        """Sleep before a provider retry; False (stop retrying) as soon as the page is halted."""
+        try:
+            await asyncio.wait_for(self.halted.wait(), timeout=seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    async def _render(self, messages: Sequence[Message], feeds: dict[str, Feed]) -> None:
+        try:
+            for start in range(0, len(messages), self._chunk):
+                if self.stopping():
+                    return
+                rendered = await self._renderer.render(messages[start : start + self._chunk])
+                if rendered.failed:
+                    await self._writer.finals(
+                        [
+                            m.final(new_id("delivery"), Outcome.FAILED, problem.reason, str(problem)[:500])
+                            for m, problem in rendered.failed
+                        ]
+                    )
+                for item in rendered.ready:
+                    if self.stopping():
+                        return
+                    await feeds[item.message.channel].put(item)
+        finally:
+            for feed in feeds.values():
+                await feed.close(self.stopping())
+
+    async def _slot(self, deliverer: Deliverer, feed: Feed) -> None:
+        try:
+            await self._send_on_slot(deliverer, feed)
+        finally:
+            if self.stopping():
+                feed.drain()
+
+    async def _send_on_slot(self, deliverer: Deliverer, feed: Feed) -> None:
+        async with deliverer.lease() as slot:
+            current = await self._advance(feed, [])
+            previous: list[Answer] = []  # the answer of the message sent before `current`
+            while current is not None:
+                if self.stopping():
+                    # Record what came back, release the claim held ahead: nothing was sent for it.
+                    await self._writer.step(answers=[*previous, Answer.not_sent(current, "halted")])
+                    self._account(previous)
+                    return
+                # Record the previous answer and claim the next message while this one is on the wire.
+                ahead = asyncio.create_task(self._advance(feed, previous))
+                try:
+                    answer = await slot.deliver(current, self.wait_to_retry)
+                    if answer.deferred:  # this message only: the others go on
+                        self.deferred = answer.detail
+                    elif answer.outcome is None:  # nothing left the client: stop the page
+                        self.provider_down = answer.detail or "unreachable"
+                    current = await ahead
+                except BaseException:
+                    ahead.cancel()
+                    raise
+                previous = [answer]
+            if previous:
+                await self._writer.step(answers=previous)
+                self._account(previous)
+
+    async def _advance(self, feed: Feed, answers: list[Answer]) -> Outgoing | None:
+        """Record `answers` and claim the slot's next message (None: no more for this slot)."""
+        item = None if self.stopping() else feed.take_nowait()
+        if item is False:  # nothing rendered yet: record now rather than wait with the answer
+            if answers:
+                await self._writer.step(answers=answers)
+                self._account(answers)
+                answers = []
+            item = await feed.take()
+            if item is not None and self.stopping():
+                item = None  # taken but never claimed: nothing to release
+        while True:
+            candidate = item if isinstance(item, Outgoing) else None
+            won = await self._writer.step(answers=answers, claim=candidate)
+            self._account(answers)
+            answers = []
+            if candidate is None or won:
+                return candidate
+            # Another attempt holds that message (or it was decided meanwhile): take the next.
+            item = None if self.stopping() else await feed.take()
+
+    def _account(self, answers: list[Answer]) -> None:
+        """Count recorded answers (a release is not a message)."""
+        recorded = [a for a in answers if a.outcome is not None]
+        if not recorded:
+            return
+        self.sent += sum(1 for a in recorded if a.outcome == Outcome.SENT)
+        metrics.count_messages(self._tenant, [(a.item.message.channel, a.outcome) for a in recorded])

@@ -1,0 +1,157 @@
+"""The ledger writer: claims and answers of every slot of a page, group-committed.
+
+Each slot hands the writer one step at a time: the answer of the message it just sent (or the
+release of a claim nothing was sent for) and the claim of the message it takes next. Steps that
+arrive while a commit is in the database wait for the next one, so under load one statement
+carries the steps of every slot, and when idle a step commits at once: no timer, no added latency.
+
+Every statement of a step is idempotent (db.ledger.sends.write_step), so a step whose connection
+is lost is replayed on a fresh connection instead of failing the page: a connection cut must not
+turn answers the writer holds into UNKNOWN rows.
+"""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from activities.send.model import Answer, Outgoing
+from core.enums import Outcome
+from core.ids import new_id
+from db.ledger.outcomes import mark_email_bounced
+from db.ledger.sends import AnswerRow, FinalRow, insert_finals, write_step
+
+log = logging.getLogger(__name__)
+
+# Attempts of one commit when its connection is lost meanwhile (Postgres restarted, backend cut).
+RECORD_ATTEMPTS = 4
+
+
+@dataclass
+class _Step:
+    answers: Sequence[Answer]
+    claim: Outgoing | None
+    done: "asyncio.Future[bool]"
+
+
+class LedgerWriter:
+    """Group commits of one page's steps on a connection of its own (no pool check-out per step).
+
+    `existing_rows`: claims flip existing UNKNOWN rows (a resend) instead of inserting rows."""
+
+    def __init__(
+        self, engine: AsyncEngine, *, campaign_id: str, tenant_id: str, existing_rows: bool = False
+    ) -> None:
+        self._engine = engine
+        self._campaign = campaign_id
+        self._tenant = tenant_id
+        self._existing = existing_rows
+        self._queue: list[_Step] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._conn: AsyncConnection | None = None
+
+    async def step(self, *, answers: Sequence[Answer] = (), claim: Outgoing | None = None) -> bool:
+        """Record `answers` (an answer without outcome releases its claim) and claim `claim` in the
+        next commit; True when the claim was won (a message another attempt holds, or already
+        decided, is not)."""
+        if not answers and claim is None:
+            return False
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Step(answers, claim, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await done
+
+    async def finals(self, rows: list[FinalRow]) -> None:
+        """Rows decided without a provider call (unrenderable messages), written once."""
+        if rows:
+            await self._commit("recording decided messages", rows=rows)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _flush(self) -> None:
+        while self._queue:
+            await asyncio.sleep(0)  # let every slot that is ready this turn join the commit
+            batch, self._queue = self._queue, []
+            try:
+                won = await self._commit("recording a step", steps=batch)
+            except Exception as err:  # every waiting slot fails with it: the page fails
+                for s in batch:
+                    if not s.done.done():
+                        s.done.set_exception(err)
+                continue
+            for s in batch:
+                if not s.done.done():
+                    s.done.set_result(s.claim is not None and s.claim.delivery_id in won)
+
+    async def _commit(
+        self, what: str, *, steps: list[_Step] | None = None, rows: list[FinalRow] | None = None
+    ) -> set[str]:
+        at = datetime.now(UTC)  # one time per step, the same when it is replayed
+        interaction_ids = [new_id("interaction") for s in steps or () for _ in s.answers]
+        for attempt in range(RECORD_ATTEMPTS):
+            try:
+                conn = await self._connection()
+                async with conn.begin():
+                    if rows is not None:
+                        await insert_finals(
+                            conn, campaign_id=self._campaign, tenant_id=self._tenant, rows=rows
+                        )
+                        return set()
+                    return await self._write(conn, steps or [], interaction_ids, at)
+            except DBAPIError as err:
+                await self._drop_connection()
+                if not err.connection_invalidated or attempt == RECORD_ATTEMPTS - 1:
+                    raise
+                log.warning("%s failed on a lost connection, retrying: %s", what, err.orig)
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise RuntimeError("unreachable")  # the loop returns or raises
+
+    async def _write(
+        self, conn: AsyncConnection, steps: list[_Step], interaction_ids: list[str], at: datetime
+    ) -> set[str]:
+        answers: list[AnswerRow] = []
+        released: list[str] = []
+        bounced: list[str] = []
+        for a, iid in zip((a for s in steps for a in s.answers), interaction_ids, strict=True):
+            if a.outcome is None:
+                released.append(a.item.delivery_id)
+                continue
+            answers.append(a.row(iid, at))
+            if a.outcome == Outcome.BOUNCED:
+                bounced.append(a.item.message.customer_id)
+        won = await write_step(
+            conn,
+            campaign_id=self._campaign,
+            tenant_id=self._tenant,
+            answers=answers,
+            released=released,
+            claims=[s.claim.claim() for s in steps if s.claim is not None],
+            at=at,
+            existing_rows=self._existing,
+        )
+        if bounced:
+            await mark_email_bounced(conn, self._tenant, bounced, at)
+        return won
+
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None:
+            self._conn = await self._engine.connect()
+        return self._conn
+
+    async def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except Exception:  # a broken connection may fail to close; it is discarded anyway
+                log.debug("closing a broken ledger connection failed", exc_info=True)
+            self._conn = None

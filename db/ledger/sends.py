@@ -1,0 +1,300 @@
+"""The send path's statements on the ledger: a page's recipients and rows, claims, answers.
+
+README "Delivery guarantees (the ledger)" gives the rules these statements keep:
+- a message is claimed (a PENDING row) right before a provider slot takes it, and answered right
+  after; every claim and answer statement is idempotent, so a wave retried on a fresh connection
+  after a lost commit never applies twice;
+- a dead attempt's PENDING rows become UNKNOWN (never resent by themselves), except SMS rows when
+  the provider deduplicates on the idempotency key (they are posted again with the same key).
+
+Every function takes the caller's connection and never commits: the caller owns the transaction.
+The hot statements (`write_step`) take arrays (`unnest`), so one statement carries a whole group
+commit and its text never changes (psycopg prepares it after a few executions).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.audience import RECIPIENT_COLUMNS
+from db.ledger.outcomes import mark_orphans_unknown
+
+# ---- a page of a run's recipients -------------------------------------------------------------------
+
+_PAGE = text(
+    f"""
+    SELECT rr.run_id, rr.customer_id AS id, {RECIPIENT_COLUMNS}
+    FROM run_recipients rr
+    LEFT JOIN customers c ON c.id = rr.customer_id AND c.tenant_id = :tenant
+    WHERE rr.run_id = :run AND (CAST(:after AS text) IS NULL OR rr.customer_id > :after)
+      AND (CAST(:upto AS text) IS NULL OR rr.customer_id <= :upto)
+    ORDER BY rr.customer_id
+    LIMIT :limit
+    """
+)
+
+
+async def run_page(
+    conn: AsyncConnection, *, tenant_id: str, run_id: str, after: str | None, upto: str | None, limit: int
+) -> Sequence[RowMapping]:
+    """Recipients of a run in (after, upto], by customer id: `run_id`, `id` and RECIPIENT_COLUMNS."""
+    params = {"tenant": tenant_id, "run": run_id, "after": after, "upto": upto, "limit": limit}
+    return (await conn.execute(_PAGE, params)).mappings().all()
+
+
+@dataclass(frozen=True)
+class PageBounds:
+    """What a page covers in the ledger: its runs (a TRIGGERED page holds one run per event) and
+    its customer range, exact for a one-run page."""
+
+    runs: list[str]
+    first: str
+    last: str
+
+    def params(self) -> dict[str, Any]:
+        return {"runs": self.runs, "first": self.first, "last": self.last}
+
+
+@dataclass(frozen=True)
+class ExistingRow:
+    """A ledger row already written for one of the page's messages."""
+
+    id: str
+    run_id: str
+    customer_id: str
+    channel: str
+    outcome: str
+
+
+_EXISTING = text(
+    "SELECT id, run_id, customer_id, channel, outcome FROM deliveries"
+    " WHERE run_id = ANY(:runs) AND customer_id BETWEEN :first AND :last"
+)
+
+
+async def settle_orphans(conn: AsyncConnection, bounds: PageBounds, *, keep_sms: bool) -> list[ExistingRow]:
+    """Turn a dead attempt's in-flight rows of the page into UNKNOWN (maybe delivered, so never
+    resent by themselves), then return every row the page already has. With `keep_sms` (an
+    idempotent SMS provider) in-flight SMS rows stay PENDING: the caller posts them again under
+    the same id, which the provider recognises."""
+    await mark_orphans_unknown(
+        conn, runs=bounds.runs, first=bounds.first, last=bounds.last, keep_sms=keep_sms
+    )
+    rows = await conn.execute(_EXISTING, bounds.params())
+    return [ExistingRow(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+
+_PAGE_COUNTS = text(
+    "SELECT outcome, count(*) FROM deliveries"
+    " WHERE run_id = ANY(:runs) AND customer_id BETWEEN :first AND :last GROUP BY outcome"
+)
+
+
+async def page_outcomes(conn: AsyncConnection, bounds: PageBounds) -> dict[str, int]:
+    """{outcome: rows} of the page."""
+    return {r[0]: int(r[1]) for r in await conn.execute(_PAGE_COUNTS, bounds.params())}
+
+
+# ---- rows written once: skipped and unrenderable messages --------------------------------------------
+
+
+@dataclass(frozen=True)
+class FinalRow:
+    """A message decided without a provider call (SKIPPED by a gate, FAILED to render)."""
+
+    id: str
+    run_id: str
+    customer_id: str
+    channel: str
+    outcome: str
+    reason: str | None
+    detail: str | None
+    address: str | None
+
+
+_INSERT_FINALS = text(
+    """
+    INSERT INTO deliveries (id, run_id, campaign_id, tenant_id, customer_id, channel, outcome,
+                            reason, detail, address)
+    SELECT v.id, v.run, :campaign, :tenant, v.customer, v.channel, v.outcome, v.reason, v.detail,
+           v.address
+    FROM unnest(CAST(:ids AS text[]), CAST(:runs AS text[]), CAST(:customers AS text[]),
+                CAST(:channels AS text[]), CAST(:outcomes AS text[]), CAST(:reasons AS text[]),
+                CAST(:details AS text[]), CAST(:addresses AS text[]))
+         AS v(id, run, customer, channel, outcome, reason, detail, address)
+    ON CONFLICT (run_id, customer_id, channel) DO NOTHING
+    """
+)
+
+
+async def insert_finals(
+    conn: AsyncConnection, *, campaign_id: str, tenant_id: str, rows: Sequence[FinalRow]
+) -> None:
+    """Write decided rows once (a retried page finds them and leaves them)."""
+    if not rows:
+        return
+    await conn.execute(
+        _INSERT_FINALS,
+        {
+            "campaign": campaign_id,
+            "tenant": tenant_id,
+            "ids": [r.id for r in rows],
+            "runs": [r.run_id for r in rows],
+            "customers": [r.customer_id for r in rows],
+            "channels": [r.channel for r in rows],
+            "outcomes": [r.outcome for r in rows],
+            "reasons": [r.reason for r in rows],
+            "details": [r.detail for r in rows],
+            "addresses": [r.address for r in rows],
+        },
+    )
+
+
+# ---- the hot path: one group commit of answers, releases and claims ----------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A message about to be handed to a provider slot, under the ledger id it is sent with."""
+
+    id: str
+    run_id: str
+    customer_id: str
+    channel: str
+    address: str | None
+
+
+@dataclass(frozen=True)
+class AnswerRow:
+    """A provider's answer to a claimed message; `interaction_type` None records no interaction."""
+
+    id: str
+    outcome: str
+    reason: str | None
+    detail: str | None
+    sent_at: datetime | None
+    provider_message_id: str | None
+    interaction_id: str
+    interaction_type: str | None
+
+
+# Answers mark only PENDING rows (a replayed commit changes nothing) and log their interactions;
+# releases drop claims whose message never left the client; new claims insert PENDING rows, and a
+# row this same claim already wrote (a commit whose reply was lost) is returned again.
+_STEP_NEW = text(
+    """
+    WITH a AS (
+        SELECT * FROM unnest(CAST(:a_ids AS text[]), CAST(:a_outcomes AS text[]),
+                             CAST(:a_reasons AS text[]), CAST(:a_details AS text[]),
+                             CAST(:a_sent_ats AS timestamptz[]), CAST(:a_pmids AS text[]),
+                             CAST(:a_iids AS text[]), CAST(:a_itypes AS text[]))
+            AS v(id, outcome, reason, detail, sent_at, pmid, iid, itype)
+    ), marked AS (
+        UPDATE deliveries
+        SET outcome = a.outcome, reason = a.reason, detail = a.detail, sent_at = a.sent_at,
+            provider_message_id = a.pmid, updated_at = now()
+        FROM a WHERE deliveries.id = a.id AND deliveries.outcome = 'PENDING'
+        RETURNING deliveries.id, deliveries.tenant_id, deliveries.campaign_id,
+                  deliveries.customer_id, deliveries.channel, a.iid, a.itype
+    ), logged AS (
+        INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id, channel,
+                                  type, occurred_at, metadata)
+        SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, :at,
+               '{}'::jsonb
+        FROM marked m WHERE m.itype IS NOT NULL
+    ), released AS (
+        DELETE FROM deliveries WHERE id = ANY(CAST(:released AS text[])) AND outcome = 'PENDING'
+    )
+    INSERT INTO deliveries (id, run_id, campaign_id, tenant_id, customer_id, channel, outcome,
+                            address, claimed_at)
+    SELECT v.id, v.run, :campaign, :tenant, v.customer, v.channel, 'PENDING', v.address, :at
+    FROM unnest(CAST(:c_ids AS text[]), CAST(:c_runs AS text[]), CAST(:c_customers AS text[]),
+                CAST(:c_channels AS text[]), CAST(:c_addresses AS text[]))
+         AS v(id, run, customer, channel, address)
+    ON CONFLICT (run_id, customer_id, channel) DO UPDATE SET claimed_at = deliveries.claimed_at
+        WHERE deliveries.id = excluded.id AND deliveries.outcome = 'PENDING'
+    RETURNING id
+    """
+)
+# The same for rows that exist already (an operator's resend of UNKNOWN rows): a claim flips
+# UNKNOWN to PENDING and stamps `claimed_at` with this step's time, so a replayed commit finds
+# its own claims again (PENDING with that stamp) and no dead attempt's; a release flips back.
+_STEP_EXISTING = text(
+    """
+    WITH a AS (
+        SELECT * FROM unnest(CAST(:a_ids AS text[]), CAST(:a_outcomes AS text[]),
+                             CAST(:a_reasons AS text[]), CAST(:a_details AS text[]),
+                             CAST(:a_sent_ats AS timestamptz[]), CAST(:a_pmids AS text[]),
+                             CAST(:a_iids AS text[]), CAST(:a_itypes AS text[]))
+            AS v(id, outcome, reason, detail, sent_at, pmid, iid, itype)
+    ), marked AS (
+        UPDATE deliveries
+        SET outcome = a.outcome, reason = a.reason, detail = a.detail, sent_at = a.sent_at,
+            provider_message_id = a.pmid, updated_at = now()
+        FROM a WHERE deliveries.id = a.id AND deliveries.outcome = 'PENDING'
+        RETURNING deliveries.id, deliveries.tenant_id, deliveries.campaign_id,
+                  deliveries.customer_id, deliveries.channel, a.iid, a.itype
+    ), logged AS (
+        INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id, channel,
+                                  type, occurred_at, metadata)
+        SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, :at,
+               '{}'::jsonb
+        FROM marked m WHERE m.itype IS NOT NULL
+    ), released AS (
+        UPDATE deliveries SET outcome = 'UNKNOWN', updated_at = now()
+        WHERE id = ANY(CAST(:released AS text[])) AND outcome = 'PENDING'
+    )
+    UPDATE deliveries SET outcome = 'PENDING', claimed_at = :at, updated_at = now()
+    WHERE id = ANY(CAST(:c_ids AS text[])) AND campaign_id = :campaign AND tenant_id = :tenant
+      AND (outcome = 'UNKNOWN' OR (outcome = 'PENDING' AND claimed_at = :at))
+    RETURNING id
+    """
+)
+
+
+async def write_step(
+    conn: AsyncConnection,
+    *,
+    campaign_id: str,
+    tenant_id: str,
+    answers: Sequence[AnswerRow],
+    released: Sequence[str],
+    claims: Sequence[Claim],
+    at: datetime,
+    existing_rows: bool = False,
+) -> set[str]:
+    """Record answers, drop released claims and claim new messages, in one statement; returns the
+    ids claimed (a message another attempt holds is not). `at` must be this step's own time and
+    the same when the step is replayed: it stamps the claims and the interactions.
+    `existing_rows`: the claimed rows exist already as UNKNOWN (a resend) instead of being new."""
+    params: dict[str, Any] = {
+        "campaign": campaign_id,
+        "tenant": tenant_id,
+        "at": at,
+        "a_ids": [a.id for a in answers],
+        "a_outcomes": [a.outcome for a in answers],
+        "a_reasons": [a.reason for a in answers],
+        "a_details": [a.detail for a in answers],
+        "a_sent_ats": [a.sent_at for a in answers],
+        "a_pmids": [a.provider_message_id for a in answers],
+        "a_iids": [a.interaction_id for a in answers],
+        "a_itypes": [a.interaction_type for a in answers],
+        "released": list(released),
+        "c_ids": [c.id for c in claims],
+    }
+    if existing_rows:
+        rows = await conn.execute(_STEP_EXISTING, params)
+    else:
+        params.update(
+            c_runs=[c.run_id for c in claims],
+            c_customers=[c.customer_id for c in claims],
+            c_channels=[c.channel for c in claims],
+            c_addresses=[c.address for c in claims],
+        )
+        rows = await conn.execute(_STEP_NEW, params)
+    return {r[0] for r in rows}
