@@ -86,8 +86,8 @@ async def test_sigkill_while_draining_events_doubles_nothing(
     assert set(sms.values()) <= {1}, "an SMS was sent twice"
     # Posts of this audience's messages only: the sink is shared with earlier tests.
     phones = {c["phone"] for c in audience.customers if c["phone"]}
-    keys = [m.idempotency_key for m in stack.sms.messages if m.to in phones]
-    assert keys and all(stack.sms.attempts[k] == 1 for k in keys), "an SMS was re-posted"
+    posted = [m.idempotency_key for m in stack.sms.messages if m.to in phones]
+    assert posted and all(stack.sms.attempts[k] == 1 for k in posted), "an SMS was re-posted"
     rows = await ledger(stack, cid)
     keys = Counter((row["customerId"], row["channel"]) for row in rows)
     assert len(keys) == 1200 and set(keys.values()) == {1}, "one ledger row per (event, channel)"
