@@ -22,6 +22,7 @@ from core.messages import (
     SyncCampaignInput,
 )
 from core.recurrence import RecurringSchedule, next_run_after
+from db import rollups
 from db.audience import load_segment, segment_size
 from db.ledger import outcomes, reads, runs
 from db.models import Campaign, Template
@@ -159,9 +160,11 @@ class LifecycleActivities:
         """A finished campaign's outcomes as the ledger holds them (every run, every channel).
 
         Nothing sends for it any more, so a row still PENDING (a page cut off by a cancel that
-        its grace period did not cover) may have gone out: it becomes UNKNOWN, never resent."""
+        its grace period did not cover) may have gone out: it becomes UNKNOWN, never resent. Such
+        a page also never rolled up what it recorded: the roll-up here counts it (exactly once)."""
         async with self._deps.engine.begin() as conn:
             await outcomes.mark_campaign_orphans_unknown(conn, inp.campaign_id)
+            await rollups.roll_up(conn, campaign_id=inp.campaign_id)
             tally = await reads.campaign_tally(conn, inp.campaign_id)
         return tally.counts()
 

@@ -14,6 +14,7 @@ retried once at once on a fresh connection; only a break during DATA is AMBIGUOU
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -195,6 +196,8 @@ async def _close(client: aiosmtplib.SMTP) -> None:
         client.close()
 
 
+@functools.lru_cache(maxsize=256)
 def _address_of(sender: str) -> str:
-    """`Name <a@b>` -> `a@b` for the SMTP envelope."""
+    """`Name <a@b>` -> `a@b` for the SMTP envelope (a few senders, parsed once each: the email
+    package's address parser costs more than the rest of the envelope)."""
     return parseaddr(sender)[1] or sender

@@ -7,9 +7,12 @@ and in how a claim is written (a new row, or an existing UNKNOWN row flipped).
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -23,6 +26,8 @@ from core.constants import ERR_CAMPAIGN_INVALID
 from core.enums import Channel
 from db.campaign_content import send_content
 from db.ledger.runs import halt_epoch
+
+log = logging.getLogger(__name__)
 
 HALT_POLL_SECONDS = 0.1
 HEARTBEAT_SECONDS = 1.0
@@ -67,6 +72,7 @@ class SendPage:
     ) -> None:
         self._deps = deps
         self._halt = halt
+        self._halt_conn: AsyncConnection | None = None
         self.writer = LedgerWriter(
             deps.engine, campaign_id=campaign_id, tenant_id=tenant_id, existing_rows=existing_rows
         )
@@ -95,11 +101,25 @@ class SendPage:
         return self.pipeline.sent
 
     async def halt_requested(self) -> bool:
+        """Whether pause or cancel reached this page's run. Polled every HALT_POLL_SECONDS on a
+        connection the page holds (no pool check-out and pre-ping ten times a second)."""
         if self._halt is None:
             return False
-        async with self._deps.engine.connect() as conn:
-            epoch = await halt_epoch(conn, self._halt.run_id)
+        try:
+            if self._halt_conn is None:
+                conn = await self._deps.engine.connect()
+                self._halt_conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            epoch = await halt_epoch(self._halt_conn, self._halt.run_id)
+        except DBAPIError:
+            await self._close_halt_conn()  # a lost connection: the next poll opens a new one
+            raise
         return epoch is not None and epoch >= self._halt.epoch
+
+    async def _close_halt_conn(self) -> None:
+        conn, self._halt_conn = self._halt_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close
+                await conn.close()
 
     async def send(self, messages: Sequence[Message]) -> None:
         """Send the messages (nothing when the run was halted before this attempt began)."""
@@ -115,6 +135,7 @@ class SendPage:
             for task in watchers:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self._close_halt_conn()
             await self.writer.close()
 
     def raise_if_provider_down(self) -> None:
@@ -129,9 +150,12 @@ class SendPage:
         if self._halt is None:
             return
         while not self.pipeline.halted.is_set():
-            if await self.halt_requested():
-                self.pipeline.halted.set()
-                return
+            try:
+                if await self.halt_requested():
+                    self.pipeline.halted.set()
+                    return
+            except DBAPIError as err:  # the database is away a moment: look again at the next poll
+                log.warning("polling the halt epoch failed: %s", err.orig)
             await asyncio.sleep(HALT_POLL_SECONDS)
 
     async def _heartbeat(self) -> None:

@@ -20,13 +20,20 @@ Temporal retries it later; the retry finds every decided message in the ledger.
 import asyncio
 from collections.abc import Sequence
 
-from activities.send.deliverers import Deliverer
+from activities.send.deliverers import Deliverer, Slot
 from activities.send.model import Answer, Message, Outgoing
 from activities.send.renderer import Renderer
 from activities.send.writer import LedgerWriter
 from core import metrics
 from core.enums import Outcome
 from core.ids import new_id
+
+
+class Empty:
+    """No rendered message is ready yet (the feed has not ended)."""
+
+
+EMPTY = Empty()
 
 
 class Feed:
@@ -47,10 +54,12 @@ class Feed:
         await self._queue.put(None)
 
     def drain(self) -> None:
-        """Drop what waits (rendered, never claimed): a stopping page's slots leave, and the
-        renderer must not wait for room that nobody will make."""
+        """Drop what waits (rendered, never claimed) and leave the end marker: a stopping page's
+        slots leave, the renderer must not wait for room that nobody will make, and a slot that
+        comes to take later (it looked at `stopping` before an await) must find the end."""
         while not self._queue.empty():
             self._queue.get_nowait()
+        self._queue.put_nowait(None)
 
     async def take(self) -> Outgoing | None:
         item = await self._queue.get()
@@ -138,59 +147,67 @@ class Pipeline:
                 await feed.close(self.stopping())
 
     async def _slot(self, deliverer: Deliverer, feed: Feed) -> None:
+        """Wait for rendered messages without holding a provider slot, then lease one and send
+        while messages are ready; give the slot back whenever the feed runs dry, so a page whose
+        rendering is slow (a heavy template) never keeps another page (another tenant) waiting."""
         try:
-            await self._send_on_slot(deliverer, feed)
+            while not self.stopping():
+                first = await feed.take()
+                if first is None or self.stopping():
+                    return  # the end, or a page stopping: `first` was never claimed
+                async with deliverer.lease() as slot:
+                    more = await self._send_while_ready(slot, feed, first)
+                if not more:
+                    return
         finally:
             if self.stopping():
                 feed.drain()
 
-    async def _send_on_slot(self, deliverer: Deliverer, feed: Feed) -> None:
-        async with deliverer.lease() as slot:
-            current = await self._advance(feed, [])
-            previous: list[Answer] = []  # the answer of the message sent before `current`
-            while current is not None:
-                if self.stopping():
-                    # Record what came back, release the claim held ahead: nothing was sent for it.
-                    await self._writer.step(answers=[*previous, Answer.not_sent(current, "halted")])
-                    self._account(previous)
-                    return
-                # Record the previous answer and claim the next message while this one is on the wire.
-                ahead = asyncio.create_task(self._advance(feed, previous))
-                try:
-                    answer = await slot.deliver(current, self.wait_to_retry)
-                    if answer.deferred:  # this message only: the others go on
-                        self.deferred = answer.detail
-                    elif answer.outcome is None:  # nothing left the client: stop the page
-                        self.provider_down = answer.detail or "unreachable"
-                    current = await ahead
-                except BaseException:
-                    ahead.cancel()
-                    raise
-                previous = [answer]
-            if previous:
-                await self._writer.step(answers=previous)
+    async def _send_while_ready(self, slot: Slot, feed: Feed, first: Outgoing) -> bool:
+        """Claim, send and record on one leased slot while rendered messages are ready; False when
+        the feed has ended (or the page stops), True when it is only empty for now."""
+        won = await self._writer.step(claim=first)
+        current: Outgoing | Empty | None = first if won else await self._advance(feed, [])
+        previous: list[Answer] = []  # the answer of the message sent before `current`
+        while isinstance(current, Outgoing):
+            if self.stopping():
+                # Record what came back, release the claim held ahead: nothing was sent for it.
+                await self._writer.step(answers=[*previous, Answer.not_sent(current, "halted")])
                 self._account(previous)
+                return False
+            # Record the previous answer and claim the next message while this one is on the wire.
+            ahead = asyncio.create_task(self._advance(feed, previous))
+            try:
+                answer = await slot.deliver(current, self.wait_to_retry)
+                if answer.deferred:  # this message only: the others go on
+                    self.deferred = answer.detail
+                elif answer.outcome is None:  # nothing left the client: stop the page
+                    self.provider_down = answer.detail or "unreachable"
+                current = await ahead
+            except BaseException:
+                ahead.cancel()
+                raise
+            previous = [answer]
+        if previous:  # the last answer of this run: recorded before the slot is given back
+            await self._writer.step(answers=previous)
+            self._account(previous)
+        return current is EMPTY and not self.stopping()
 
-    async def _advance(self, feed: Feed, answers: list[Answer]) -> Outgoing | None:
-        """Record `answers` and claim the slot's next message (None: no more for this slot)."""
-        item = None if self.stopping() else feed.take_nowait()
-        if item is False:  # nothing rendered yet: record now rather than wait with the answer
-            if answers:
-                await self._writer.step(answers=answers)
-                self._account(answers)
-                answers = []
-            item = await feed.take()
-            if item is not None and self.stopping():
-                item = None  # taken but never claimed: nothing to release
+    async def _advance(self, feed: Feed, answers: list[Answer]) -> "Outgoing | Empty | None":
+        """Record `answers` and claim the next ready message; EMPTY when none is rendered yet,
+        None when the feed has ended or the page stops. Never waits for the renderer: a slot
+        holding a provider connection must not idle on it."""
         while True:
+            item = None if self.stopping() else feed.take_nowait()
             candidate = item if isinstance(item, Outgoing) else None
             won = await self._writer.step(answers=answers, claim=candidate)
             self._account(answers)
             answers = []
-            if candidate is None or won:
+            if candidate is None:
+                return EMPTY if item is False else None
+            if won:
                 return candidate
             # Another attempt holds that message (or it was decided meanwhile): take the next.
-            item = None if self.stopping() else await feed.take()
 
     def _account(self, answers: list[Answer]) -> None:
         """Count recorded answers (a release is not a message)."""

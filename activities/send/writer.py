@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -114,12 +115,16 @@ class LedgerWriter:
                         )
                         return set()
                     return await self._write(conn, steps or [], interaction_ids, at)
-            except DBAPIError as err:
+            except (DBAPIError, psycopg.OperationalError) as err:
+                # The hot statement runs on the driver itself, so its errors come unwrapped: any
+                # OperationalError (connection lost, server restarting) is retried like a
+                # connection SQLAlchemy saw invalidated, since every step is idempotent.
+                lost = isinstance(err, psycopg.OperationalError) or bool(err.connection_invalidated)
                 if alone:
                     await self._drop_connection()
-                if not err.connection_invalidated or attempt == RECORD_ATTEMPTS - 1:
+                if not lost or attempt == RECORD_ATTEMPTS - 1:
                     raise
-                log.warning("%s failed on a lost connection, retrying: %s", what, err.orig)
+                log.warning("%s failed on a lost connection, retrying: %s", what, err)
                 await asyncio.sleep(0.2 * 2**attempt)
         raise RuntimeError("unreachable")  # the loop returns or raises
 
@@ -159,7 +164,7 @@ class LedgerWriter:
     async def _drop_connection(self) -> None:
         if self._conn is not None:
             try:
-                await self._conn.close()
+                await self._conn.invalidate()  # never back to the pool: its socket may be dead
             except Exception:  # a broken connection may fail to close; it is discarded anyway
                 log.debug("closing a broken ledger connection failed", exc_info=True)
             self._conn = None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -183,16 +184,18 @@ class AnswerRow:
     interaction_type: str | None
 
 
+# The two step statements are in the driver's own parameter style (%(name)s): they run on the
+# psycopg connection itself (`write_step`).
 # Answers mark only PENDING rows (a replayed commit changes nothing) and log their interactions;
 # releases drop claims whose message never left the client; new claims insert PENDING rows, and a
 # row this same claim already wrote (a commit whose reply was lost) is returned again.
-_STEP_NEW = text(
+_STEP_NEW = (
     """
     WITH a AS (
-        SELECT * FROM unnest(CAST(:a_ids AS text[]), CAST(:a_outcomes AS text[]),
-                             CAST(:a_reasons AS text[]), CAST(:a_details AS text[]),
-                             CAST(:a_sent_ats AS timestamptz[]), CAST(:a_pmids AS text[]),
-                             CAST(:a_iids AS text[]), CAST(:a_itypes AS text[]))
+        SELECT * FROM unnest(CAST(%(a_ids)s AS text[]), CAST(%(a_outcomes)s AS text[]),
+                             CAST(%(a_reasons)s AS text[]), CAST(%(a_details)s AS text[]),
+                             CAST(%(a_sent_ats)s AS timestamptz[]), CAST(%(a_pmids)s AS text[]),
+                             CAST(%(a_iids)s AS text[]), CAST(%(a_itypes)s AS text[]))
             AS v(id, outcome, reason, detail, sent_at, pmid, iid, itype)
     ), marked AS (
         UPDATE deliveries
@@ -204,17 +207,17 @@ _STEP_NEW = text(
     ), logged AS (
         INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id, channel,
                                   type, occurred_at, metadata)
-        SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, :at,
+        SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, %(at)s,
                '{}'::jsonb
         FROM marked m WHERE m.itype IS NOT NULL
     ), released AS (
-        DELETE FROM deliveries WHERE id = ANY(CAST(:released AS text[])) AND outcome = 'PENDING'
+        DELETE FROM deliveries WHERE id = ANY(CAST(%(released)s AS text[])) AND outcome = 'PENDING'
     )
     INSERT INTO deliveries (id, run_id, campaign_id, tenant_id, customer_id, channel, outcome,
                             address, claimed_at)
-    SELECT v.id, v.run, :campaign, :tenant, v.customer, v.channel, 'PENDING', v.address, :at
-    FROM unnest(CAST(:c_ids AS text[]), CAST(:c_runs AS text[]), CAST(:c_customers AS text[]),
-                CAST(:c_channels AS text[]), CAST(:c_addresses AS text[]))
+    SELECT v.id, v.run, %(campaign)s, %(tenant)s, v.customer, v.channel, 'PENDING', v.address, %(at)s
+    FROM unnest(CAST(%(c_ids)s AS text[]), CAST(%(c_runs)s AS text[]), CAST(%(c_customers)s AS text[]),
+                CAST(%(c_channels)s AS text[]), CAST(%(c_addresses)s AS text[]))
          AS v(id, run, customer, channel, address)
     ON CONFLICT (run_id, customer_id, channel) DO UPDATE SET claimed_at = deliveries.claimed_at
         WHERE deliveries.id = excluded.id AND deliveries.outcome = 'PENDING'
@@ -224,13 +227,13 @@ _STEP_NEW = text(
 # The same for rows that exist already (an operator's resend of UNKNOWN rows): a claim flips
 # UNKNOWN to PENDING and stamps `claimed_at` with this step's time, so a replayed commit finds
 # its own claims again (PENDING with that stamp) and no dead attempt's; a release flips back.
-_STEP_EXISTING = text(
+_STEP_EXISTING = (
     """
     WITH a AS (
-        SELECT * FROM unnest(CAST(:a_ids AS text[]), CAST(:a_outcomes AS text[]),
-                             CAST(:a_reasons AS text[]), CAST(:a_details AS text[]),
-                             CAST(:a_sent_ats AS timestamptz[]), CAST(:a_pmids AS text[]),
-                             CAST(:a_iids AS text[]), CAST(:a_itypes AS text[]))
+        SELECT * FROM unnest(CAST(%(a_ids)s AS text[]), CAST(%(a_outcomes)s AS text[]),
+                             CAST(%(a_reasons)s AS text[]), CAST(%(a_details)s AS text[]),
+                             CAST(%(a_sent_ats)s AS timestamptz[]), CAST(%(a_pmids)s AS text[]),
+                             CAST(%(a_iids)s AS text[]), CAST(%(a_itypes)s AS text[]))
             AS v(id, outcome, reason, detail, sent_at, pmid, iid, itype)
     ), marked AS (
         UPDATE deliveries
@@ -242,16 +245,16 @@ _STEP_EXISTING = text(
     ), logged AS (
         INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id, channel,
                                   type, occurred_at, metadata)
-        SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, :at,
+        SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, %(at)s,
                '{}'::jsonb
         FROM marked m WHERE m.itype IS NOT NULL
     ), released AS (
         UPDATE deliveries SET outcome = 'UNKNOWN', updated_at = now()
-        WHERE id = ANY(CAST(:released AS text[])) AND outcome = 'PENDING'
+        WHERE id = ANY(CAST(%(released)s AS text[])) AND outcome = 'PENDING'
     )
-    UPDATE deliveries SET outcome = 'PENDING', claimed_at = :at, updated_at = now()
-    WHERE id = ANY(CAST(:c_ids AS text[])) AND campaign_id = :campaign AND tenant_id = :tenant
-      AND (outcome = 'UNKNOWN' OR (outcome = 'PENDING' AND claimed_at = :at))
+    UPDATE deliveries SET outcome = 'PENDING', claimed_at = %(at)s, updated_at = now()
+    WHERE id = ANY(CAST(%(c_ids)s AS text[])) AND campaign_id = %(campaign)s AND tenant_id = %(tenant)s
+      AND (outcome = 'UNKNOWN' OR (outcome = 'PENDING' AND claimed_at = %(at)s))
     RETURNING id
     """
 )
@@ -287,14 +290,17 @@ async def write_step(
         "released": list(released),
         "c_ids": [c.id for c in claims],
     }
-    if existing_rows:
-        rows = await conn.execute(_STEP_EXISTING, params)
-    else:
+    if not existing_rows:
         params.update(
             c_runs=[c.run_id for c in claims],
             c_customers=[c.customer_id for c in claims],
             c_channels=[c.channel for c in claims],
             c_addresses=[c.address for c in claims],
         )
-        rows = await conn.execute(_STEP_NEW, params)
-    return {r[0] for r in rows}
+    # The hot statement goes straight to the driver (psycopg), in the caller's transaction (or
+    # autocommit): SQLAlchemy's execution layer cost more than the statement's own client side.
+    driver = (await conn.get_raw_connection()).driver_connection
+    if not isinstance(driver, psycopg.AsyncConnection):
+        raise TypeError("the ledger's hot path needs the psycopg driver")
+    cursor = await driver.execute(_STEP_EXISTING if existing_rows else _STEP_NEW, params, prepare=True)
+    return {str(r[0]) for r in await cursor.fetchall()}
