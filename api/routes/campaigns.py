@@ -36,7 +36,8 @@ from core.enums import CampaignStatus, CampaignType, Channel, Outcome
 from core.ids import new_id
 from core.messages import EditRequest, ScheduleRequest, TransitionResult
 from db.campaign_counts import rate, recipient_counts
-from db.models import Campaign, Delivery, Segment, Template
+from db.ledger import reads
+from db.models import Campaign, Segment, Template
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
@@ -573,40 +574,25 @@ async def list_recipients(
     take: Take = 25,
 ) -> RecipientsPublic:
     await load_campaign(conn, principal, campaign_id)
-    conditions = [Delivery.campaign_id == campaign_id]
-    if outcome is not None:
-        conditions.append(Delivery.outcome == outcome.value)
-    if channel is not None:
-        conditions.append(Delivery.channel == channel.value)
-    if customer_id is not None:
-        conditions.append(Delivery.customer_id == customer_id)
-    where = and_(*conditions)
-    total = int((await conn.execute(select(func.count()).select_from(Delivery).where(where))).scalar_one())
-    rows = (
-        (
-            await conn.execute(
-                select(Delivery.__table__)
-                .where(where)
-                .order_by(Delivery.customer_id, Delivery.channel)
-                .offset(skip)
-                .limit(take)
-            )
-        )
-        .mappings()
-        .all()
+    f = reads.DeliveryFilter(
+        outcome=outcome.value if outcome is not None else None,
+        channel=channel.value if channel is not None else None,
+        customer_id=customer_id,
     )
+    total = await reads.count_deliveries(conn, campaign_id, f)
+    rows = await reads.page_deliveries(conn, campaign_id, f, skip, take)
     data = [
         RecipientPublic(
-            customer_id=r["customer_id"],
-            channel=r["channel"],
-            outcome=r["outcome"],
-            reason=r["reason"],
-            detail=r["detail"],
-            address=r["address"],
-            sent_at=r["sent_at"],
-            provider_message_id=r["provider_message_id"],
-            run_id=r["run_id"],
-            updated_at=r["updated_at"],
+            customer_id=r.customer_id,
+            channel=r.channel,
+            outcome=r.outcome,
+            reason=r.reason,
+            detail=r.detail,
+            address=r.address,
+            sent_at=r.sent_at,
+            provider_message_id=r.provider_message_id,
+            run_id=r.run_id,
+            updated_at=r.updated_at,
         )
         for r in rows
     ]
