@@ -38,43 +38,52 @@ EMPTY = Empty()
 
 class Feed:
     """Rendered messages of one channel waiting for a slot, bounded so rendering stays only a
-    little ahead of sending (memory), and closed when the renderer is done."""
+    little ahead of sending (memory), and closed when the renderer is done.
+
+    Only `put` waits, for room; the end marker takes no room, so closing never waits (a renderer
+    cancelled mid-page must not wait in its `finally` for slots that are gone), and the marker is
+    put back by each taker, so every slot sees the end."""
 
     def __init__(self, capacity: int) -> None:
-        self._queue: asyncio.Queue[Outgoing | None] = asyncio.Queue(maxsize=capacity)
+        self._queue: asyncio.Queue[Outgoing | None] = asyncio.Queue()
+        self._room = asyncio.Semaphore(capacity)
+        self._closed = False
 
     async def put(self, item: Outgoing) -> None:
-        await self._queue.put(item)
+        await self._room.acquire()
+        self._queue.put_nowait(item)
 
-    async def close(self, stopping: bool) -> None:
-        """Put the end marker after the last message. When the page is stopping and the feed is
-        full, no slot is waiting on it: each leaves at its next look at `stopping`."""
-        if stopping and self._queue.full():
-            return
-        await self._queue.put(None)
+    def close(self) -> None:
+        """No more messages (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put_nowait(None)
 
     def drain(self) -> None:
-        """Drop what waits (rendered, never claimed) and leave the end marker: a stopping page's
-        slots leave, the renderer must not wait for room that nobody will make, and a slot that
-        comes to take later (it looked at `stopping` before an await) must find the end."""
+        """Drop what waits (rendered, never claimed) and end the feed: a stopping page's slots
+        leave, the renderer must not wait for room that nobody will make, and a slot that comes
+        to take later (it looked at `stopping` before an await) must find the end."""
         while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
+            if self._queue.get_nowait() is not None:
+                self._room.release()
+        self._closed = False
+        self.close()
 
     async def take(self) -> Outgoing | None:
-        item = await self._queue.get()
-        if item is None:
-            self._queue.put_nowait(None)  # every slot sees the end
-        return item
+        return self._taken(await self._queue.get())
 
     def take_nowait(self) -> Outgoing | bool | None:
         """The next message, None at the end, False when none is ready yet."""
         try:
-            item = self._queue.get_nowait()
+            return self._taken(self._queue.get_nowait())
         except asyncio.QueueEmpty:
             return False
+
+    def _taken(self, item: Outgoing | None) -> Outgoing | None:
         if item is None:
-            self._queue.put_nowait(None)
+            self._queue.put_nowait(None)  # every slot sees the end
+        else:
+            self._room.release()
         return item
 
 
@@ -144,7 +153,7 @@ class Pipeline:
                     await feeds[item.message.channel].put(item)
         finally:
             for feed in feeds.values():
-                await feed.close(self.stopping())
+                feed.close()
 
     async def _slot(self, deliverer: Deliverer, feed: Feed) -> None:
         """Wait for rendered messages without holding a provider slot, then lease one and send
