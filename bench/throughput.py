@@ -149,9 +149,14 @@ async def campaign(
                 )
             ).scalar_one()
         )
+    # Visibility is eventually consistent: a run that just closed may not be listed yet.
     longest = 0
-    async for execution in stack.client.list_workflows(f"WorkflowId = 'campaign-{cid}'"):
-        longest = max(longest, execution.history_length)
+    for _ in range(50):
+        async for execution in stack.client.list_workflows(f"WorkflowId = 'campaign-{cid}'"):
+            longest = max(longest, execution.history_length)
+        if longest:
+            break
+        await asyncio.sleep(0.1)
     return elapsed, sent, snapshot, peak, longest, spent
 
 
