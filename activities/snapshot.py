@@ -20,7 +20,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
-from activities.send.gates import address_of, skip_reason
+from activities.send.gates import skip_reason
+from activities.send.model import address_of
 from core.constants import ERR_CAMPAIGN_INVALID
 from core.enums import Channel, Outcome
 from core.ids import new_id

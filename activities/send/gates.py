@@ -26,12 +26,6 @@ class Gate(Protocol):
     async def screen(self, messages: Sequence[Message]) -> Sequence[SkipReason | None]: ...
 
 
-def address_of(customer: RowMapping, channel: str) -> str | None:
-    """The recipient's address on a channel, as the ledger records it."""
-    value = customer["email"] if channel == Channel.EMAIL else customer["phone"]
-    return str(value) if value else None
-
-
 def skip_reason(customer: RowMapping, channel: str) -> SkipReason | None:
     """Why a recipient gets nothing on a channel (README "Consent and suppression"), or None when eligible.
 

@@ -10,6 +10,12 @@ from db.ledger.sends import AnswerRow, Claim, FinalRow
 from providers.email_content import EmailParts
 
 
+def address_of(customer: RowMapping, channel: str) -> str | None:
+    """The recipient's address on a channel, as the ledger records it."""
+    value = customer["email"] if channel == Channel.EMAIL else customer["phone"]
+    return str(value) if value else None
+
+
 @dataclass(frozen=True)
 class Content:
     """The campaign's channels and the template versions its run pinned."""
@@ -40,8 +46,7 @@ class Message:
 
     @property
     def address(self) -> str | None:
-        value = self.customer["email"] if self.channel == Channel.EMAIL else self.customer["phone"]
-        return str(value) if value else None  # the same rule as activities.send.gates.address_of
+        return address_of(self.customer, self.channel)
 
     def final(
         self, delivery_id: str, outcome: Outcome, reason: str | None, detail: str | None = None

@@ -185,12 +185,9 @@ class AnswerRow:
 
 
 # The two step statements are in the driver's own parameter style (%(name)s): they run on the
-# psycopg connection itself (`write_step`).
-# Answers mark only PENDING rows (a replayed commit changes nothing) and log their interactions;
-# releases drop claims whose message never left the client; new claims insert PENDING rows, and a
-# row this same claim already wrote (a commit whose reply was lost) is returned again.
-_STEP_NEW = (
-    """
+# psycopg connection itself (`write_step`). They share their first part: answers mark only
+# PENDING rows (a replayed commit changes nothing) and log their interactions.
+_ANSWERS = """
     WITH a AS (
         SELECT * FROM unnest(CAST(%(a_ids)s AS text[]), CAST(%(a_outcomes)s AS text[]),
                              CAST(%(a_reasons)s AS text[]), CAST(%(a_details)s AS text[]),
@@ -210,7 +207,12 @@ _STEP_NEW = (
         SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, %(at)s,
                '{}'::jsonb
         FROM marked m WHERE m.itype IS NOT NULL
-    ), released AS (
+    )"""
+# New rows: releases drop claims whose message never left the client; claims insert PENDING rows,
+# and a row this same claim already wrote (a commit whose reply was lost) is returned again.
+_STEP_NEW = (
+    _ANSWERS
+    + """, released AS (
         DELETE FROM deliveries WHERE id = ANY(CAST(%(released)s AS text[])) AND outcome = 'PENDING'
     )
     INSERT INTO deliveries (id, run_id, campaign_id, tenant_id, customer_id, channel, outcome,
@@ -224,31 +226,12 @@ _STEP_NEW = (
     RETURNING id
     """
 )
-# The same for rows that exist already (an operator's resend of UNKNOWN rows): a claim flips
-# UNKNOWN to PENDING and stamps `claimed_at` with this step's time, so a replayed commit finds
-# its own claims again (PENDING with that stamp) and no dead attempt's; a release flips back.
+# Rows that exist already (an operator's resend of UNKNOWN rows): a claim flips UNKNOWN to
+# PENDING and stamps `claimed_at` with this step's time, so a replayed commit finds its own claims
+# again (PENDING with that stamp) and no dead attempt's; a release flips back.
 _STEP_EXISTING = (
-    """
-    WITH a AS (
-        SELECT * FROM unnest(CAST(%(a_ids)s AS text[]), CAST(%(a_outcomes)s AS text[]),
-                             CAST(%(a_reasons)s AS text[]), CAST(%(a_details)s AS text[]),
-                             CAST(%(a_sent_ats)s AS timestamptz[]), CAST(%(a_pmids)s AS text[]),
-                             CAST(%(a_iids)s AS text[]), CAST(%(a_itypes)s AS text[]))
-            AS v(id, outcome, reason, detail, sent_at, pmid, iid, itype)
-    ), marked AS (
-        UPDATE deliveries
-        SET outcome = a.outcome, reason = a.reason, detail = a.detail, sent_at = a.sent_at,
-            provider_message_id = a.pmid, updated_at = now()
-        FROM a WHERE deliveries.id = a.id AND deliveries.outcome = 'PENDING'
-        RETURNING deliveries.id, deliveries.tenant_id, deliveries.campaign_id,
-                  deliveries.customer_id, deliveries.channel, a.iid, a.itype
-    ), logged AS (
-        INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id, channel,
-                                  type, occurred_at, metadata)
-        SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, %(at)s,
-               '{}'::jsonb
-        FROM marked m WHERE m.itype IS NOT NULL
-    ), released AS (
+    _ANSWERS
+    + """, released AS (
         UPDATE deliveries SET outcome = 'UNKNOWN', updated_at = now()
         WHERE id = ANY(CAST(%(released)s AS text[])) AND outcome = 'PENDING'
     )
