@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.send.throttle import Throttle
 from core.settings import Settings
 from providers.render_pool import RenderPool
 from providers.sms import SmsClient
@@ -18,6 +19,8 @@ class ActivityDeps:
     sms: SmsClient
     # Tenant templates render in these processes, a whole wave per job, never on the event loop.
     render_pool: RenderPool
+    # The provider accounts' rate limits as this worker draws on them (shared through Postgres).
+    throttle: Throttle
 
     @classmethod
     def build(cls, settings: Settings, engine: AsyncEngine) -> "ActivityDeps":
@@ -35,7 +38,14 @@ class ActivityDeps:
             settings.sms_url, settings.sms_token, settings.sms_from, max_in_flight=settings.sms_in_flight
         )
         render_pool = RenderPool.from_settings(settings)
-        return cls(settings=settings, engine=engine, smtp=smtp, sms=sms, render_pool=render_pool)
+        return cls(
+            settings=settings,
+            engine=engine,
+            smtp=smtp,
+            sms=sms,
+            render_pool=render_pool,
+            throttle=Throttle(engine, settings.rate_limits),
+        )
 
     async def close(self) -> None:
         await self.render_pool.close()

@@ -5,7 +5,6 @@ snapshotted once into `run_recipients`, then the ordinary `send_batch` pages sen
 ledger's rules, so a retried or restarted child never sends a message twice.
 """
 
-from sqlalchemy import text
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -23,8 +22,11 @@ from core.messages import (
     RunSummary,
     RunSummaryInput,
 )
-from db.audience import key_column, load_segment, member_ids_query
+from db.audience import member_ids_after
+from db.campaign_state import campaign_setup
+from db.events import event_seen
 from db.ledger import reads, runs
+from db.segments import load_segment
 
 MAX_LISTED_CUSTOMERS = 10_000
 SENT_IDS_SHOWN = 1_000
@@ -43,16 +45,11 @@ class JourneyActivities:
         """Check the campaign, then snapshot the audience of this send (once per send_key)."""
         engine = self._deps.engine
         async with engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text("SELECT type, segment_id FROM campaigns WHERE id = :c AND tenant_id = :t"),
-                    {"c": inp.campaign_id, "t": inp.tenant_id},
-                )
-            ).first()
-            if row is None:
+            campaign = await campaign_setup(conn, inp.campaign_id, inp.tenant_id)
+            if campaign is None:
                 raise _invalid("campaign not found in this tenant")
-            if row[0] != CampaignType.JOURNEY.value:
-                raise _invalid(f"a journey can send only JOURNEY campaigns, not {row[0]}")
+            if campaign.type != CampaignType.JOURNEY.value:
+                raise _invalid(f"a journey can send only JOURNEY campaigns, not {campaign.type}")
             done = await runs.completed_target(conn, inp.run_id)
         if done is not None:
             return PrepareSendResult(target_count=done)
@@ -73,17 +70,14 @@ class JourneyActivities:
             if audience.customer_ids is not None:
                 await runs.add_recipients(conn, inp.run_id, sorted(set(audience.customer_ids)))
             else:
-                segment_id = row[1]
+                segment_id = campaign.segment_id
                 segment = await load_segment(conn, inp.tenant_id, segment_id) if segment_id else None
                 if segment is None:
                     raise _invalid("the campaign has no segment in this tenant")
                 after: str | None = None
                 chunk = self._deps.settings.snapshot_chunk_size
                 while True:
-                    query = member_ids_query(segment)
-                    if after is not None:
-                        query = query.where(key_column(segment) > after)
-                    ids = list((await conn.execute(query.limit(chunk))).scalars())
+                    ids = await member_ids_after(conn, segment, after, chunk)
                     if ids:
                         await runs.add_recipients(conn, inp.run_id, ids)
                         after = ids[-1]
@@ -111,13 +105,4 @@ class JourneyActivities:
     @activity.defn(name="customer_event_seen")
     async def customer_event_seen(self, inp: EventSeenInput) -> bool:
         async with self._deps.engine.connect() as conn:
-            found = (
-                await conn.execute(
-                    text(
-                        "SELECT 1 FROM customer_events WHERE tenant_id = :t AND customer_id = :c"
-                        " AND type = :type AND received_at >= :since LIMIT 1"
-                    ),
-                    {"t": inp.tenant_id, "c": inp.customer_id, "type": inp.event_type, "since": inp.since},
-                )
-            ).first()
-        return found is not None
+            return await event_seen(conn, inp.tenant_id, inp.customer_id, inp.event_type, inp.since)

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.deps import ActivityDeps
+from activities.experiments import ExperimentActivities
 from activities.journey import JourneyActivities
 from activities.lifecycle import LifecycleActivities
 from activities.planning import PlanningActivities
@@ -21,6 +22,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
     triggered = TriggeredActivities(deps)
     journey = JourneyActivities(deps)
     planning = PlanningActivities(deps)
+    experiments = ExperimentActivities(deps)
     return [
         life.check_campaign,
         life.sync_campaign,
@@ -29,6 +31,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         life.finish_run,
         snap.snapshot_audience,
         send.send_batch,
+        send.send_held,
         resend.resend_unknown,
         life.next_run_time,
         life.close_ledger,
@@ -39,4 +42,5 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         journey.customer_engagement,
         journey.customer_event_seen,
         planning.plan_pages,
+        experiments.decide_winner,
     ]

@@ -8,21 +8,30 @@ Exactly-once as far as the outside world allows (README "Delivery guarantees (th
   those are posted again under the same id; every row that has an outcome is skipped;
 - pause/cancel raise `halt_epoch`; the page stops starting messages within ~100 ms, lets the
   in-flight ones finish and returns with `page_complete=False`, so resume re-reads the page.
+
+The campaign's sending policies are gates (activities.send.policy_gates): a message inside quiet
+hours is held back (db.policies.hold_messages) and sent by a later sweep (`send_held`).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import RowMapping
 from temporalio import activity
 
 from activities.deps import ActivityDeps
-from activities.send.gates import default_gates, screen
+from activities.send.gates import screen
 from activities.send.model import Content, Message
 from activities.send.page import HaltWatch, SendPage, load_content
-from core.enums import InteractionType, Outcome
+from activities.send.policy_gates import When, campaign_gates
+from activities.send.seeds import send_seed_copies
+from activities.send.throttle import account_of
+from core.enums import Channel, InteractionType, Outcome
 from core.ids import new_id
-from core.messages import Counts, SendBatchInput, SendBatchResult
-from db import rollups
+from core.messages import Counts, SendBatchInput, SendBatchResult, SendHeldInput
+from core.policy import CampaignPolicy, Effective, defaults, effective
+from db import policies, rollups
 from db.ledger.sends import PageBounds, insert_finals, page_outcomes, run_page, settle_orphans
 
 
@@ -38,6 +47,62 @@ class SendingActivities:
                 conn, tenant_id=inp.tenant_id, run_id=inp.run_id, after=inp.after, upto=inp.upto, limit=limit
             )
         return await send_rows(self._deps, inp, rows, limit)
+
+    @activity.defn(name="send_held")
+    async def send_held(self, inp: SendHeldInput) -> SendBatchResult:
+        """One page of a sweep: the held messages due at `inp.now`, through the gates again (a
+        message still inside quiet hours, e.g. in another zone, is held again)."""
+        deps = self._deps
+        limit = deps.settings.batch_size
+        async with deps.engine.begin() as conn:
+            rows = await policies.take_due(
+                conn,
+                campaign_id=inp.campaign_id,
+                tenant_id=inp.tenant_id,
+                sweep=inp.sweep,
+                now=inp.now,
+                limit=limit,
+            )
+        content = await load_content(
+            deps,
+            campaign_id=inp.campaign_id,
+            tenant_id=inp.tenant_id,
+            run_id=rows[0]["run_id"] if rows else "",
+        )
+        halt = HaltWatch(inp.run_id, inp.epoch)
+        page_complete = True
+        auto_pause, answered, refused = None, 0, 0
+        if rows:
+            customers = [r["id"] for r in rows]
+            bounds = PageBounds(sorted({r["run_id"] for r in rows}), min(customers), max(customers))
+            page = await _send(
+                deps,
+                inp.campaign_id,
+                inp.tenant_id,
+                rows,
+                content,
+                bounds,
+                When(inp.now, inp.anchor),
+                halt,
+                channels_of=lambda row: [row["held_channel"]],
+            )
+            page_complete = not page.halted
+            auto_pause, answered, refused = page.auto_pause, page.pipeline.answered, page.pipeline.refused
+        async with deps.engine.connect() as conn:
+            by_outcome = await policies.sweep_outcomes(conn, inp.campaign_id, inp.sweep)
+            held_until = await policies.next_due(conn, inp.campaign_id)
+        return SendBatchResult(
+            page_complete=page_complete,
+            exhausted=len(rows) < limit,
+            next_cursor=None,
+            recipients=0,
+            counts=_counts(by_outcome) if page_complete else Counts(),
+            sent_recipients=await sent_recipients(deps, inp.campaign_id),
+            held_until=held_until,
+            auto_pause=auto_pause,
+            answered=answered,
+            refused=refused,
+        )
 
 
 async def send_rows(
@@ -59,18 +124,18 @@ async def send_rows(
         )
     customers = [r["id"] for r in rows]
     bounds = PageBounds(sorted({r["run_id"] for r in rows}), min(customers), max(customers))
-    messages = await _unsent(deps, inp, rows, content, bounds)
-    page = SendPage(
+    when = When(inp.now or datetime.now(UTC), inp.anchor)
+    page = await _send(
         deps,
-        campaign_id=inp.campaign_id,
-        tenant_id=inp.tenant_id,
-        content=content,
-        halt=HaltWatch(inp.run_id, inp.epoch),
+        inp.campaign_id,
+        inp.tenant_id,
+        rows,
+        content,
+        bounds,
+        when,
+        HaltWatch(inp.run_id, inp.epoch),
+        channels_of=lambda _row: content.channels,
     )
-    await page.send(messages)
-    async with deps.engine.begin() as conn:
-        await rollups.roll_up(conn, campaign_id=inp.campaign_id)
-    page.raise_if_provider_down()
     sent = await sent_recipients(deps, inp.campaign_id)
     if page.halted:
         return SendBatchResult(
@@ -83,26 +148,109 @@ async def send_rows(
         )
     async with deps.engine.connect() as conn:
         by_outcome = await page_outcomes(conn, bounds)
+        held_until = await policies.next_due(conn, inp.campaign_id) if page.held else None
     return SendBatchResult(
         page_complete=True,
         exhausted=len(rows) < limit,
         next_cursor=rows[-1]["id"],
         recipients=len(rows),
-        counts=Counts(
-            sent=by_outcome.get(Outcome.SENT, 0),
-            skipped=by_outcome.get(Outcome.SKIPPED, 0),
-            failed=by_outcome.get(Outcome.FAILED, 0),
-            bounced=by_outcome.get(Outcome.BOUNCED, 0),
-            unknown=by_outcome.get(Outcome.UNKNOWN, 0),
-        ),
+        counts=_counts(by_outcome),
         sent_recipients=sent,
+        held=page.held,
+        held_until=held_until,
+        auto_pause=page.auto_pause,
+        answered=page.pipeline.answered,
+        refused=page.pipeline.refused,
+        awaiting_winner=page.awaiting_winner,
+        rate=current_rate(deps, tenant_id=inp.tenant_id, channels=content.channels),
     )
 
 
+def _counts(by_outcome: dict[str, int]) -> Counts:
+    return Counts(
+        sent=by_outcome.get(Outcome.SENT, 0),
+        skipped=by_outcome.get(Outcome.SKIPPED, 0),
+        failed=by_outcome.get(Outcome.FAILED, 0),
+        bounced=by_outcome.get(Outcome.BOUNCED, 0),
+        unknown=by_outcome.get(Outcome.UNKNOWN, 0),
+    )
+
+
+async def _send(
+    deps: ActivityDeps,
+    campaign_id: str,
+    tenant_id: str,
+    rows: Sequence[RowMapping],
+    content: Content,
+    bounds: PageBounds,
+    when: When,
+    halt: HaltWatch,
+    *,
+    channels_of: Callable[[RowMapping], Sequence[str]],
+) -> SendPage:
+    """Screen the rows' messages, send the admitted ones, roll up; the page says how it went."""
+    policy = await page_policy(deps, campaign_id, tenant_id)
+    messages, held = await _unsent(deps, campaign_id, tenant_id, rows, bounds, when, policy, channels_of)
+    page = SendPage(
+        deps,
+        campaign_id=campaign_id,
+        tenant_id=tenant_id,
+        content=content,
+        halt=halt,
+        rate_weight=policy.rate_weight,
+    )
+    page.held = held
+    page.auto_pause = policy.auto_pause
+    test = policy.ab_test
+    page.awaiting_winner = bool(held and test and test.winner is None and policy.ab_winner is None)
+    await page.send(messages)
+    if messages and (policy.seeds.emails or policy.seeds.phones) and not page.halted:
+        await send_seed_copies(
+            deps,
+            campaign_id=campaign_id,
+            tenant_id=tenant_id,
+            content=content,
+            messages=messages,
+            seeds=policy.seeds,
+        )
+    async with deps.engine.begin() as conn:
+        await rollups.roll_up(conn, campaign_id=campaign_id)
+    page.raise_if_provider_down()
+    return page
+
+
+def current_rate(deps: ActivityDeps, *, tenant_id: str, channels: Sequence[str]) -> float | None:
+    """The tenant's pace on the slowest rate-limited account among the channels (msg/s)."""
+    rates = [deps.throttle.rate(account_of(Channel(ch)), tenant_id) for ch in channels]
+    known = [r for r in rates if r is not None]
+    return min(known) if known else None
+
+
+async def page_policy(deps: ActivityDeps, campaign_id: str, tenant_id: str) -> Effective:
+    """The campaign's effective sending policy (the tenant's rules with its overrides)."""
+    async with deps.engine.connect() as conn:
+        tenant = await policies.tenant_policy(
+            conn, tenant_id, defaults(deps.settings.sms_quiet_hours_default)
+        )
+        campaign = await policies.campaign_policy(conn, campaign_id, tenant_id)
+    if campaign is None:
+        return effective(tenant, CampaignPolicy())
+    eff = effective(tenant, campaign.policy, campaign.timezone, campaign.deliver_at, campaign.holdout_percent)
+    return eff.model_copy(update={"ab_test": campaign.ab_test, "ab_winner": campaign.ab_winner})
+
+
 async def _unsent(
-    deps: ActivityDeps, inp: SendBatchInput, rows: Sequence[RowMapping], content: Content, bounds: PageBounds
-) -> list[Message]:
-    """The page's messages that still need a provider call; the gates' skips are written now.
+    deps: ActivityDeps,
+    campaign_id: str,
+    tenant_id: str,
+    rows: Sequence[RowMapping],
+    bounds: PageBounds,
+    when: When,
+    policy: Effective,
+    channels_of: Callable[[RowMapping], Sequence[str]],
+) -> tuple[list[Message], int]:
+    """The page's messages that still need a provider call, and how many quiet hours held back;
+    the gates' skips and holds are written now, in one transaction with the frequency holds.
 
     A message with a row is done, except an in-flight SMS kept PENDING for an idempotent provider:
     it goes out again under its id, past the gates (its consent was checked when it was claimed)."""
@@ -113,18 +261,26 @@ async def _unsent(
         fresh: list[Message] = []
         again: list[Message] = []
         for row in rows:
-            for channel in content.channels:
+            for channel in channels_of(row):
                 found = rows_by_key.get((row["run_id"], row["id"], channel))
                 if found is None:
                     fresh.append(Message(row, channel))
                 elif found.outcome == Outcome.PENDING:
                     again.append(Message(row, channel, delivery_id=found.id))
-        screened = await screen(default_gates(), fresh)
+        screened = await screen(campaign_gates(policy, conn, tenant_id, campaign_id, when), fresh)
         finals = [
             m.final(new_id("delivery"), Outcome.SKIPPED, reason.value) for m, reason in screened.skipped
         ]
-        await insert_finals(conn, campaign_id=inp.campaign_id, tenant_id=inp.tenant_id, rows=finals)
-    return again + screened.admitted
+        await insert_finals(conn, campaign_id=campaign_id, tenant_id=tenant_id, rows=finals)
+        held = [policies.Held(m.run_id, m.customer_id, m.channel, until) for m, until in screened.held]
+        await policies.hold_messages(conn, campaign_id=campaign_id, tenant_id=tenant_id, held=held)
+    admitted = again + screened.admitted
+    test = policy.ab_test
+    if test is not None:  # each message carries its variant (the gate held those without one)
+        admitted = [
+            replace(m, variant=test.assign(campaign_id, m.customer_id, policy.ab_winner)) for m in admitted
+        ]
+    return admitted, len(held)
 
 
 async def sent_recipients(deps: ActivityDeps, campaign_id: str) -> int:

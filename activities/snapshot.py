@@ -14,7 +14,6 @@ The first chunk also writes the run, pinning the current versions of the campaig
 (db.ledger.runs): edits made while the run sends do not change what it sends.
 """
 
-from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -26,14 +25,11 @@ from core.constants import ERR_CAMPAIGN_INVALID
 from core.enums import Channel, Outcome
 from core.ids import new_id
 from core.messages import SnapshotInput, SnapshotResult
-from db.audience import CONSENT_COLUMNS, key_column, load_segment, member_ids_query
+from db.audience import consent_of, member_ids_after
+from db.campaign_state import campaign_setup
 from db.ledger import runs
 from db.ledger.sends import FinalRow, insert_finals
-from db.models import Campaign
-
-_CONSENT = text(
-    f"SELECT c.id AS id, {CONSENT_COLUMNS} FROM customers c WHERE c.id = ANY(:ids) AND c.tenant_id = :t"
-)
+from db.segments import load_segment
 
 
 class SnapshotActivities:
@@ -45,13 +41,7 @@ class SnapshotActivities:
         chunk = self._deps.settings.snapshot_chunk_size
         async with self._deps.engine.begin() as conn:
             await runs.create_run(conn, inp.run_id, inp.campaign_id, inp.tenant_id, number=inp.run_number)
-            campaign = (
-                await conn.execute(
-                    select(Campaign.segment_id, Campaign.channels).where(
-                        Campaign.id == inp.campaign_id, Campaign.tenant_id == inp.tenant_id
-                    )
-                )
-            ).first()
+            campaign = await campaign_setup(conn, inp.campaign_id, inp.tenant_id)
             segment_id = campaign.segment_id if campaign else None
             segment = await load_segment(conn, inp.tenant_id, segment_id) if segment_id else None
             if campaign is None or segment is None:
@@ -60,10 +50,7 @@ class SnapshotActivities:
                     type=ERR_CAMPAIGN_INVALID,
                     non_retryable=True,
                 )
-            query = member_ids_query(segment)
-            if inp.after is not None:
-                query = query.where(key_column(segment) > inp.after)
-            ids = list((await conn.execute(query.limit(chunk))).scalars())
+            ids = await member_ids_after(conn, segment, inp.after, chunk)
             if ids:
                 await runs.add_recipients(conn, inp.run_id, ids)
                 await _skip_ineligible(conn, inp, ids, [Channel(c) for c in campaign.channels])
@@ -85,7 +72,7 @@ async def _skip_ineligible(
 ) -> None:
     """Record a SKIPPED row, with its reason, for each member and channel that may not be sent to."""
     skips: list[FinalRow] = []
-    for row in (await conn.execute(_CONSENT, {"ids": ids, "t": inp.tenant_id})).mappings():
+    for row in await consent_of(conn, inp.tenant_id, ids):
         for channel in channels:
             reason = skip_reason(row, channel)
             if reason is not None:

@@ -38,7 +38,11 @@ class TriggeredActivities:
             await triggers.ensure_control_run(conn, inp.campaign_id, inp.tenant_id, control)
         if not await self._wait_for_events(inp):
             return SendBatchResult(
-                page_complete=True, exhausted=False, next_cursor=None, recipients=0, counts=Counts(),
+                page_complete=True,
+                exhausted=False,
+                next_cursor=None,
+                recipients=0,
+                counts=Counts(),
                 sent_recipients=0,
             )
         limit = deps.settings.batch_size

@@ -84,9 +84,7 @@ def _check_lifetime(claims: dict[str, Any], max_age: int) -> None:
         raise Problem(401, f"invalid token: its lifetime is over {max_age} seconds")
 
 
-def issue_token(
-    settings: Settings, subject: str, tenants: list[str], ttl: timedelta | None = None
-) -> str:
+def issue_token(settings: Settings, subject: str, tenants: list[str], ttl: timedelta | None = None) -> str:
     """Development/test tokens (HS256 with the configured secret), valid for `ttl` (at most, and by
     default, `CAMPAIGNS_JWT_MAX_AGE`), with the configured issuer and audience."""
     now = datetime.now(UTC)

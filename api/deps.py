@@ -1,4 +1,7 @@
-"""FastAPI dependencies: a route's signature says what it needs (DB, caller, Temporal, settings)."""
+"""FastAPI dependencies: a route's signature says what it needs (DB, caller, Temporal, settings).
+
+Every dependency is `async def`, even the ones that never wait: FastAPI runs a plain `def`
+dependency in a worker thread, and that hop cost more than the rest of a cheap route."""
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,6 +14,7 @@ from api.auth import Principal, decode
 from api.errors import Problem, invalid
 from api.lifecycle import CampaignControl
 from api.schemas.common import NUL_MESSAGE
+from api.tracking_writer import TrackingWriter
 from core.settings import Settings
 from providers.render_pool import RenderPool
 
@@ -23,13 +27,27 @@ class AppState:
     # Tenant templates are checked and rendered here (saves, previews), never on the event loop.
     # An app built without one (tests, benches) uses the process's shared pool for its settings.
     render_pool: RenderPool | None = None
+    # Opens and clicks are stored in group commits (api.tracking_writer); built from `engine`.
+    tracking: TrackingWriter | None = None
+    # GET requests read here, in READ ONLY transactions (db.engine.make_engine(read_only=True) in
+    # production: a pool of its own; `engine` with read-only transactions when not given).
+    read_engine: AsyncEngine | None = None
 
     def __post_init__(self) -> None:
         if self.render_pool is None:
             self.render_pool = RenderPool.shared(self.settings)
+        if self.tracking is None:
+            self.tracking = TrackingWriter(self.engine)
+        if self.read_engine is None:
+            self.read_engine = self.engine.execution_options(postgresql_readonly=True)
+
+    async def close_tracking(self) -> None:
+        """Store the opens and clicks still queued (at shutdown, before the engine goes)."""
+        if self.tracking is not None:
+            await self.tracking.close()
 
 
-def app_state(request: Request) -> AppState:
+async def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.campaigns
     return state
 
@@ -37,16 +55,24 @@ def app_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(app_state)]
 
 
-def get_settings_dep(state: StateDep) -> Settings:
+async def get_settings_dep(state: StateDep) -> Settings:
     return state.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-async def get_conn(state: StateDep) -> AsyncIterator[AsyncConnection]:
-    """One connection and transaction per request, committed when the route returns normally."""
-    async with state.engine.begin() as conn:
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+async def get_conn(request: Request, state: StateDep) -> AsyncIterator[AsyncConnection]:
+    """One connection and transaction per request, committed when the route returns normally.
+
+    A GET reads: its transaction is READ ONLY, on the read engine, so a read route can never write
+    by mistake. Neither pool pings a connection before lending it (db.engine.make_engine)."""
+    engine = state.read_engine if request.method in READ_METHODS else state.engine
+    assert engine is not None  # AppState sets read_engine
+    async with engine.begin() as conn:
         yield conn
 
 
@@ -55,7 +81,7 @@ async def get_conn(state: StateDep) -> AsyncIterator[AsyncConnection]:
 ConnDep = Annotated[AsyncConnection, Depends(get_conn, scope="function")]
 
 
-def get_control(state: StateDep) -> CampaignControl:
+async def get_control(state: StateDep) -> CampaignControl:
     if state.control is None:
         raise Problem(503, "the workflow service is unavailable, try again")
     return state.control
@@ -64,7 +90,7 @@ def get_control(state: StateDep) -> CampaignControl:
 ControlDep = Annotated[CampaignControl, Depends(get_control)]
 
 
-def get_principal(request: Request, settings: SettingsDep) -> Principal:
+async def get_principal(request: Request, settings: SettingsDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -75,7 +101,7 @@ def get_principal(request: Request, settings: SettingsDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_render_pool(state: StateDep) -> RenderPool:
+async def get_render_pool(state: StateDep) -> RenderPool:
     assert state.render_pool is not None  # set by AppState itself
     return state.render_pool
 
@@ -83,7 +109,7 @@ def get_render_pool(state: StateDep) -> RenderPool:
 RenderPoolDep = Annotated[RenderPool, Depends(get_render_pool)]
 
 
-def storable_query(request: Request) -> None:
+async def storable_query(request: Request) -> None:
     """Every query parameter of every route is text Postgres can compare: a NUL character (`%00`)
     is a 422 naming the parameter, before any route compares it in SQL and fails with a 500.
     (Decoding already turns invalid UTF-8 into U+FFFD, so no unpaired surrogate gets this far.)"""

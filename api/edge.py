@@ -250,14 +250,16 @@ class HttpToolsWithHeadLimit(HttpToolsProtocol):
         self._refused = True
         body = (
             b'{"type":"https://campaigns.dev/problems/431","title":"Request Header Fields Too Large",'
-            b'"status":431,"detail":"the request head is over '
-            + str(_head_limit()).encode()
-            + b' bytes"}'
+            b'"status":431,"detail":"the request head is over ' + str(_head_limit()).encode() + b' bytes"}'
         )
         head = (
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            + b"content-type: " + PROBLEM.encode() + b"\r\n"
-            + b"content-length: " + str(len(body)).encode() + b"\r\n"
+            + b"content-type: "
+            + PROBLEM.encode()
+            + b"\r\n"
+            + b"content-length: "
+            + str(len(body)).encode()
+            + b"\r\n"
             + b"connection: close\r\n\r\n"
         )
         log.warning("refused a request head over %d bytes from %s", _head_limit(), self.client)

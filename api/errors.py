@@ -104,6 +104,7 @@ def _json_path(loc: tuple[Any, ...]) -> str:
 def install(app: FastAPI) -> None:
     """The problem+json handlers, and an OpenAPI document that lists the errors they produce."""
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.detail, exc.errors, **exc.extra)
@@ -264,9 +265,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         },
     }
     routes = {
-        (route.path, method.lower()): route
-        for route in api_routes(app)
-        for method in route.methods or ()
+        (route.path, method.lower()): route for route in api_routes(app) for method in route.methods or ()
     }
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
@@ -286,7 +285,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 }
     for unused in ("HTTPValidationError", "ValidationError"):
         components["schemas"].pop(unused, None)
-    openapi_docs.document(schema)  # description, tags, the seed's titles and examples
+    openapi_docs.document(schema)  # description, tags, operation titles and examples
     app.openapi_schema = schema
     return schema
 

@@ -88,7 +88,7 @@ class CampaignControl:
                 "type": type_,
                 "createdBy": created_by,
             },
-            static_summary=f"{type_} campaign \"{name}\" ({campaign_id}) of tenant {tenant_id}"[:400],
+            static_summary=f'{type_} campaign "{name}" ({campaign_id}) of tenant {tenant_id}'[:400],
             static_details=(
                 f"**{name}**\n\n- campaign: `{campaign_id}`\n- type: {type_}\n- tenant: `{tenant_id}`"
                 f"\n- club: `{club_id or '-'}`\n- created by: `{created_by or '-'}`\n\n"

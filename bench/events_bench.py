@@ -13,22 +13,20 @@ ledger is checked).
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from sqlalchemy import insert, text
 
 from api.auth import issue_token
+from bench.api_bench import start_api
 from bench.harness import bench_stack, free_port, wait_port
-from core.ids import new_id
-from db.models import Customer, Template
+from db.ledger.reads import campaign_tally
+from db.measurements import deliveries_and_runs
+from db.seed import make_audience, make_templates
 
 TENANT = "tenant_events_bench"
 EVENT = "scl.member.tier.changed"
@@ -54,33 +52,8 @@ async def main() -> None:
 
     async with bench_stack("events", TENANT, trigger_poll_interval=0.1) as stack:
         cfg = stack.settings
-        customers = [
-            {
-                "id": new_id("customer"),
-                "tenant_id": TENANT,
-                "external_id": f"m{i}",
-                "email": f"m{i}@bench.example.com",
-                "email_opt_in": True,
-                "sms_opt_in": False,
-                "first_name": f"M{i}",
-                "attributes": {},
-            }
-            for i in range(args.customers)
-        ]
-        template_id = new_id("template")
-        async with stack.engine.begin() as conn:
-            await conn.execute(insert(Customer), customers)
-            await conn.execute(
-                insert(Template).values(
-                    id=template_id,
-                    tenant_id=TENANT,
-                    name="Upgrade",
-                    channel="EMAIL",
-                    subject="Welcome to {{ attributes.tier | default('gold') }}",
-                    html="<p>Hi {{ firstName }}</p>",
-                    text="Hi {{ firstName }}",
-                )
-            )
+        customers = (await make_audience(stack.engine, TENANT, args.customers)).customers
+        template_id, _ = await make_templates(stack.engine, TENANT)
         r = await stack.api.post(
             "/campaigns",
             json={
@@ -99,33 +72,7 @@ async def main() -> None:
 
         # The API as deployed: its own process, real HTTP.
         port = free_port()
-        env = {
-            **os.environ,
-            "CAMPAIGNS_ENVIRONMENT": "test",
-            # A benchmark measures the process's capacity, which a tenant's budget would hide.
-            "CAMPAIGNS_RATE_LIMIT_TENANT_PER_SECOND": "0",
-            "CAMPAIGNS_RATE_LIMIT_IP_PER_SECOND": "0",
-            "CAMPAIGNS_RATE_LIMIT_TRACKING_IP_PER_SECOND": "0",
-            "CAMPAIGNS_DATABASE_URL": cfg.database_url or "",
-            "CAMPAIGNS_TEMPORAL_ADDRESS": cfg.temporal_address,
-            "CAMPAIGNS_TASK_QUEUE": cfg.task_queue,
-            "CAMPAIGNS_LOG_LEVEL": "WARNING",
-        }
-        api = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.main:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--workers",
-                str(args.workers),
-            ],
-            env=env,
-        )
+        api = start_api(cfg, port, args.workers)  # the same process and settings as bench.api_bench
         try:
             await wait_port(port)
             await asyncio.sleep(1)
@@ -178,27 +125,13 @@ async def main() -> None:
             # Every event becomes exactly one message.
             while True:
                 async with stack.engine.connect() as conn:
-                    sent = (
-                        await conn.execute(
-                            text(
-                                "SELECT count(*) FROM deliveries WHERE campaign_id = :c AND outcome = 'SENT'"
-                            ),
-                            {"c": cid},
-                        )
-                    ).scalar_one()
+                    sent = (await campaign_tally(conn, cid)).sent
                 if sent >= args.events or time.perf_counter() - started > 600:
                     break
                 await asyncio.sleep(0.2)
             drained = time.perf_counter() - started
             async with stack.engine.connect() as conn:
-                rows = (
-                    await conn.execute(
-                        text(
-                            "SELECT count(*), count(DISTINCT run_id) FROM deliveries WHERE campaign_id = :c"
-                        ),
-                        {"c": cid},
-                    )
-                ).one()
+                rows = await deliveries_and_runs(conn, cid)
         finally:
             api.terminate()
             api.wait(10)

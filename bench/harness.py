@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -129,7 +130,8 @@ async def bench_stack(
             smtp_port=smtp_port,
             sms_url=f"http://127.0.0.1:{sms_port}/messages",
             sms_token="dev-sms-token",
-            **settings,
+            # Benches send SMS at any hour (README "Sending policies": no default quiet hours).
+            **{"sms_quiet_hours_default": "", **settings},
         )
         engine = make_engine(url, pool_size=cfg.send_concurrency + 8)
         extra = [start_worker_process(cfg) for _ in range(worker_processes)]
@@ -155,3 +157,72 @@ async def bench_stack(
             sinks.kill()
             await engine.dispose()
             await env.shutdown()
+
+
+# ---- a lean HTTP load generator, run in its own process (bench.api_bench) -----------------------
+# Raw asyncio streams over keep-alive connections, requests encoded before the clock starts and a
+# minimal response reader: an HTTP library would cost the box more than the routes it measures.
+
+
+def encode(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    """One HTTP/1.1 keep-alive request, ready to write."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: bench", *(f"{k}: {v}" for k, v in headers.items())]
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """Send one request, read its whole answer; its status."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+            break
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _load(
+    port: int, requests: list[bytes], clients: int, expect: int
+) -> tuple[list[float], float, int]:
+    pending = iter(requests)
+    latencies: list[float] = []
+    errors = 0
+
+    async def client() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for request in pending:
+                t0 = time.perf_counter()
+                try:
+                    status = await _exchange(reader, writer, request)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    errors += 1
+                    continue
+                latencies.append(time.perf_counter() - t0)
+                errors += status != expect
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies, time.perf_counter() - started, errors
+
+
+def run_load(port: int, requests: list[bytes], clients: int, expect: int) -> tuple[list[float], float, int]:
+    """Entry point of the load process: (latencies in seconds, wall seconds, errors)."""
+    try:
+        import uvloop
+
+        return uvloop.run(_load(port, requests, clients, expect))
+    except ImportError:
+        return asyncio.run(_load(port, requests, clients, expect))

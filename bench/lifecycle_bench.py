@@ -14,11 +14,12 @@ import statistics
 import time
 
 import httpx
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.harness import bench_stack
-from tests.factories import make_audience, make_templates
+from db import measurements
+from db.measurements import database_clock
+from db.seed import make_audience, make_templates
 
 
 async def timed(api: httpx.AsyncClient, path: str) -> float:
@@ -76,24 +77,14 @@ async def main(recipients: int, rounds: int) -> None:
 async def db_now(engine: AsyncEngine) -> float:
     """The database clock (the ledger's timestamps come from it), as epoch seconds."""
     async with engine.connect() as conn:
-        return float((await conn.execute(text("SELECT extract(epoch FROM clock_timestamp())"))).scalar_one())
+        return await database_clock(conn)
 
 
 async def last_sent(engine: AsyncEngine, campaign_id: str, answered: float) -> tuple[float, int]:
     """When the last SENT row was recorded (right after the SMTP answer), and how many were
     recorded after the pause answer (a pause that means it: 0)."""
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT extract(epoch FROM max(updated_at)),"
-                    " count(*) FILTER (WHERE updated_at > to_timestamp(:a))"
-                    " FROM deliveries WHERE campaign_id = :c AND outcome = 'SENT'"
-                ),
-                {"c": campaign_id, "a": answered},
-            )
-        ).one()
-    return float(row[0]), int(row[1])
+        return await measurements.last_sent(conn, campaign_id, answered)
 
 
 if __name__ == "__main__":

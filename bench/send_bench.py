@@ -15,7 +15,7 @@ import time
 
 from bench.harness import bench_stack
 from core.settings import Settings
-from tests.factories import make_audience, make_templates
+from db.seed import make_audience, make_templates
 
 
 async def main(recipients: int, channels: list[str], batch_size: int, concurrency: int) -> None:

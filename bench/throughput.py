@@ -18,11 +18,11 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import text
-
 from bench import cpu
 from bench.ceiling import email_ceiling, sms_ceiling
 from bench.harness import BenchStack, bench_stack
+from db.ledger.reads import campaign_tally
+from db.seed import generated_audience, make_templates
 
 TENANT = "tenant_throughput"
 
@@ -63,45 +63,8 @@ def rss_mb() -> float:
 
 async def audience(stack: BenchStack, tag: str, n: int) -> tuple[str, str, str]:
     """n customers and a STATIC segment of them, generated in SQL; an EMAIL and an SMS template."""
-    segment, email_t, sms_t = f"segment_{tag}", f"template_e_{tag}", f"template_s_{tag}"
-    async with stack.engine.begin() as conn:
-        await conn.execute(
-            text(
-                """
-                INSERT INTO customers (id, tenant_id, external_id, email, phone, first_name, last_name,
-                                       attributes)
-                SELECT 'customer_' || :tag || lpad(g::text, 8, '0'), :t, :tag || g,
-                       :tag || g || '@bench.example.com', '+447' || lpad(g::text, 9, '0'),
-                       'First' || g, 'Last' || g, jsonb_build_object('tier', 'gold')
-                FROM generate_series(1, :n) g
-                """
-            ),
-            {"tag": tag, "t": TENANT, "n": n},
-        )
-        await conn.execute(
-            text("INSERT INTO segments (id, tenant_id, name, type) VALUES (:s, :t, 'all', 'STATIC')"),
-            {"s": segment, "t": TENANT},
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO segment_members (segment_id, customer_id)"
-                " SELECT :s, 'customer_' || :tag || lpad(g::text, 8, '0') FROM generate_series(1, :n) g"
-            ),
-            {"s": segment, "tag": tag, "n": n},
-        )
-        await conn.execute(
-            text(
-                """
-                INSERT INTO templates (id, tenant_id, name, channel, subject, html, text, body) VALUES
-                (:e, :t, 'News', 'EMAIL', 'Hello {{ firstName }}',
-                 '<p>Hi {{ firstName }} {{ lastName }}, tier {{ attributes.tier }}.'
-                 || ' <a href="https://example.com/offer">Offer</a></p>',
-                 'Hi {{ firstName }}, tier {{ attributes.tier }}.', NULL),
-                (:s, :t, 'SMS', 'SMS', NULL, NULL, NULL, 'Hi {{ firstName }}, see you at the club!')
-                """
-            ),
-            {"e": email_t, "s": sms_t, "t": TENANT},
-        )
+    segment = await generated_audience(stack.engine, TENANT, tag, n)
+    email_t, sms_t = await make_templates(stack.engine, TENANT)
     return segment, email_t, sms_t
 
 
@@ -141,14 +104,7 @@ async def campaign(
     elapsed = time.perf_counter() - started
     spent = cpu.spent(cpu_before, cpu.reading(stack.sink_pid))
     async with stack.engine.connect() as conn:
-        sent = int(
-            (
-                await conn.execute(
-                    text("SELECT count(*) FROM deliveries WHERE campaign_id = :c AND outcome = 'SENT'"),
-                    {"c": cid},
-                )
-            ).scalar_one()
-        )
+        sent = (await campaign_tally(conn, cid)).sent
     # Visibility is eventually consistent: a run that just closed may not be listed yet.
     longest = 0
     for _ in range(50):
@@ -175,8 +131,17 @@ async def main(recipients: int, channels: list[str], ceiling_messages: int, work
             elapsed, sent, snapshot, peak, longest, spent = await campaign(stack, channel, recipients)
             rows.append(
                 Row(
-                    channel, recipients, ceiling.rate, elapsed, sent, snapshot, peak, longest,
-                    ceiling_cpu, n, spent,
+                    channel,
+                    recipients,
+                    ceiling.rate,
+                    elapsed,
+                    sent,
+                    snapshot,
+                    peak,
+                    longest,
+                    ceiling_cpu,
+                    n,
+                    spent,
                 )
             )
             print(f"{channel}: ceiling {ceiling.rate:,.0f}/s, campaign {sent / elapsed:,.0f}/s", flush=True)

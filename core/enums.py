@@ -57,6 +57,12 @@ class SkipReason(StrEnum):
     # error, or a render limit), or its rendered text is longer than a message may be.
     TEMPLATE_ERROR = "TEMPLATE_ERROR"
     TOO_LONG = "TOO_LONG"
+    # Sending policies (README "Sending policies"): inside the recipient's quiet hours with a
+    # campaign that skips rather than waits, or at the tenant's frequency cap for the channel.
+    QUIET_HOURS = "QUIET_HOURS"
+    FREQUENCY_CAP = "FREQUENCY_CAP"
+    # The recipient is in the campaign's holdout (control) group: counted, never messaged.
+    HOLDOUT = "HOLDOUT"
 
 
 class InteractionType(StrEnum):

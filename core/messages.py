@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Field
 
 from core.enums import CampaignStatus, CampaignType
+from core.policy import AutoPause
 from core.recurrence import RecurringSchedule
 
 
@@ -76,6 +77,21 @@ class CampaignState(BaseModel):
     pages_done: list[str] = Field(default_factory=list)
     plan_exhausted: bool = False
     window: int = 1
+    # Quiet hours (README "Sending policies"): messages held back, when the earliest is due, and
+    # the number of the next sweep that sends the due ones.
+    held: int = 0
+    held_until: datetime | None = None
+    sweep: int = 1
+    # Auto-pause: [messages, failures] of the latest pages, as many as cover its window.
+    recent: list[list[int]] = Field(default_factory=list)
+    # An A/B test waits for its decision (README "A/B tests"), and the winner once known.
+    ab_pending: bool = False
+    ab_winner: str | None = None
+    # At the rate limits' current pace, when the run's remaining recipients will have been sent.
+    expected_finish_at: datetime | None = None
+    # Who approved the campaign and when (README "Approvals"); cleared by an edit.
+    approved_by: str | None = None
+    approved_at: datetime | None = None
 
 
 class CampaignWorkflowInput(BaseModel):
@@ -101,6 +117,11 @@ class CampaignProgress(BaseModel):
     batch_running: bool
     scheduled_at: datetime | None
     last_error: str | None
+    # Messages waiting for a local-time wave or a quiet window's end, and the earliest's instant.
+    held: int = 0
+    held_until: datetime | None = None
+    # At the rate limits' current pace (README "Rate limits"); None when nothing is limited.
+    expected_finish_at: datetime | None = None
 
 
 # ---- updates -------------------------------------------------------------------------------
@@ -123,6 +144,12 @@ class EditRequest(BaseModel):
     fields_set: list[str] = Field(default_factory=list)
 
 
+class ApprovalRequest(BaseModel):
+    """`by`: the approving user; None withdraws the approval (the campaign was edited)."""
+
+    by: str | None
+
+
 class TransitionResult(BaseModel):
     """What a lifecycle update returns: the state actually reached."""
 
@@ -135,6 +162,8 @@ class TransitionResult(BaseModel):
     cancelled_at: datetime | None = None
     target_count: int | None = None
     sent_count: int = 0
+    approved_by: str | None = None
+    approved_at: datetime | None = None
 
 
 # ---- activities ----------------------------------------------------------------------------
@@ -188,6 +217,11 @@ class SendBatchInput(BaseModel):
     # A planned page: recipients in (after, upto], at most `limit` (None: the worker's batch size).
     upto: str | None = None
     limit: int | None = None
+    # The workflow's clock when it started the page: quiet hours are judged at this instant, so a
+    # time-skipping test and a replay see the same windows (None: the worker's clock).
+    now: datetime | None = None
+    # When the send (or the RECURRING run) started: recipient-local delivery counts from it.
+    anchor: datetime | None = None
 
 
 class PlanPagesInput(BaseModel):
@@ -212,6 +246,52 @@ class SendBatchResult(BaseModel):
     recipients: int
     counts: Counts
     sent_recipients: int
+    # Messages quiet hours held back on this page, and when the earliest of the campaign's held
+    # messages is due (README "Sending policies").
+    held: int = 0
+    held_until: datetime | None = None
+    # The campaign's auto-pause rule as the page read it (None: off), and what it judges: the
+    # provider's answers on this attempt and how many were refusals (bounced or failed).
+    auto_pause: AutoPause | None = None
+    answered: int = 0
+    refused: int = 0
+    # An A/B test's remainder waits for the winner (the workflow decides when the test ends).
+    awaiting_winner: bool = False
+    # The tenant's current share of its rate-limited provider accounts, messages per second on
+    # the slowest of the campaign's channels (None: no channel is limited).
+    rate: float | None = None
+
+
+class SendHeldInput(BaseModel):
+    """A sweep of the messages quiet hours held back: those due at `now` (workflow time)."""
+
+    campaign_id: str
+    tenant_id: str
+    # The run whose halt epoch pause and cancel raise (the current run, or a TRIGGERED
+    # campaign's control run).
+    run_id: str
+    epoch: int
+    sweep: int
+    now: datetime
+    anchor: datetime | None = None
+
+
+class DecideInput(BaseModel):
+    """End an A/B test's test phase: decide the winner, or take the operator's `forced` pick."""
+
+    campaign_id: str
+    tenant_id: str
+    forced: str | None = None
+    # The workflow's clock: the held remainder becomes due at this instant.
+    now: datetime | None = None
+
+
+class DecideResult(BaseModel):
+    winner: str
+
+
+class WinnerRequest(BaseModel):
+    variant: str
 
 
 class HaltInput(BaseModel):

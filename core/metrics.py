@@ -17,10 +17,11 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from core.enums import Outcome
+from core.metrics_multiprocess import exposition as shared_exposition
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,9 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 
 
 def exposition() -> bytes:
-    """This process's series in the Prometheus text format."""
-    return generate_latest(REGISTRY)
+    """The series in the Prometheus text format: this process's, or with PROMETHEUS_MULTIPROC_DIR
+    set (`uvicorn --workers N`), the sum of every process's (core.metrics_multiprocess)."""
+    return shared_exposition()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.constants import DEFAULT_TASK_QUEUE
@@ -14,6 +14,16 @@ DEV_SMS_TOKEN = "dev-sms-token"
 DEVELOPMENT_ENVIRONMENTS = frozenset({"development", "test"})
 # HMAC-SHA256 keys shorter than its 32-byte output are guessable well below the hash's strength.
 MIN_SECRET_BYTES = 32
+
+
+class AccountRateLimit(BaseModel):
+    """What one provider account accepts (README "Rate limits"): messages per second and per UTC
+    day, each unset for none. Every worker draws on the same budget (activities.send.throttle)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    per_second: float | None = Field(None, gt=0, le=1_000_000, alias="perSecond")
+    per_day: int | None = Field(None, ge=1, alias="perDay")
 
 
 class Settings(BaseSettings):
@@ -66,6 +76,11 @@ class Settings(BaseSettings):
     # The SMS provider deduplicates on Idempotency-Key for good: a crashed page's in-flight SMS
     # are posted again with the same key instead of ending UNKNOWN (README "Delivery guarantees").
     sms_idempotent: bool = False
+    # The SMS quiet hours of a tenant that set no policy, "HH:MM-HH:MM" in the recipient's zone
+    # (README "Sending policies"); empty: none. Email has none by default.
+    sms_quiet_hours_default: str = Field(
+        "21:00-08:00", pattern=r"^(([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d)?$"
+    )
     # Pages of one campaign in flight at once, each its own activity (so several workers can
     # share a big campaign); 1 sends page after page.
     pages_in_flight: int = Field(2, ge=1, le=32)
@@ -155,6 +170,20 @@ class Settings(BaseSettings):
     tracking_dedupe_seconds: int = Field(
         10, ge=0, le=86_400, description="a link the same client repeats within this many seconds counts once"
     )
+    rate_limits: dict[str, AccountRateLimit] = Field(
+        {},
+        description='provider accounts\' limits, JSON: `{"email": {"perSecond": 14, "perDay": 50000}, '
+        '"sms": {"perSecond": 1}}`, held across all workers and shared fairly by the tenants sending; '
+        "an account not named: unlimited",
+    )
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _account_names(cls, value: dict[str, AccountRateLimit]) -> dict[str, AccountRateLimit]:
+        for name in value:
+            if not 1 <= len(name) <= 100 or name != name.strip():
+                raise ValueError("an account name is 1 to 100 characters, without spaces around it")
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -185,8 +214,7 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError(
                 f"CAMPAIGNS_ENVIRONMENT is {self.environment!r} (unset means production), not "
-                "`development` or `test`, so "
-                + "; ".join(problems)
+                "`development` or `test`, so " + "; ".join(problems)
             )
         return self
 

@@ -10,15 +10,17 @@ list, and the channel's opt-in. A send applies them twice: when the snapshot is 
 just before each message.
 """
 
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, text, update
+from sqlalchemy import ColumnElement, RowMapping, Select, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.enums import Channel, SegmentType
-from db.models import Customer, Segment, SegmentMember
+from core.enums import SegmentType
+from db.customers import CustomerRow
+from db.models import Customer, SegmentMember
 from db.segment_filter import compile_filter
+from db.segments import SegmentRow
 
 # What decides whether a customer may be sent to, for `c` = customers (NULL `present`: deleted).
 #
@@ -52,16 +54,15 @@ CONSENT_COLUMNS = """
 # What a send needs of a recipient (`c` = customers): the personalisation fields and what decides
 # consent (CONSENT_COLUMNS); `present` is NULL for a deleted customer.
 RECIPIENT_COLUMNS = f"""
-    c.first_name, c.last_name, c.club_id, c.external_id, c.attributes, {CONSENT_COLUMNS}
+    c.first_name, c.last_name, c.club_id, c.external_id, c.attributes, c.timezone, {CONSENT_COLUMNS}
 """
 
-_UNSUBSCRIBED_AT = {
-    Channel.EMAIL: Customer.email_unsubscribed_at,
-    Channel.SMS: Customer.sms_unsubscribed_at,
-}
+_CONSENT = text(
+    f"SELECT c.id AS id, {CONSENT_COLUMNS} FROM customers c WHERE c.id = ANY(:ids) AND c.tenant_id = :t"
+)
 
 
-def member_ids_query(segment: Segment) -> Select[Any]:
+def member_ids_query(segment: SegmentRow) -> Select[Any]:
     """Customer ids of a segment, ordered by id (the keyset used by snapshots)."""
     if segment.type == SegmentType.STATIC:
         return (
@@ -78,16 +79,27 @@ def member_ids_query(segment: Segment) -> Select[Any]:
     )
 
 
-def key_column(segment: Segment) -> Any:
+def _key_column(segment: SegmentRow) -> Any:
     return SegmentMember.customer_id if segment.type == SegmentType.STATIC else Customer.id
 
 
-async def segment_size(conn: AsyncConnection, segment: Segment) -> int:
+async def member_ids_after(
+    conn: AsyncConnection, segment: SegmentRow, after: str | None, limit: int
+) -> list[str]:
+    """The next `limit` member ids after `after` (None: from the first), in id order: one chunk of
+    a snapshot, read through the keyset so that no chunk costs more than its own rows."""
+    query = member_ids_query(segment)
+    if after is not None:
+        query = query.where(_key_column(segment) > after)
+    return list((await conn.execute(query.limit(limit))).scalars())
+
+
+async def segment_size(conn: AsyncConnection, segment: SegmentRow) -> int:
     sub = member_ids_query(segment).order_by(None).subquery()
     return int((await conn.execute(select(func.count()).select_from(sub))).scalar_one())
 
 
-async def segment_sample(conn: AsyncConnection, segment: Segment, limit: int) -> list[Any]:
+async def segment_sample(conn: AsyncConnection, segment: SegmentRow, limit: int) -> list[CustomerRow]:
     """The first `limit` members in keyset (id) order, as customer rows: ids are random, so this
     is a fair sample that costs an index range read, never a sort of the whole segment."""
     ids = member_ids_query(segment).limit(limit).subquery()
@@ -97,29 +109,11 @@ async def segment_sample(conn: AsyncConnection, segment: Segment, limit: int) ->
         .where(Customer.tenant_id == segment.tenant_id)
         .order_by(Customer.id)
     )
-    return list(rows.mappings().all())
+    return [CustomerRow.of(row) for row in rows.mappings()]
 
 
-async def load_segment(conn: AsyncConnection, tenant_id: str, segment_id: str) -> Segment | None:
-    row = (
-        await conn.execute(
-            select(Segment.__table__).where(Segment.id == segment_id, Segment.tenant_id == tenant_id)
-        )
-    ).first()
-    if row is None:
-        return None
-    seg = Segment(**row._mapping)
-    return seg
-
-
-async def unsubscribe(
-    conn: AsyncConnection, tenant_id: str, customer_id: str, channels: list[Channel]
-) -> None:
-    """Unsubscribe a customer from channels; an earlier unsubscribe keeps its time."""
-    now = datetime.now(UTC)
-    values = {_UNSUBSCRIBED_AT[ch].key: func.coalesce(_UNSUBSCRIBED_AT[ch], now) for ch in channels}
-    await conn.execute(
-        update(Customer)
-        .where(Customer.id == customer_id, Customer.tenant_id == tenant_id)
-        .values(**values, updated_at=text("now()"))
-    )
+async def consent_of(conn: AsyncConnection, tenant_id: str, customer_ids: Sequence[str]) -> list[RowMapping]:
+    """`id` and CONSENT_COLUMNS of each customer of the tenant among `customer_ids` (the shape
+    activities.send.gates.skip_reason reads)."""
+    result = await conn.execute(_CONSENT, {"ids": list(customer_ids), "t": tenant_id})
+    return list(result.mappings())

@@ -1,7 +1,8 @@
 """Live counts of campaigns from the roll-ups, shared by GET /campaigns(/:id) and /stats.
 
 Top-level counts are distinct recipients (channel ALL); see README "Stats". Both endpoints turn
-counter rows into `RecipientCounts` through `counts_from`, so they cannot disagree.
+counter rows into `RecipientCounts` through `counts_from`, and both add the interactions the
+background roll-up has not counted yet, so they cannot disagree.
 """
 
 from collections.abc import Mapping, Sequence
@@ -45,17 +46,34 @@ def counts_from(by_type: Mapping[str, int]) -> RecipientCounts:
     )
 
 
+# The counters plus the recipients of interactions the background roll-up has not counted yet
+# (db.stats does the same for /stats), in one statement: one snapshot, exact whatever the lag.
+_RECIPIENTS = text(
+    """
+    WITH fresh AS (
+        SELECT DISTINCT i.campaign_id, i.type, i.customer_id
+        FROM interactions i
+        WHERE i.campaign_id = ANY(:ids) AND NOT i.rolled_up
+          AND NOT EXISTS (
+              SELECT 1 FROM interaction_firsts f
+              WHERE f.campaign_id = i.campaign_id AND f.type = i.type AND f.channel = :all
+                AND f.customer_id = i.customer_id
+          )
+    )
+    SELECT campaign_id, type, recipients FROM campaign_counters
+    WHERE campaign_id = ANY(:ids) AND channel = :all
+    UNION ALL
+    SELECT campaign_id, type, count(*) FROM fresh GROUP BY campaign_id, type
+    """
+)
+
+
 async def recipient_counts(conn: AsyncConnection, campaign_ids: Sequence[str]) -> dict[str, RecipientCounts]:
     if not campaign_ids:
         return {}
-    rows = await conn.execute(
-        text(
-            "SELECT campaign_id, type, recipients FROM campaign_counters"
-            " WHERE campaign_id = ANY(:ids) AND channel = :all"
-        ),
-        {"ids": list(campaign_ids), "all": ALL},
-    )
+    rows = await conn.execute(_RECIPIENTS, {"ids": list(campaign_ids), "all": ALL})
     raw: dict[str, dict[str, int]] = {cid: {} for cid in campaign_ids}
     for campaign_id, type_, recipients in rows:
-        raw[campaign_id][type_] = int(recipients)
+        by_type = raw[campaign_id]
+        by_type[type_] = by_type.get(type_, 0) + int(recipients)
     return {cid: counts_from(v) for cid, v in raw.items()}

@@ -74,14 +74,31 @@ def is_timeout(error: BaseException) -> bool:
     return getattr(original, "sqlstate", None) in TIMEOUT_SQLSTATES
 
 
-def make_engine(url: str, pool_size: int = 10, timeouts: DbTimeouts | None = None) -> AsyncEngine:
-    connect_args = {} if timeouts is None else {"options": timeouts.options()}
+def make_engine(
+    url: str,
+    pool_size: int = 10,
+    timeouts: DbTimeouts | None = None,
+    *,
+    pre_ping: bool = True,
+    read_only: bool = False,
+) -> AsyncEngine:
+    """The async engine. `pre_ping=False` (the API) spares every request a round trip: a connection
+    found dead fails its statement instead, and SQLAlchemy then discards every connection of the
+    pool made before that failure, so the next requests reconnect: after a database restart, the
+    request that met the dead connection fails and the ones after it do not.
+
+    `read_only=True` (the API's reads): every transaction of its connections is READ ONLY
+    (`default_transaction_read_only`, set when the connection opens, so no request pays for it):
+    a read can never write, and Postgres skips a writer's bookkeeping."""
+    options = "" if timeouts is None else timeouts.options()
+    if read_only:
+        options = (options + " -c default_transaction_read_only=on").strip()
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
-        connect_args=connect_args,
+        pool_pre_ping=pre_ping,
+        connect_args={"options": options} if options else {},
         # An error's text must not carry the statement's values (customer data, secrets) into logs.
         hide_parameters=True,
     )

@@ -5,13 +5,15 @@ read model for listing and filtering. Every table is tenant-scoped through `tena
 through its campaign) and every query the API makes has an index.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -51,6 +53,8 @@ class Customer(Base):
     email_unsubscribed_at: Mapped[datetime | None] = mapped_column(TS)
     sms_unsubscribed_at: Mapped[datetime | None] = mapped_column(TS)
     email_bounced_at: Mapped[datetime | None] = mapped_column(TS)
+    # The person's IANA zone, for quiet hours (NULL: the campaign's zone).
+    timezone: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
     updated_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
     __table_args__ = (
@@ -191,6 +195,21 @@ class Campaign(Base):
     # TRIGGERED: the event type and the data[key] == value conditions an event must meet.
     trigger_event: Mapped[str | None] = mapped_column(String(200))
     trigger_conditions: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    # Per-campaign overrides of the tenant's sending policy (core.policy.CampaignPolicy).
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    # Recipient-local delivery (core.policy.DeliverAt), ONE_TIME and RECURRING only.
+    deliver_at: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    # Who approved the campaign and when (a tenant that requires approvals); cleared by an edit.
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[datetime | None] = mapped_column(TS)
+    # Percent of the audience held out as a control group (skipped HOLDOUT, never messaged).
+    holdout_percent: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    # At the rate limits' current pace (the workflow's estimate), for GET /campaigns/:id.
+    expected_finish_at: Mapped[datetime | None] = mapped_column(TS)
+    # An A/B test (core.experiments.ABTest), its winner and the decision's numbers.
+    ab_test: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    ab_winner: Mapped[str | None] = mapped_column(String(1))
+    ab_decision: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     created_by: Mapped[str | None] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     idempotency_hash: Mapped[str | None] = mapped_column(String(64))
@@ -280,6 +299,8 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(TS)
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    # The A/B variant the message carried (core.experiments); NULL without a test.
+    variant: Mapped[str | None] = mapped_column(String(1))
     __table_args__ = (
         UniqueConstraint("run_id", "customer_id", "channel", name="uq_deliveries_run_customer_channel"),
         Index("ix_deliveries_campaign_customer", "campaign_id", "customer_id", "channel"),
@@ -392,3 +413,104 @@ class TriggerMatch(Base):
         UniqueConstraint("campaign_id", "event_id", name="uq_trigger_matches_campaign_event"),
         Index("ix_trigger_matches_pending", "campaign_id", "seq", postgresql_where=text("state = 'PENDING'")),
     )
+
+
+class TenantPolicy(Base):
+    """A tenant's sending policy (core.policy.TenantPolicy); no row: the defaults."""
+
+    __tablename__ = "tenant_policies"
+    tenant_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+
+
+class FrequencyHold(Base):
+    """One message a frequency cap counted, written as it passed the gate (db.policies)."""
+
+    __tablename__ = "frequency_holds"
+    run_id: Mapped[str] = mapped_column(String(60), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    held_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    __table_args__ = (Index("ix_frequency_holds_person", "tenant_id", "channel", "customer_id", "held_at"),)
+
+
+class HeldMessage(Base):
+    """A message quiet hours hold back until `until`; `sweep` is the campaign sweep that took it."""
+
+    __tablename__ = "held_messages"
+    run_id: Mapped[str] = mapped_column(String(60), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(String(40))
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    until: Mapped[datetime] = mapped_column(TS)
+    sweep: Mapped[int | None] = mapped_column(Integer)
+    __table_args__ = (Index("ix_held_messages_campaign", "campaign_id", "sweep", "until"),)
+
+
+class RateLimitAccount(Base):
+    """A provider account's shared bucket (db.rate_limits): the per-second tokens left when last
+    refilled, and what it granted on `day` (UTC) against its per-day limit."""
+
+    __tablename__ = "rate_limit_accounts"
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tokens: Mapped[float | None] = mapped_column(Float(precision=53))
+    refilled_at: Mapped[datetime | None] = mapped_column(TS)
+    day: Mapped[date | None] = mapped_column(Date)
+    day_granted: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class RateLimitLane(Base):
+    """A tenant's lane on a provider account: its own bucket, refilled at its weighted share of the
+    account among the lanes that wanted tokens in the last second (db.rate_limits)."""
+
+    __tablename__ = "rate_limit_lanes"
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tokens: Mapped[float | None] = mapped_column(Float(precision=53))
+    refilled_at: Mapped[datetime | None] = mapped_column(TS)
+    last_wanted_at: Mapped[datetime] = mapped_column(TS)
+    weight: Mapped[float] = mapped_column(Float(precision=53), server_default=text("1"))
+
+
+class TestSend(Base):
+    """One test message (README "Test sends"): a record apart from the ledger, so stats never see it."""
+
+    __tablename__ = "test_sends"
+    __test__ = False  # not a pytest class
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    campaign_id: Mapped[str] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str] = mapped_column(String(320))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=_now())
+    kind: Mapped[str] = mapped_column(String(8), server_default=text("'TEST'"))  # TEST | SEED
+    variant: Mapped[str] = mapped_column(String(1), server_default=text("''"))  # '' without a test
+    __table_args__ = (
+        Index("ix_test_sends_tenant_time", "tenant_id", "created_at"),
+        Index(
+            "uq_test_sends_seed",
+            "campaign_id",
+            "channel",
+            "variant",
+            "address",
+            unique=True,
+            postgresql_where=text("kind = 'SEED'"),
+        ),
+    )
+
+
+class HoldoutConversion(Base):
+    """A conversion of a campaign's holdout recipient (never messaged): the lift's control side."""
+
+    __tablename__ = "holdout_conversions"
+    campaign_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(100))
+    event_id: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[datetime] = mapped_column(TS)

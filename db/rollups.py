@@ -4,6 +4,13 @@ Each interaction is counted exactly once: `roll_up` flips `rolled_up` on the row
 (UPDATE ... WHERE NOT rolled_up RETURNING), inserts first-of-a-kind rows with ON CONFLICT DO
 NOTHING (which yields the distinct-recipient counts and the hourly timeline) and adds the deltas
 to the counters. A single interaction costs O(1) statements; a page of sends costs one pass.
+
+The send path rolls up its own rows in the transaction that wrote them. Tracking only appends
+(db.interactions) and leaves its rows to `roll_up_pending`, which the API runs in the background
+(api.rollup): one pass at a time across all API processes (a transaction-scoped advisory lock),
+taking rows another transaction is counting right now (`SKIP LOCKED`) never, so it neither
+waits on nor deadlocks with the send path's roll-ups. The reads add the rows no roll-up has
+reached yet (db.stats), so a count is exact whatever the roll-up's lag.
 """
 
 import json
@@ -91,6 +98,19 @@ _CLAIM_BY_CAMPAIGN = text(
     RETURNING campaign_id, customer_id, channel, type, occurred_at
     """
 )
+_CLAIM_PENDING = text(
+    """
+    UPDATE interactions SET rolled_up = true
+    WHERE id IN (
+        SELECT id FROM interactions WHERE NOT rolled_up
+        LIMIT :limit FOR UPDATE SKIP LOCKED
+    ) AND NOT rolled_up
+    RETURNING campaign_id, customer_id, channel, type, occurred_at
+    """
+)
+# Any constant both API processes agree on: the background roll-up's lock (pg_advisory locks).
+ROLL_UP_LOCK = 0x726F6C6C7570  # "rollup"
+_TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 _FIRSTS = text(
     """
     INSERT INTO interaction_firsts (campaign_id, type, channel, customer_id, occurred_at)
@@ -133,6 +153,17 @@ async def roll_up(
     if not rows:
         return 0
     await _apply(conn, [(r[0], r[1], r[2], r[3], r[4]) for r in rows])
+    return len(rows)
+
+
+async def roll_up_pending(conn: AsyncConnection, limit: int = 5000) -> int | None:
+    """Count up to `limit` not-yet-counted interactions of any campaign, in the caller's
+    transaction. None: another process holds the roll-up now (nothing done); else rows counted."""
+    if not (await conn.execute(_TRY_LOCK, {"key": ROLL_UP_LOCK})).scalar_one():
+        return None
+    rows = (await conn.execute(_CLAIM_PENDING, {"limit": limit})).all()
+    if rows:
+        await _apply(conn, [(r[0], r[1], r[2], r[3], r[4]) for r in rows])
     return len(rows)
 
 

@@ -1,9 +1,11 @@
 """Read side of campaign stats: /stats and the interactions page, without scanning interactions.
 
-- `campaign_stats` reads only the roll-ups (`campaign_counters`: at most 3 channel keys x 8
-  types; `campaign_hourly`: one row per hour and type), in ONE statement, so the counters and
-  the timeline come from the same snapshot and the buckets always sum to the top-level counts.
-  Its cost does not depend on how many interactions a campaign has.
+- `campaign_stats` reads the roll-ups (`campaign_counters`: at most 3 channel keys x 8
+  types; `campaign_hourly`: one row per hour and type) plus the interactions no roll-up has
+  counted yet (tracking leaves its rows to the background roll-up, api.rollup), in ONE
+  statement, so the counters and the timeline come from the same snapshot, the buckets always
+  sum to the top-level counts, and the figures are exact however far the roll-up lags. Its cost
+  does not depend on how many interactions a campaign has, only on that small backlog.
 - `count_interactions` is exact without counting a campaign's interactions: every rolled-up
   interaction is in `campaign_counters.events` (db.rollups keeps that invariant in the same
   transaction that flips `rolled_up`), so total = counters + the few not-yet-rolled-up rows,
@@ -17,7 +19,7 @@
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, text
@@ -47,39 +49,91 @@ class CampaignStats:
     totals: RecipientCounts
     by_channel: dict[str, RecipientCounts]
     timeline: list[HourBucket]
+    rollup_pending: int = 0  # interactions counted from their rows: not rolled up when read
+    as_of: datetime | None = None  # when the database read them
 
 
+# The counters, the timeline, and what the interactions not rolled up yet add to both, read in ONE
+# statement (one snapshot): a roll-up committing meanwhile can neither be counted twice nor missed.
+# A pending row adds an event to its (channel, type) and to (ALL, type); it adds a recipient when
+# neither interaction_firsts nor an earlier pending row has that (type, channel, customer), exactly
+# as db.rollups would count it; the timeline takes the hour of that first pending row.
 _STATS = text(
     """
+    WITH pending AS (
+        SELECT k.channel, i.type, i.customer_id, i.occurred_at
+        FROM interactions i CROSS JOIN LATERAL (VALUES (i.channel), (:all)) AS k(channel)
+        WHERE i.campaign_id = :c AND NOT i.rolled_up
+    ), fresh AS (
+        SELECT p.channel, p.type, p.customer_id, min(p.occurred_at) AS first_at
+        FROM pending p
+        WHERE NOT EXISTS (
+            SELECT 1 FROM interaction_firsts f
+            WHERE f.campaign_id = :c AND f.type = p.type AND f.channel = p.channel
+              AND f.customer_id = p.customer_id
+        )
+        GROUP BY p.channel, p.type, p.customer_id
+    )
     SELECT channel, type, recipients, events, CAST(NULL AS timestamptz) AS hour
     FROM campaign_counters WHERE campaign_id = :c
     UNION ALL
     SELECT NULL, type, recipients, 0, hour
     FROM campaign_hourly WHERE campaign_id = :c AND type = ANY(:timeline_types)
+    UNION ALL
+    SELECT channel, type, 0, count(*), NULL FROM pending GROUP BY channel, type
+    UNION ALL
+    SELECT channel, type, count(*), 0, NULL FROM fresh GROUP BY channel, type
+    UNION ALL
+    SELECT NULL, type, count(*), 0, date_bin('1 hour', first_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+    FROM fresh WHERE channel = :all AND type = ANY(:timeline_types)
+    GROUP BY 2, 5
+    UNION ALL
+    SELECT :pending_marker, NULL, 0, count(*), statement_timestamp() FROM pending WHERE channel = :all
     """
 )
+_PENDING = "~pending"  # the row of _STATS that says how many interactions were not rolled up
 
 
 async def campaign_stats(conn: AsyncConnection, campaign_id: str) -> CampaignStats:
-    rows = await conn.execute(_STATS, {"c": campaign_id, "timeline_types": list(TIMELINE_TYPES)})
-    counters: dict[str, dict[str, int]] = {}
+    params = {
+        "c": campaign_id,
+        "timeline_types": list(TIMELINE_TYPES),
+        "all": ALL,
+        "pending_marker": _PENDING,
+    }
+    recipients: dict[str, dict[str, int]] = {}
+    events: dict[str, dict[str, int]] = {}
     hours: dict[datetime, dict[str, int]] = {}
-    for channel, type_, recipients, events, hour in rows:
-        if hour is None:
-            # byChannel counts messages (README "Stats"): a campaign with several runs (RECURRING,
-            # TRIGGERED, journeys) sends a recipient more than one message per channel. Each
-            # message has one ledger interaction, so messages = events; opens and clicks stay
-            # distinct recipients.
-            per_message = channel != ALL and type_ in MESSAGE_TYPES
-            counters.setdefault(channel, {})[type_] = int(events if per_message else recipients)
+    pending, as_of = 0, datetime.now(UTC)
+    for channel, type_, n_recipients, n_events, hour in await conn.execute(_STATS, params):
+        if channel == _PENDING:
+            pending, as_of = int(n_events), hour
+        elif channel is None:
+            bucket = hours.setdefault(hour, {})
+            bucket[type_] = bucket.get(type_, 0) + int(n_recipients)
         else:
-            hours.setdefault(hour, {})[type_] = int(recipients)
+            by_type = recipients.setdefault(channel, {})
+            by_type[type_] = by_type.get(type_, 0) + int(n_recipients)
+            by_type = events.setdefault(channel, {})
+            by_type[type_] = by_type.get(type_, 0) + int(n_events)
+    counters: dict[str, dict[str, int]] = {}
+    for channel in recipients:
+        # byChannel counts messages (README "Stats"): a campaign with several runs (RECURRING,
+        # TRIGGERED, journeys) sends a recipient more than one message per channel. Each
+        # message has one ledger interaction, so messages = events; opens and clicks stay
+        # distinct recipients.
+        counters[channel] = {
+            type_: (events[channel][type_] if channel != ALL and type_ in MESSAGE_TYPES else n)
+            for type_, n in recipients[channel].items()
+        }
     totals = counts_from(counters.get(ALL, {}))
     by_channel = {ch: counts_from(v) for ch, v in counters.items() if ch != ALL}
     timeline = [
         HourBucket(hour=h, sent=v.get(T.SENT, 0), opened=v.get(T.OPENED, 0)) for h, v in sorted(hours.items())
     ]
-    return CampaignStats(totals=totals, by_channel=by_channel, timeline=timeline)
+    return CampaignStats(
+        totals=totals, by_channel=by_channel, timeline=timeline, rollup_pending=pending, as_of=as_of
+    )
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,18 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.enums import Channel
-from providers.rendering import DERIVED_TEXT_CLOSE, DERIVED_TEXT_OPEN
 
 CONTENT_FIELDS = ("subject", "html", "text", "body")
 
+# The text template of an EMAIL template without `text`: its html between these two markers, i.e.
+# the html rendered escaped as html and then turned into plain text by the `html_to_text` filter
+# the renderer installs. providers.rendering holds the same two strings (the renderer is above
+# this layer, so it is not imported here); tests/test_architecture.py fails if they differ.
+DERIVED_TEXT_OPEN = "{% filter html_to_text %}{% autoescape true %}"
+DERIVED_TEXT_CLOSE = "{% endautoescape %}{% endfilter %}"
+
 # The content of one version (NULL: the current one) as it is rendered: `text` is the text
-# template, derived from `html` when the template has none (providers.rendering.DERIVED_TEXT_OPEN).
+# template, derived from `html` when the template has none (DERIVED_TEXT_OPEN above).
 _CONTENT = text(
     """
     SELECT version, subject, html, body, stored_text,

@@ -42,6 +42,7 @@ NOTES: dict[str, str] = {
     "send_concurrency": "messages per render job; rendering runs one such chunk ahead of the slots",
     "sms_in_flight": "SMS requests one worker keeps in flight (one kept-alive connection each)",
     "sms_idempotent": "the SMS provider dedupes on Idempotency-Key: in-flight SMS of a crash are re-posted",
+    "sms_quiet_hours_default": "SMS quiet hours of a tenant with no policy, `HH:MM-HH:MM` local; empty: none",
     "snapshot_chunk_size": "rows per step when the audience is snapshotted",
     "batches_per_run": "send batches per workflow run before continue-as-new",
     "max_body_bytes": "largest accepted request body (bigger: 413)",

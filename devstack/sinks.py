@@ -9,6 +9,8 @@ windows, 5xx for given addresses, connections dropped after a message's data; SM
 with Retry-After, 500s for given numbers or for the first attempts of a message.
 """
 
+from __future__ import annotations
+
 import asyncio
 import email
 import email.policy
@@ -18,11 +20,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+
+if TYPE_CHECKING:  # the SMTP capture needs aiosmtpd (the dev extra); the SMS one does not
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 @dataclass
@@ -126,8 +130,10 @@ class SmtpSink:
             self.by_to[captured.to] += 1
         return "250 Message accepted for delivery"
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         port = self.port or _free_port()
+        from aiosmtpd.controller import Controller
+
         self._controller = Controller(
             self, hostname=self.host, port=port, ready_timeout=10, timeout=self.idle_timeout
         )
@@ -267,7 +273,7 @@ class SmsSink:
         data: list[dict[str, Any]] = [m.__dict__ for m in self.messages[-200:]]
         return web.json_response({"count": len(self.messages), "latest": data})
 
-    async def start(self) -> "SmsSink":
+    async def start(self) -> SmsSink:
         app = web.Application()
         app.router.add_post("/messages", self._post)
         app.router.add_get("/messages", self._list)

@@ -111,6 +111,9 @@ def child_environment(base: Mapping[str, str], cfg: DevConfig, database_url: str
         env.pop(name, None)  # the SMTP capture has no AUTH
     # A terminal reads text better than JSON lines; a CAMPAIGNS_LOG_FORMAT the user set still wins.
     env.setdefault("CAMPAIGNS_LOG_FORMAT", "text")
+    # The walk-through sends SMS at any hour: the development stack has no default SMS quiet
+    # hours (README "Sending policies"); a value the user set still wins.
+    env.setdefault("CAMPAIGNS_SMS_QUIET_HOURS_DEFAULT", "")
     # Said explicitly to every child: the API and the worker refuse the development secrets in any
     # environment not named `development` or `test`, including an unset one.
     env["CAMPAIGNS_ENVIRONMENT"] = cfg.settings.environment

@@ -61,6 +61,9 @@ class EmailEnvelope:
     customer_id: str
     sender: str
     to: str
+    # A copy that is not a campaign's message: "Test" (README "Test sends") or "Seed" (a seed
+    # list's copy), sent with an `X-Campaigns-<mark>: true` header.
+    mark: str | None = None
 
 
 def render_parts(
@@ -235,6 +238,8 @@ def wire_email(envelope: EmailEnvelope, parts: EmailParts, settings: Settings) -
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         "MIME-Version: 1.0",
     ]
+    if envelope.mark:
+        headers.append(f"X-Campaigns-{envelope.mark}: true")
     text = tracked.text or ""
     if tracked.html:
         boundary = f"=_alt_{secrets.token_hex(12)}"  # never occurs in QP output (no '=_' there)

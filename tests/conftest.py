@@ -152,6 +152,8 @@ def make_settings(
         "sms_url": sms.url,
         "sms_token": sms.token,
         "public_url": "http://testserver",
+        # Tests send SMS at any hour: quiet hours apply only where a test sets them.
+        "sms_quiet_hours_default": "",
     }
     values.update(overrides)
     return Settings(**values)
@@ -183,6 +185,23 @@ async def make_timeskip_stack(
     """Like make_stack, on the time-skipping test server (no custom search attributes there)."""
     async with _stack_factory(database_url, engine, timeskip_env, smtp_sink, sms_sink, False) as factory:
         yield factory
+
+
+@pytest.fixture
+async def make_fresh_timeskip_stack(
+    database_url: str, engine: AsyncEngine, smtp_sink: SmtpSink, sms_sink: SmsSink
+) -> AsyncIterator[StackFactory]:
+    """A time-skipping server of the test's own, for tests that skip months or years: a shared
+    server that earlier tests moved far ahead answers long skips past its RPC deadline."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        async with _stack_factory(database_url, engine, env, smtp_sink, sms_sink, False) as factory:
+            yield factory
+    finally:
+        await env.shutdown()
 
 
 @asynccontextmanager

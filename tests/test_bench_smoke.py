@@ -22,6 +22,9 @@ SMOKE = {
     "api_bench": ["--campaigns", "300", "--deliveries", "300", "--requests", "100", "--clients", "8"],
     "stats_bench": ["--interactions", "3000", "--calls", "5"],
     "audience_bench": ["--recipients", "3000", "--pages", "1"],
+    "rate_limits": (
+        "--rate 100 --big 400 --small 20 --window 2 --warmup 1 --workers 1 --report-only".split()
+    ),
 }
 
 # What a smoke run must report, where its arguments fix it: the messages it says it sent are the

@@ -115,6 +115,8 @@ def steer(case: schemathesis.Case[Any], tenant: str, ids: dict[str, str]) -> Non
     for name in list(case.path_parameters or {}):
         if name in ids:
             case.path_parameters[name] = ids[name]
+        elif name == "tenantId":
+            case.path_parameters[name] = tenant
     if case.query and "tenantId" in case.query:
         case.query["tenantId"] = tenant
     if isinstance(case.body, dict) and "tenantId" in case.body:

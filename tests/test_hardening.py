@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ from core.ids import new_id
 from core.logs import JsonFormatter, TextFormatter
 from core.settings import DEV_SECRET, Settings
 from db.audience import member_ids_query, segment_size
-from db.models import Campaign, Customer, Segment
+from db.models import Campaign, Customer
 from db.segment_filter import FilterError, compile_filter
+from db.segments import SegmentRow
 from providers import rendering
 from providers.rendering import (
     MAX_RENDERED_CHARS,
@@ -270,8 +272,17 @@ async def mixed_audience(engine: AsyncEngine) -> tuple[str, dict[str, str]]:
 
 
 async def members(engine: AsyncEngine, tenant: str, ids: dict[str, str], filter_: dict[str, Any]) -> set[str]:
-    segment = Segment(
-        id=new_id("segment"), tenant_id=tenant, name="s", type=SegmentType.DYNAMIC, filter=filter_
+    now = datetime.now(UTC)
+    segment = SegmentRow(
+        id=new_id("segment"),
+        tenant_id=tenant,
+        club_id=None,
+        name="s",
+        description=None,
+        type=SegmentType.DYNAMIC,
+        filter=filter_,
+        created_at=now,
+        updated_at=now,
     )
     names = {v: k for k, v in ids.items()}
     async with engine.connect() as conn:
@@ -446,6 +457,7 @@ UNBOUNDED_BY_DESIGN = {
     r"\.(filter|triggerConditions|data)$": "JSON object: bounded by the 1 MiB body limit, validated",
     r"body\(text/csv\)$": "the import's CSV: the 64 MiB import body limit and 100,000 rows",
     r"/preview body\(application/json\)\.sample\.\w+$": "a sample recipient: never stored, output capped",
+    r"\.policy\.quietHours$": "an object keyed by channel (EMAIL, SMS): at most two entries",
 }
 
 

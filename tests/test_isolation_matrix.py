@@ -165,6 +165,20 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("DELETE", "/suppressions"): ep(
         lambda w: Call(params={"tenantId": w.tenant, "channel": "EMAIL", "address": w.doomed_address}), 204
     ),
+    ("GET", "/campaigns/{campaign_id}/estimate"): ep(lambda w: Call({"campaign_id": w.campaign}), 200),
+    ("GET", "/campaigns/{campaign_id}/experiment"): ep(lambda w: Call({"campaign_id": w.campaign}), 200),
+    ("POST", "/campaigns/{campaign_id}/winner"): ep(
+        lambda w: Call({"campaign_id": w.campaign}, json={"variant": "A"}), 409
+    ),
+    # The caller created the campaign: a creator's own approval is refused.
+    ("POST", "/campaigns/{campaign_id}/approve"): ep(lambda w: Call({"campaign_id": w.campaign}), 403),
+    ("POST", "/campaigns/{campaign_id}/test-send"): ep(
+        lambda w: Call({"campaign_id": w.campaign}, json={"emails": [f"{w.marker}.test@example.com"]}), 200
+    ),
+    ("GET", "/tenants/{tenantId}/policy"): ep(lambda w: Call({"tenantId": w.tenant}), 200),
+    ("PUT", "/tenants/{tenantId}/policy"): ep(
+        lambda w: Call({"tenantId": w.tenant}, json={"quietMode": "SKIP"}), 200
+    ),
     ("POST", "/events"): ep(lambda w: Call(json=event_body(w)), 202),
     ("POST", "/events/batch"): ep(lambda w: Call(json={"events": [event_body(w), event_body(w)]}), 202),
 }
@@ -173,6 +187,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
 # on whatever Authorization header is sent.
 PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/health"): "liveness probe: no data",
+    ("GET", "/health/live"): "liveness probe: no database, no data",
     ("GET", "/metrics"): "Prometheus scrape (no token: README, Security), meant for the operator's network",
     ("GET", "/t/o/{token}"): "open pixel: the signed tracking token is the credential",
     ("GET", "/t/c/{token}"): "click redirect: the signed tracking token is the credential",

@@ -106,7 +106,10 @@ async def test_journey_sends_waits_and_branches_on_the_childs_outcome(make_stack
     opened: JourneyResult = await h_open.result()
     ignored: JourneyResult = await h_ignore.result()
     assert opened.path == [
-        f"send {welcome}: SENT", "wait 3s", "branch opened: then", f"send {follow_up}: SENT"
+        f"send {welcome}: SENT",
+        "wait 3s",
+        "branch opened: then",
+        f"send {follow_up}: SENT",
     ]
     assert ignored.path == [f"send {welcome}: SENT", "wait 3s", "branch opened: otherwise"]
     assert stack.smtp.counts({opener["email"], ignorer["email"]}) == {opener["email"]: 2, ignorer["email"]: 1}

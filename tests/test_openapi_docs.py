@@ -21,7 +21,8 @@ from pydantic import TypeAdapter
 
 from api.errors import api_routes
 from api.main import create_app
-from api.openapi_docs import SEED_OPERATIONS, TAGS
+from api.openapi_docs import TAGS
+from api.openapi_operations import SEED_OPERATIONS
 
 SEED_FILE = Path("/work/shared/spec/campaigns-api.seed.txt")
 JSON = "application/json"

@@ -7,38 +7,14 @@ March 01:00 UTC to the last Sunday of October 01:00 UTC.
 
 import asyncio
 import calendar
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
-from core.binaries import find_binary
-from devstack.sinks import SmsSink, SmtpSink
-from tests.conftest import Stack, StackFactory, _stack_factory
+from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
 from tests.helpers import received_emails, wait_for
-
-
-@pytest.fixture
-async def make_timeskip_stack(
-    database_url: str, engine: AsyncEngine, smtp_sink: SmtpSink, sms_sink: SmsSink
-) -> AsyncIterator[StackFactory]:
-    """A time-skipping server of each test's own: these tests skip months and years, and a
-    shared server that earlier tests moved far ahead answers long skips past its RPC deadline."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
-    )
-    try:
-        async with _stack_factory(database_url, engine, env, smtp_sink, sms_sink, False) as factory:
-            yield factory
-    finally:
-        await env.shutdown()
 
 
 def z(ts: datetime) -> str:
@@ -110,9 +86,9 @@ def last_sunday(year: int, month: int) -> date:
 
 
 async def test_weekly_monday_0900_johannesburg_fires_at_0700_utc_for_weeks(
-    make_timeskip_stack: StackFactory,
+    make_fresh_timeskip_stack: StackFactory,
 ) -> None:
-    stack = await make_timeskip_stack()
+    stack = await make_fresh_timeskip_stack()
     cid, audience = await recurring(
         stack, {"frequency": "weekly", "dayOfWeek": 1, "time": "09:00", "timezone": "Africa/Johannesburg"}
     )
@@ -128,9 +104,9 @@ async def test_weekly_monday_0900_johannesburg_fires_at_0700_utc_for_weeks(
 
 
 async def test_daily_0130_london_runs_once_per_local_day_across_both_dst_changes(
-    make_timeskip_stack: StackFactory,
+    make_fresh_timeskip_stack: StackFactory,
 ) -> None:
-    stack = await make_timeskip_stack()
+    stack = await make_fresh_timeskip_stack()
     now = await stack.env.get_current_time()
     year = now.year + 1  # both changes of next year lie ahead of the server clock
     spring = last_sunday(year, 3)  # 01:00 UTC: clocks go 01:00 GMT -> 02:00 BST
@@ -190,9 +166,9 @@ async def test_daily_0130_london_runs_once_per_local_day_across_both_dst_changes
 
 
 async def test_monthly_on_the_31st_runs_on_the_last_day_of_shorter_months(
-    make_timeskip_stack: StackFactory,
+    make_fresh_timeskip_stack: StackFactory,
 ) -> None:
-    stack = await make_timeskip_stack()
+    stack = await make_fresh_timeskip_stack()
     now = await stack.env.get_current_time()
     cid, _ = await recurring(
         stack, {"frequency": "monthly", "dayOfMonth": 31, "time": "06:00", "timezone": "UTC", "maxRuns": 4}
@@ -211,9 +187,9 @@ async def test_monthly_on_the_31st_runs_on_the_last_day_of_shorter_months(
 
 
 async def test_a_run_that_falls_inside_a_pause_is_skipped_not_sent_late(
-    make_timeskip_stack: StackFactory,
+    make_fresh_timeskip_stack: StackFactory,
 ) -> None:
-    stack = await make_timeskip_stack()
+    stack = await make_fresh_timeskip_stack()
     cid, audience = await recurring(stack, {"frequency": "daily", "time": "09:00", "timezone": "UTC"})
     now = await stack.env.get_current_time()
     first = datetime(now.year, now.month, now.day, 9, tzinfo=UTC)
@@ -239,8 +215,8 @@ async def run_through_from(stack: Stack, cid: str, done: int, instants: list[dat
         assert at <= parse(body["lastRunAt"]) < at + timedelta(seconds=1)
 
 
-async def test_history_stays_small_after_100_runs(make_timeskip_stack: StackFactory) -> None:
-    await _hundred_runs(await make_timeskip_stack())
+async def test_history_stays_small_after_100_runs(make_fresh_timeskip_stack: StackFactory) -> None:
+    await _hundred_runs(await make_fresh_timeskip_stack())
 
 
 async def _hundred_runs(stack: Stack) -> None:
@@ -263,9 +239,9 @@ async def _hundred_runs(stack: Stack) -> None:
 
 
 async def test_a_run_whose_segment_was_deleted_pauses_instead_of_failing(
-    make_timeskip_stack: StackFactory,
+    make_fresh_timeskip_stack: StackFactory,
 ) -> None:
-    stack = await make_timeskip_stack()
+    stack = await make_fresh_timeskip_stack()
     cid, audience = await recurring(stack, {"frequency": "daily", "time": "10:00", "timezone": "UTC"})
     async with stack.engine.begin() as conn:
         for table, column in (("segment_members", "segment_id"), ("segments", "id")):

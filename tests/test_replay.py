@@ -236,8 +236,13 @@ async def test_record_triggered_and_journey_histories(make_stack: StackFactory) 
     r = await stack.call(
         "POST",
         "/campaigns",
-        json={"tenantId": stack.tenant, "name": "Step", "type": "JOURNEY", "channels": ["EMAIL"],
-              "emailTemplateId": email_t},
+        json={
+            "tenantId": stack.tenant,
+            "name": "Step",
+            "type": "JOURNEY",
+            "channels": ["EMAIL"],
+            "emailTemplateId": email_t,
+        },
     )
     journey_campaign = r.json()["id"]
     inp = JourneyInput.model_validate(
@@ -286,3 +291,21 @@ async def test_record_page_window_history(make_stack: StackFactory) -> None:
     await _save(stack, cid, "page_window_recount_first_run", run_id=first_run)
     await _save(stack, cid, "page_window_recount_last_run")
     assert handle is not None
+
+
+@pytest.mark.skipif(not RECORD, reason="recorder, run on purpose")
+async def test_record_sending_policy_history(make_stack: StackFactory) -> None:
+    """Sending policies: SMS held by quiet hours until the next minute, then swept; email sent at
+    once (up to two minutes of real time)."""
+    stack = await make_stack(batch_size=10)
+    now = await stack.env.get_current_time()
+    window = {
+        "start": (now - timedelta(hours=1)).strftime("%H:%M"),
+        "end": (now + timedelta(minutes=1)).strftime("%H:%M"),
+    }
+    audience = await make_audience(stack.engine, stack.tenant, 20)
+    email_t, sms_t = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, email_t, sms_t, policy={"quietHours": {"SMS": window}})
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    await wait_for(stack, cid, "COMPLETED", timeout=180)
+    await _save(stack, cid, "quiet_hours_sweep")

@@ -99,7 +99,11 @@ async def test_events_reach_exactly_the_matching_customers_once(make_stack: Stac
 
     first = await post(stack, event(stack, "evt-1", c[0], reason="upgrade", tier="gold"))
     assert first == {
-        "id": "evt-1", "duplicate": False, "triggered": 1, "skippedPaused": 0, "conversionsRecorded": 0
+        "id": "evt-1",
+        "duplicate": False,
+        "triggered": 1,
+        "skippedPaused": 0,
+        "conversionsRecorded": 0,
     }
     await post(stack, event(stack, "evt-2", c[1], reason="upgrade"))
     # Conditions not met, another type, and a repeat of evt-1 (ignored, even for another customer).
@@ -130,7 +134,9 @@ async def test_events_reach_exactly_the_matching_customers_once(make_stack: Stac
     await post(stack, event(stack, "evt-7", c[7], reason="upgrade"))
     await until_processed(stack, cid, 4)
     assert {a: n for a, n in received_emails(stack, audience).items() if n} == {
-        c[0]["email"]: 2, c[1]["email"]: 1, c[7]["email"]: 1
+        c[0]["email"]: 2,
+        c[1]["email"]: 1,
+        c[7]["email"]: 1,
     }
     assert stack.smtp.counts({other.customers[0]["email"]}) == {}
 
@@ -142,7 +148,11 @@ async def test_events_reach_exactly_the_matching_customers_once(make_stack: Stac
     assert len({r["runId"] for r in rows}) == 4
     stats = (await stack.call("GET", f"/campaigns/{cid}/stats")).json()
     assert stats["triggers"] == {
-        "matched": 5, "queued": 0, "processed": 4, "skippedWhilePaused": 1, "closed": 0
+        "matched": 5,
+        "queued": 0,
+        "processed": 4,
+        "skippedWhilePaused": 1,
+        "closed": 0,
     }
     assert stats["sentCount"] == 3  # distinct recipients
     assert stats["byChannel"]["EMAIL"]["sent"] == 4  # messages
@@ -162,7 +172,11 @@ async def test_a_burst_in_one_batch_sends_each_event_once(make_stack: StackFacto
     r = await stack.call("POST", "/events/batch", json={"events": events + events[:10]})
     assert r.status_code == 202, r.text
     assert r.json() == {
-        "accepted": 130, "duplicates": 10, "triggered": 120, "skippedPaused": 0, "conversionsRecorded": 0
+        "accepted": 130,
+        "duplicates": 10,
+        "triggered": 120,
+        "skippedPaused": 0,
+        "conversionsRecorded": 0,
     }
     # Done means the queue says so (every event processed), not the first moment the sinks match:
     # a second copy sent a moment later must still be seen.

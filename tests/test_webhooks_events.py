@@ -323,5 +323,9 @@ async def test_conversions_consider_only_the_event_tenant(make_stack: StackFacto
     naive = (datetime.now(UTC) - timedelta(minutes=5)).replace(tzinfo=None).isoformat()
     r = await stack.call("POST", "/events", json={**body, "occurredAt": naive})
     assert r.status_code == 202 and r.json() == {
-        "id": "evt_t", "duplicate": False, "triggered": 0, "skippedPaused": 0, "conversionsRecorded": 1
+        "id": "evt_t",
+        "duplicate": False,
+        "triggered": 0,
+        "skippedPaused": 0,
+        "conversionsRecorded": 1,
     }

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from core.enums import CampaignStatus, CampaignType
     from core.messages import (
         ApplyEditInput,
+        ApprovalRequest,
         CampaignProgress,
         CampaignWorkflowInput,
         CheckCampaignInput,
@@ -31,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         LedgerCountsInput,
         ScheduleRequest,
         TransitionResult,
+        WinnerRequest,
     )
     from workflows import projections
     from workflows.campaign_runs import RunSteps
@@ -117,17 +119,9 @@ class CampaignWorkflow(RunSteps):
         at = self._state.scheduled_at
         if at is None:
             raise invalid("a SCHEDULED campaign has no scheduledAt", {}, kind=ERR_CAMPAIGN_INVALID)
-        remaining = (at - workflow.now()).total_seconds()
-        if remaining > 0:
-            version = self._state.version
-            try:
-                # Durable timer; a reschedule or cancel bumps the version and wakes us at once.
-                await workflow.wait_condition(
-                    lambda: self._state.version != version, timeout=timedelta(seconds=remaining)
-                )
-                return
-            except TimeoutError:
-                pass
+        # A reschedule or cancel bumps the version and wakes us at once.
+        if not await self._sleep_until(at):
+            return
         if self._state.status == S.SCHEDULED and self._state.scheduled_at == at:
             self._state.status = S.ACTIVE
             self._state.started_at = workflow.now()
@@ -236,6 +230,7 @@ class CampaignWorkflow(RunSteps):
         self._state.status = S.ACTIVE
         self._state.resumed_at = workflow.now()
         self._state.last_error = None
+        self._state.recent = []  # a person resumed: auto-pause judges the messages from here on
         self._changed()
 
     def _do_cancel(self) -> None:
@@ -315,6 +310,54 @@ class CampaignWorkflow(RunSteps):
     @discard.validator
     def _validate_discard(self) -> None:
         self._require("discard")
+
+    @workflow.update(name="approve")
+    async def approve(self, req: ApprovalRequest) -> TransitionResult:
+        """Record (or, after an edit, withdraw) the approval, and show it in the memo so the
+        Temporal UI tells who approved the send (README "Approvals")."""
+        self._require("approve")
+        self._state.approved_by = req.by
+        self._state.approved_at = workflow.now() if req.by else None
+        approved_at = self._state.approved_at.isoformat() if self._state.approved_at else None
+        workflow.upsert_memo({"approvedBy": req.by, "approvedAt": approved_at})
+        return self._result()
+
+    @approve.validator
+    def _validate_approve(self, req: ApprovalRequest) -> None:
+        self._require_sendable_type("approve")
+        self._require("approve")
+
+    @workflow.update(name="pick_winner")
+    async def pick_winner(self, req: WinnerRequest) -> TransitionResult:
+        """An operator ends the A/B test early: the held remainder goes out with this variant
+        at once (or on resume, when paused)."""
+        async with self._lock:
+            self._require("winner")
+            self._require_pending_test(req)
+            await self._decide(req.variant)
+            self._state.held_until = workflow.now()
+        return self._result()
+
+    @pick_winner.validator
+    def _validate_pick_winner(self, req: WinnerRequest) -> None:
+        self._require("winner")
+        self._require_pending_test(req)
+
+    def _require_pending_test(self, req: WinnerRequest) -> None:
+        if not self._state.ab_pending:
+            raise ApplicationError(
+                "the campaign has no A/B test waiting for its winner",
+                {"status": self._state.status.value, "action": "pick the winner of"},
+                type=ERR_ILLEGAL_TRANSITION,
+                non_retryable=True,
+            )
+        if req.variant not in ("A", "B", "C", "D"):
+            raise ApplicationError(
+                f"unknown variant {req.variant!r}",
+                {"field": "variant"},
+                type=ERR_CAMPAIGN_INVALID,
+                non_retryable=True,
+            )
 
     # ---- signals (operators, parent workflows) ---------------------------------------------
 

@@ -66,6 +66,21 @@ class CampaignCore:
             )
             self._synced_version = max(self._synced_version, version)
 
+    async def _sleep_until(self, at: datetime) -> bool:
+        """A durable timer to `at` that any change of state (pause, cancel, edit, reschedule)
+        interrupts: True when `at` came, False when a change woke the loop first."""
+        remaining = (at - workflow.now()).total_seconds()
+        if remaining <= 0:
+            return True
+        version = self._state.version
+        try:
+            await workflow.wait_condition(
+                lambda: self._state.version != version, timeout=timedelta(seconds=remaining)
+            )
+        except TimeoutError:
+            return True
+        return False
+
     async def _wait_settled(self) -> None:
         """Return once no batch runs and the read model shows the current state."""
         await workflow.wait_condition(lambda: not self._batch_running)
@@ -95,9 +110,13 @@ class CampaignCore:
     def _pause_on_error(self, err: ActivityError) -> None:
         """A step that cannot succeed (e.g. its template vanished) pauses the campaign with the
         reason instead of failing the workflow; an operator can fix and resume."""
+        self._pause_with(str(err.cause or err))
+
+    def _pause_with(self, reason: str) -> None:
+        """Pause the campaign by itself, saying why in `lastError`; only a person resumes it."""
         st = self._state
-        st.last_error = str(err.cause or err)
-        workflow.logger.error("campaign step failed, pausing campaign: %s", st.last_error)
+        st.last_error = reason
+        workflow.logger.error("pausing campaign: %s", st.last_error)
         if st.status == S.ACTIVE:
             st.status = S.PAUSED
             st.paused_at = workflow.now()

@@ -29,9 +29,9 @@ with workflow.unsafe.imports_passed_through():
         SnapshotInput,
         SnapshotResult,
     )
-    from workflows.campaign_core import CampaignCore
     from workflows.options import RETRY, SHORT
     from workflows.page_window import halt_page, start_page
+    from workflows.policy_steps import PATCH_POLICIES, PolicySteps
     from workflows.transitions import invalid
 
 S = CampaignStatus
@@ -43,7 +43,7 @@ PATCH_PAGE_WINDOW = "page-window"
 PLAN_PAGES = 8
 
 
-class RunSteps(CampaignCore):
+class RunSteps(PolicySteps):
     # ---- RECURRING -----------------------------------------------------------------------------
 
     async def _recurring_step(self) -> None:
@@ -68,16 +68,8 @@ class RunSteps(CampaignCore):
             st.next_run_at = at
             self._changed()
             await self._sync()
-        remaining = (at - workflow.now()).total_seconds()
-        if remaining > 0:
-            version = st.version
-            try:
-                await workflow.wait_condition(
-                    lambda: self._state.version != version, timeout=timedelta(seconds=remaining)
-                )
-                return  # paused, cancelled or edited: decide again
-            except TimeoutError:
-                pass
+        if not await self._sleep_until(at):
+            return  # paused, cancelled or edited: decide again
         if st.status != S.ACTIVE:
             return
         st.run_number += 1
@@ -108,6 +100,10 @@ class RunSteps(CampaignCore):
             st.counts = st.counts.plus(result.counts)
             st.sent_recipients = result.sent_recipients
             self._changed()
+        if workflow.patched(PATCH_POLICIES):
+            self._take_in_policies(result)
+            if st.held_until is not None and st.held_until <= workflow.now() and st.status == S.ACTIVE:
+                await self._sweep(trigger_control_run_id(self._input.campaign_id))
 
     # ---- ONE_TIME and each RECURRING run ---------------------------------------------------
 
@@ -225,6 +221,9 @@ class RunSteps(CampaignCore):
             return
         if not st.pages_ahead:
             if st.plan_exhausted and not self._window and st.status == S.ACTIVE:
+                if st.held_until is not None and workflow.patched(PATCH_POLICIES):
+                    await self._wait_and_sweep(run_id)
+                    return
                 await self._finish_run(run_id)
             return
         if not self._can_due():
@@ -277,6 +276,8 @@ class RunSteps(CampaignCore):
                 upto=upto,
                 limit=st.page_size or None,
                 epoch=self._window.epoch,
+                now=workflow.now(),
+                anchor=self._anchor(),
             ),
             f"send run {st.run_number} page ({after or 'start'}, {upto}]",
         )
@@ -294,6 +295,8 @@ class RunSteps(CampaignCore):
             while st.pages_ahead and st.pages_ahead[0] in st.pages_done:
                 st.send_cursor = st.pages_ahead.pop(0)
                 st.pages_done.remove(st.send_cursor)
+            if workflow.patched(PATCH_POLICIES):
+                self._take_in_policies(result)
         self._changed()
 
     def _can_due(self) -> bool:
@@ -317,6 +320,8 @@ class RunSteps(CampaignCore):
                 run_id=run_id,
                 after=self._state.send_cursor,
                 epoch=epoch,
+                now=workflow.now(),
+                anchor=self._anchor(),
             ),
             summary,
             activity,

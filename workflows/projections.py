@@ -29,6 +29,8 @@ def transition_result(inp: CampaignWorkflowInput, st: CampaignState) -> Transiti
         cancelled_at=st.cancelled_at,
         target_count=st.target_count,
         sent_count=st.sent_recipients,
+        approved_by=st.approved_by,
+        approved_at=st.approved_at,
     )
 
 
@@ -45,6 +47,9 @@ def progress(inp: CampaignWorkflowInput, st: CampaignState, batch_running: bool)
         batch_running=batch_running,
         scheduled_at=st.scheduled_at,
         last_error=st.last_error,
+        held=st.held,
+        held_until=st.held_until,
+        expected_finish_at=st.expected_finish_at,
     )
 
 
@@ -69,6 +74,10 @@ def details(kind: CampaignType, st: CampaignState) -> str:
             f"{status}: sending {where} - {st.sent_recipients:,} of {target:,} recipients sent"
             f" ({st.processed:,} processed)"
         )
+        if st.expected_finish_at is not None and active:
+            text += f"; expected to finish at {st.expected_finish_at.isoformat()} at the rate limit"
+        if st.held and st.held_until is not None:
+            text += f"; {st.held:,} held until {st.held_until.isoformat()} (local time or quiet hours)"
         return text + (f"; last error: {st.last_error}" if st.last_error else "")
     done = f"; {st.sent_recipients:,} recipients sent" if st.status.is_final else ""
     return f"{status}{done}"

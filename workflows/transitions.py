@@ -13,6 +13,8 @@ another. The rules (docs: README "Lifecycle and operators"):
 | cancel   | SCHEDULED, ACTIVE, PAUSED     | CANCELLED  |
 | edit     | DRAFT                         | (same)     |
 | discard  | DRAFT                         | (deleted)  |
+| approve  | DRAFT, SCHEDULED              | (same)     |
+| winner   | ACTIVE, PAUSED (A/B test on)  | (same)     |
 
 A discarded (deleted) DRAFT allows nothing. An Update that is not allowed fails with a
 non-retryable `IllegalTransition` application error (the API's 409); a signal that is not allowed is
@@ -30,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from core.enums import CampaignStatus
 
 S = CampaignStatus
-Action = Literal["schedule", "execute", "pause", "resume", "cancel", "edit", "discard"]
+Action = Literal["schedule", "execute", "pause", "resume", "cancel", "edit", "discard", "approve", "winner"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ TRANSITIONS: dict[Action, Transition] = {
     "cancel": Transition("cancel", frozenset({S.SCHEDULED, S.ACTIVE, S.PAUSED})),
     "edit": Transition("change the audience or content of", frozenset({S.DRAFT})),
     "discard": Transition("delete", frozenset({S.DRAFT})),
+    "approve": Transition("approve", frozenset({S.DRAFT, S.SCHEDULED})),
+    "winner": Transition("pick the winner of", frozenset({S.ACTIVE, S.PAUSED})),
 }
 
 

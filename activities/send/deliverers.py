@@ -5,6 +5,11 @@ sender of the pipeline for a page; the slots of a channel are shared by every pa
 (`CAMPAIGNS_SMTP_POOL_SIZE`, `CAMPAIGNS_SMS_IN_FLIGHT`), so they also bound what a crash can
 leave unanswered. `deliver` turns the provider's verdict into the ledger's answer
 (README "Delivery guarantees (the ledger)").
+
+When the channel's provider account has a rate limit (activities.send.throttle), a slot takes a
+token right before it hands each message to the provider, waiting as long as the shared bucket
+says, and one tenant's page holds only a part of the channel's slots, so a tenant waiting for its
+tokens never keeps another tenant's page from a slot.
 """
 
 import contextlib
@@ -14,6 +19,7 @@ from typing import Protocol
 from temporalio import activity
 
 from activities.send.model import Answer, Outgoing
+from activities.send.throttle import Throttle, account_of
 from core.enums import Channel
 from core.settings import Settings
 from providers.backoff import retry_delay
@@ -34,6 +40,14 @@ Wait = Callable[[float], Awaitable[bool]]
 
 
 class Slot(Protocol):
+    """A leased provider slot. The pipeline takes the rate limit's token (`admit`) before it
+    claims a message, so a message waiting for its turn is never claimed (a crash while
+    throttled leaves nothing UNKNOWN); `deliver` then hands the claimed message over."""
+
+    def ready(self) -> bool: ...
+
+    async def admit(self, wait: Wait) -> bool: ...
+
     async def deliver(self, item: Outgoing, wait: Wait) -> Answer: ...
 
 
@@ -52,6 +66,40 @@ class Deliverer(Protocol):
     def lease(self) -> contextlib.AbstractAsyncContextManager[Slot]: ...
 
 
+HALTED_THROTTLED = "halted while waiting for the rate limit"
+
+
+class _Gate:
+    """A deliverer's view of the throttle: its channel's account for one tenant, with the tenant's
+    weight in the split of the account (1.0 unless its policy says otherwise). Without a throttle,
+    or for an account without limits, it admits at once and keeps all the channel's slots."""
+
+    def __init__(
+        self, throttle: Throttle | None, channel: Channel, tenant_id: str, slots: int, weight: float
+    ) -> None:
+        self._throttle = throttle if throttle is not None and throttle.limited(account_of(channel)) else None
+        self._account = account_of(channel)
+        self._tenant = tenant_id
+        self._weight = weight
+        self._all_slots = slots
+        self.slots = slots if self._throttle is None else self._throttle.slot_limit(self._account, slots)
+
+    def slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        if self._throttle is None:
+            return contextlib.nullcontext()
+        return self._throttle.slot(self._account, self._tenant, self._all_slots)
+
+    async def admit(self, wait: Wait) -> bool:
+        """Wait for this message's token; False when the page was halted first."""
+        if self._throttle is None:
+            return True
+        return await self._throttle.acquire(self._account, self._tenant, self._weight, wait)
+
+    def ready(self) -> bool:
+        """Whether `admit` would return at once."""
+        return self._throttle is None or self._throttle.ready(self._account, self._tenant)
+
+
 def _deferred(item: Outgoing, detail: str) -> Answer:
     """A message the provider still defers after PROVIDER_TRIES: nothing was taken, so the claim
     is released for a later page attempt; from DEFERRAL_ATTEMPTS on it is FAILED."""
@@ -64,16 +112,26 @@ def _deferred(item: Outgoing, detail: str) -> Answer:
 class EmailDeliverer:
     channel = Channel.EMAIL
 
-    def __init__(self, pool: SmtpPool, settings: Settings, *, campaign_id: str, tenant_id: str) -> None:
+    def __init__(
+        self,
+        pool: SmtpPool,
+        settings: Settings,
+        *,
+        campaign_id: str,
+        tenant_id: str,
+        throttle: Throttle | None = None,
+        weight: float = 1.0,
+    ) -> None:
         self._pool = pool
         self._settings = settings
         self._campaign = campaign_id
         self._tenant = tenant_id
-        self.slots = settings.smtp_pool_size
+        self._gate = _Gate(throttle, self.channel, tenant_id, settings.smtp_pool_size, weight)
+        self.slots = self._gate.slots
 
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[Slot]:
-        async with self._pool.lease() as connection:
+        async with self._gate.slot(), self._pool.lease() as connection:
             yield _EmailSlot(self, connection)
 
 
@@ -81,6 +139,12 @@ class _EmailSlot:
     def __init__(self, deliverer: EmailDeliverer, connection: SmtpLease) -> None:
         self._d = deliverer
         self._connection = connection
+
+    def ready(self) -> bool:
+        return self._d._gate.ready()
+
+    async def admit(self, wait: Wait) -> bool:
+        return await self._d._gate.admit(wait)
 
     async def deliver(self, item: Outgoing, wait: Wait) -> Answer:
         d = self._d
@@ -100,6 +164,9 @@ class _EmailSlot:
         except ValueError as err:  # e.g. an address that cannot be written in ASCII: nothing sent
             return Answer.failed(item, f"cannot build the message: {err}")
         for attempt in range(PROVIDER_TRIES):
+            # The first attempt's token was taken before the claim; each retry takes its own.
+            if attempt and not await d._gate.admit(wait):
+                return Answer.not_sent(item, HALTED_THROTTLED)
             result = await self._connection.send(wire.sender, wire.to, wire.data, wire.message_id)
             if result.verdict != SmtpVerdict.TEMPORARY or attempt == PROVIDER_TRIES - 1:
                 break
@@ -121,23 +188,40 @@ class _EmailSlot:
 class SmsDeliverer:
     channel = Channel.SMS
 
-    def __init__(self, client: SmsClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: SmsClient,
+        settings: Settings,
+        *,
+        tenant_id: str = "",
+        throttle: Throttle | None = None,
+        weight: float = 1.0,
+    ) -> None:
         self._client = client
-        self.slots = settings.sms_in_flight
+        self._gate = _Gate(throttle, self.channel, tenant_id, settings.sms_in_flight, weight)
+        self.slots = self._gate.slots
 
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[Slot]:
-        async with self._client.lease() as connection:
-            yield _SmsSlot(connection)
+        async with self._gate.slot(), self._client.lease() as connection:
+            yield _SmsSlot(connection, self._gate)
 
 
 class _SmsSlot:
-    def __init__(self, connection: "SmsSender") -> None:
+    def __init__(self, connection: "SmsSender", gate: "_Gate") -> None:
         self._connection = connection
+        self._gate = gate
+
+    def ready(self) -> bool:
+        return self._gate.ready()
+
+    async def admit(self, wait: Wait) -> bool:
+        return await self._gate.admit(wait)
 
     async def deliver(self, item: Outgoing, wait: Wait) -> Answer:
         if item.body is None:
             return Answer.failed(item, "the message has no rendered body")
+        # Its token was taken before the claim; the retries inside reuse the same key and token.
         result = await self._connection.send(
             item.message.customer["phone"], item.body, item.delivery_id, attempts=PROVIDER_TRIES, wait=wait
         )

@@ -1,60 +1,42 @@
 """Gates: the pipeline's policy step, between the source and the renderer.
 
-A gate looks at a batch of messages and says, for each, None (let it through) or the reason it is
-recorded SKIPPED without a provider call. Gates run in order and the first reason wins, so a
-message skipped by one gate is not shown to the next. The consent gate is the only one today;
-rate limits, quiet hours, frequency caps and experiment variants are gates too (a gate may be
-async and read the database), added to `default_gates` and nowhere else
+A gate looks at a batch of messages and says, for each, None (let it through), the reason it is
+recorded SKIPPED without a provider call, or a `Hold` (not now: it waits, unrecorded, until the
+given instant). Gates run in order and the first verdict wins, so a message skipped or held by one
+gate is not shown to the next. Consent is first; the sending policies (activities.send.policy_gates:
+quiet hours, then frequency caps, which must stay last because passing a cap counts the message)
+follow. A new policy is a new gate, added to `default_gates` or `campaign_gates` and nowhere else
 (docs/architecture.md "Adding a gate").
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy.engine import RowMapping
-
 from activities.send.model import Message
-from core.enums import Channel, SkipReason
+from core.consent import skip_reason
+from core.enums import SkipReason
+
+__all__ = ["ConsentGate", "Gate", "Hold", "Screened", "Verdict", "default_gates", "screen", "skip_reason"]
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Not now: the message waits until `until` (UTC), then goes through the gates again."""
+
+    until: datetime
+
+
+Verdict = SkipReason | Hold | None
 
 
 class Gate(Protocol):
-    """One policy: a reason to skip each message, or None to let it through."""
+    """One policy: a reason to skip each message, a hold, or None to let it through."""
 
     name: str
 
-    async def screen(self, messages: Sequence[Message]) -> Sequence[SkipReason | None]: ...
-
-
-def skip_reason(customer: RowMapping, channel: str) -> SkipReason | None:
-    """Why a recipient gets nothing on a channel (README "Consent and suppression"), or None when eligible.
-
-    `customer` holds db.audience.CONSENT_COLUMNS. The first reason that applies is the one
-    recorded: no address, unsubscribed, hard-bounced (email), on the suppression list, no opt-in.
-    """
-    if customer["present"] is None:
-        return SkipReason.CUSTOMER_DELETED
-    if channel == Channel.EMAIL:
-        if not customer["email"]:
-            return SkipReason.NO_ADDRESS
-        if customer["email_unsubscribed_at"] is not None:
-            return SkipReason.UNSUBSCRIBED
-        if customer["email_bounced_at"] is not None:
-            return SkipReason.HARD_BOUNCED
-        if customer["email_suppressed"]:
-            return SkipReason.SUPPRESSED
-        if not customer["email_opt_in"]:
-            return SkipReason.NO_CONSENT
-        return None
-    if not customer["phone"]:
-        return SkipReason.NO_ADDRESS
-    if customer["sms_unsubscribed_at"] is not None:
-        return SkipReason.UNSUBSCRIBED
-    if customer["sms_suppressed"]:
-        return SkipReason.SUPPRESSED
-    if not customer["sms_opt_in"]:
-        return SkipReason.NO_CONSENT
-    return None
+    async def screen(self, messages: Sequence[Message]) -> Sequence[Verdict]: ...
 
 
 class ConsentGate:
@@ -62,12 +44,13 @@ class ConsentGate:
 
     name = "consent"
 
-    async def screen(self, messages: Sequence[Message]) -> Sequence[SkipReason | None]:
+    async def screen(self, messages: Sequence[Message]) -> Sequence[Verdict]:
         return [skip_reason(m.customer, m.channel) for m in messages]
 
 
 def default_gates() -> list[Gate]:
-    """The gates every send passes, in order."""
+    """The gates every send passes, in order (an operator's resend passes only these: it is an
+    explicit action on messages that were already let through once)."""
     return [ConsentGate()]
 
 
@@ -75,20 +58,23 @@ def default_gates() -> list[Gate]:
 class Screened:
     admitted: list[Message] = field(default_factory=list)
     skipped: list[tuple[Message, SkipReason]] = field(default_factory=list)
+    held: list[tuple[Message, datetime]] = field(default_factory=list)
 
 
 async def screen(gates: Sequence[Gate], messages: Sequence[Message]) -> Screened:
-    """Pass the messages through every gate in order; the first reason to skip wins."""
+    """Pass the messages through every gate in order; the first skip or hold wins."""
     result = Screened(admitted=list(messages))
     for gate in gates:
         if not result.admitted:
             break
-        reasons = await gate.screen(result.admitted)
+        verdicts = await gate.screen(result.admitted)
         admitted: list[Message] = []
-        for message, reason in zip(result.admitted, reasons, strict=True):
-            if reason is None:
+        for message, verdict in zip(result.admitted, verdicts, strict=True):
+            if verdict is None:
                 admitted.append(message)
+            elif isinstance(verdict, Hold):
+                result.held.append((message, verdict.until))
             else:
-                result.skipped.append((message, reason))
+                result.skipped.append((message, verdict))
         result.admitted = admitted
     return result

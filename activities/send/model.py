@@ -1,7 +1,9 @@
 """What flows through the send pipeline: messages, rendered messages and provider answers."""
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
@@ -18,11 +20,18 @@ def address_of(customer: RowMapping, channel: str) -> str | None:
 
 @dataclass(frozen=True)
 class Content:
-    """The campaign's channels and the template versions its run pinned."""
+    """The campaign's channels and the template versions its run pinned; with an A/B test, each
+    variant's templates (a message with a `variant` is rendered from those)."""
 
     channels: list[str]
-    email: RowMapping | None
-    sms: RowMapping | None
+    email: Mapping[str, Any] | None
+    sms: Mapping[str, Any] | None
+    variants: dict[str, dict[Channel, Mapping[str, Any] | None]] = field(default_factory=dict)
+
+    def template(self, channel: str, variant: str | None) -> Mapping[str, Any] | None:
+        if variant is not None and variant in self.variants:
+            return self.variants[variant][Channel(channel)]
+        return self.email if channel == Channel.EMAIL else self.sms
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class Message:
     customer: RowMapping
     channel: str
     delivery_id: str | None = None
+    # The A/B variant it is sent with (core.experiments); None without a test.
+    variant: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -76,7 +87,7 @@ class Outgoing:
 
     def claim(self) -> Claim:
         m = self.message
-        return Claim(self.delivery_id, m.run_id, m.customer_id, m.channel, m.address)
+        return Claim(self.delivery_id, m.run_id, m.customer_id, m.channel, m.address, m.variant)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from activities.send.renderer import Renderer
 from activities.send.writer import LedgerWriter
 from core.constants import ERR_CAMPAIGN_INVALID
 from core.enums import Channel
+from core.policy import AutoPause
 from db.campaign_content import send_content
 from db.ledger.runs import halt_epoch
 
@@ -54,7 +55,9 @@ async def load_content(deps: ActivityDeps, *, campaign_id: str, tenant_id: str, 
             type=ERR_CAMPAIGN_INVALID,
             non_retryable=True,
         )
-    return Content(content.channels, content.templates[Channel.EMAIL], content.templates[Channel.SMS])
+    return Content(
+        content.channels, content.templates[Channel.EMAIL], content.templates[Channel.SMS], content.variants
+    )
 
 
 class SendPage:
@@ -69,16 +72,31 @@ class SendPage:
         content: Content,
         halt: HaltWatch | None,
         existing_rows: bool = False,
+        rate_weight: float = 1.0,
     ) -> None:
         self._deps = deps
         self._halt = halt
         self._halt_conn: AsyncConnection | None = None
+        # Messages of this page that the gates held back (quiet hours), for the page's result.
+        self.held = 0
+        self.auto_pause: AutoPause | None = None
+        # An A/B test's remainder was held for the winner.
+        self.awaiting_winner = False
         self.writer = LedgerWriter(
             deps.engine, campaign_id=campaign_id, tenant_id=tenant_id, existing_rows=existing_rows
         )
         deliverers: list[Deliverer] = [
-            EmailDeliverer(deps.smtp, deps.settings, campaign_id=campaign_id, tenant_id=tenant_id),
-            SmsDeliverer(deps.sms, deps.settings),
+            EmailDeliverer(
+                deps.smtp,
+                deps.settings,
+                campaign_id=campaign_id,
+                tenant_id=tenant_id,
+                throttle=deps.throttle,
+                weight=rate_weight,
+            ),
+            SmsDeliverer(
+                deps.sms, deps.settings, tenant_id=tenant_id, throttle=deps.throttle, weight=rate_weight
+            ),
         ]
         self.pipeline = Pipeline(
             tenant_id=tenant_id,

@@ -107,6 +107,10 @@ class Pipeline:
         # A message the provider deferred (its claim released): the page goes on, then fails.
         self.deferred: str | None = None
         self.sent = 0
+        # What the providers answered on this attempt, and how many of those were refusals
+        # (bounces, failures): what auto-pause judges (a template error is not the provider's).
+        self.answered = 0
+        self.refused = 0
 
     def stopping(self) -> bool:
         return self.halted.is_set() or self.provider_down is not None
@@ -175,8 +179,10 @@ class Pipeline:
     async def _send_while_ready(self, slot: Slot, feed: Feed, first: Outgoing) -> bool:
         """Claim, send and record on one leased slot while rendered messages are ready; False when
         the feed has ended (or the page stops), True when it is only empty for now."""
+        if not await slot.admit(self.wait_to_retry):
+            return False  # halted while waiting for the rate limit: `first` was never claimed
         won = await self._writer.step(claim=first)
-        current: Outgoing | Empty | None = first if won else await self._advance(feed, [])
+        current: Outgoing | Empty | None = first if won else await self._advance(feed, [], slot)
         previous: list[Answer] = []  # the answer of the message sent before `current`
         while isinstance(current, Outgoing):
             if self.stopping():
@@ -185,12 +191,14 @@ class Pipeline:
                 self._account(previous)
                 return False
             # Record the previous answer and claim the next message while this one is on the wire.
-            ahead = asyncio.create_task(self._advance(feed, previous))
+            ahead = asyncio.create_task(self._advance(feed, previous, slot))
             try:
                 answer = await slot.deliver(current, self.wait_to_retry)
                 if answer.deferred:  # this message only: the others go on
                     self.deferred = answer.detail
-                elif answer.outcome is None:  # nothing left the client: stop the page
+                elif (
+                    answer.outcome is None and not self.halted.is_set()
+                ):  # nothing left the client: stop the page
                     self.provider_down = answer.detail or "unreachable"
                 current = await ahead
             except BaseException:
@@ -202,13 +210,23 @@ class Pipeline:
             self._account(previous)
         return current is EMPTY and not self.stopping()
 
-    async def _advance(self, feed: Feed, answers: list[Answer]) -> "Outgoing | Empty | None":
+    async def _advance(self, feed: Feed, answers: list[Answer], slot: Slot) -> "Outgoing | Empty | None":
         """Record `answers` and claim the next ready message; EMPTY when none is rendered yet,
         None when the feed has ended or the page stops. Never waits for the renderer: a slot
-        holding a provider connection must not idle on it."""
+        holding a provider connection must not idle on it. The next message's rate-limit token
+        is taken before its claim; when that means waiting, the answers are recorded first."""
         while True:
             item = None if self.stopping() else feed.take_nowait()
             candidate = item if isinstance(item, Outgoing) else None
+            if candidate is not None and not slot.ready():
+                if answers:
+                    await self._writer.step(answers=answers)
+                    self._account(answers)
+                    answers = []
+                if not await slot.admit(self.wait_to_retry):
+                    return None  # halted while throttled: `candidate` was never claimed
+            elif candidate is not None:
+                await slot.admit(self.wait_to_retry)  # a token at hand: no wait
             won = await self._writer.step(answers=answers, claim=candidate)
             self._account(answers)
             answers = []
@@ -224,4 +242,6 @@ class Pipeline:
         if not recorded:
             return
         self.sent += sum(1 for a in recorded if a.outcome == Outcome.SENT)
+        self.answered += len(recorded)
+        self.refused += sum(1 for a in recorded if a.outcome in (Outcome.FAILED, Outcome.BOUNCED))
         metrics.count_messages(self._tenant, [(a.item.message.channel, a.outcome) for a in recorded])

@@ -6,8 +6,9 @@ or TOO_LONG for an SMS over its segment limit), and nobody else any time (README
 """
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from activities.send.model import Content, Message, Outgoing
 from core.enums import Channel
@@ -49,7 +50,27 @@ class Renderer:
         return out
 
     async def _emails(self, messages: list[Message]) -> list[EmailParts | RenderProblem]:
-        template = self._content.email
+        return await self._by_variant(messages, Channel.EMAIL, self._emails_of)
+
+    async def _texts(self, messages: list[Message]) -> list[str | RenderProblem]:
+        return await self._by_variant(messages, Channel.SMS, self._texts_of)
+
+    async def _by_variant(self, messages: list[Message], channel: Channel, render: Any) -> list[Any]:
+        """One render job per A/B variant (one in all without a test), results in message order."""
+        groups: dict[str | None, list[int]] = {}
+        for index, message in enumerate(messages):
+            groups.setdefault(message.variant, []).append(index)
+        results: list[Any] = [None] * len(messages)
+        for variant, indexes in groups.items():
+            template = self._content.template(channel, variant)
+            rendered = await render(template, [messages[i] for i in indexes])
+            for i, result in zip(indexes, rendered, strict=True):
+                results[i] = result
+        return results
+
+    async def _emails_of(
+        self, template: Mapping[str, Any] | None, messages: list[Message]
+    ) -> list[EmailParts | RenderProblem]:
         if not messages:
             return []
         if template is None:
@@ -58,8 +79,9 @@ class Renderer:
         contexts = [recipient_context(dict(m.customer)) for m in messages]
         return await self._pool.render_email(self._tenant, source, contexts)
 
-    async def _texts(self, messages: list[Message]) -> list[str | RenderProblem]:
-        template = self._content.sms
+    async def _texts_of(
+        self, template: Mapping[str, Any] | None, messages: list[Message]
+    ) -> list[str | RenderProblem]:
         if not messages:
             return []
         if template is None:

@@ -7,13 +7,16 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, Query, Response
+from pydantic import BaseModel
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from api.approvals import require_approval, withdraw_approval
 from api.auth import Principal
 from api.deps import AppState, ConnDep, ControlDep, PrincipalDep, StateDep
 from api.errors import Problem, invalid, not_found
+from api.experiments import check_ab_test
 from api.lifecycle import CampaignControl
 from api.schemas.campaigns import (
     CampaignCreate,
@@ -30,11 +33,13 @@ from api.schemas.campaigns import (
     ScheduleBody,
     ScheduleIn,
     ScheduleResponse,
+    WavePublic,
 )
 from api.schemas.common import PageMeta
 from core.enums import CampaignStatus, CampaignType, Channel, Outcome
 from core.ids import new_id
 from core.messages import EditRequest, ScheduleRequest, TransitionResult
+from db import policies
 from db.campaign_counts import rate, recipient_counts
 from db.ledger import reads
 from db.models import Campaign, Segment, Template
@@ -151,6 +156,17 @@ async def to_public(conn: AsyncConnection, row: dict[str, Any]) -> CampaignPubli
         run_count=row["run_count"],
         trigger_event=row["trigger_event"],
         trigger_conditions=row["trigger_conditions"],
+        policy=row.get("policy"),
+        deliver_at=row.get("deliver_at"),
+        holdout_percent=row.get("holdout_percent") or 0.0,
+        ab_test=row.get("ab_test"),
+        ab_winner=row.get("ab_winner"),
+        expected_finish_at=row.get("expected_finish_at") if row["status"] == "ACTIVE" else None,
+        approved_by=row.get("approved_by"),
+        approved_at=row.get("approved_at"),
+        waves=[WavePublic(at=w.at, held=w.held) for w in await policies.waves(conn, row["id"])]
+        if row.get("deliver_at")
+        else None,
         last_error=row["last_error"],
         started_at=row["started_at"],
         paused_at=row["paused_at"],
@@ -163,15 +179,25 @@ async def to_public(conn: AsyncConnection, row: dict[str, Any]) -> CampaignPubli
     )
 
 
+def _dumped(model: BaseModel | None) -> dict[str, Any] | None:
+    return None if model is None else model.model_dump(mode="json", by_alias=True)
+
+
 # Which type-specific fields each campaign type takes (README "Campaign types").
 TYPE_FIELDS: dict[CampaignType, set[str]] = {
-    CampaignType.ONE_TIME: set(),
-    CampaignType.RECURRING: {"schedule"},
+    CampaignType.ONE_TIME: {"deliver_at", "ab_test"},
+    CampaignType.RECURRING: {"schedule", "deliver_at"},
     CampaignType.TRIGGERED: {"trigger_event", "trigger_conditions"},
     CampaignType.JOURNEY: set(),
 }
-ALL_TYPE_FIELDS = {"schedule", "trigger_event", "trigger_conditions"}
-CAMEL = {"schedule": "schedule", "trigger_event": "triggerEvent", "trigger_conditions": "triggerConditions"}
+ALL_TYPE_FIELDS = {"schedule", "trigger_event", "trigger_conditions", "deliver_at", "ab_test"}
+CAMEL = {
+    "schedule": "schedule",
+    "trigger_event": "triggerEvent",
+    "trigger_conditions": "triggerConditions",
+    "deliver_at": "deliverAt",
+    "ab_test": "abTest",
+}
 
 
 def check_type_fields(kind: CampaignType, fields: set[str], body: CampaignCreate | CampaignUpdate) -> None:
@@ -253,6 +279,8 @@ async def create_campaign(
         await check_references(
             conn, body.tenant_id, body.segment_id, body.email_template_id, body.sms_template_id
         )
+        if body.ab_test is not None:
+            await check_ab_test(conn, body.tenant_id, body.ab_test, [c.value for c in body.channels])
         campaign_id = new_id("campaign")
         try:
             await conn.execute(
@@ -274,6 +302,10 @@ async def create_campaign(
                     schedule=schedule,
                     trigger_event=body.trigger_event,
                     trigger_conditions=body.trigger_conditions,
+                    policy=body.policy.model_dump(mode="json", by_alias=True) if body.policy else None,
+                    deliver_at=_dumped(body.deliver_at),
+                    holdout_percent=body.holdout_percent or 0.0,
+                    ab_test=_dumped(body.ab_test),
                     created_by=principal.subject,
                     idempotency_key=idempotency_key,
                     idempotency_hash=digest if idempotency_key else None,
@@ -454,12 +486,32 @@ async def update_campaign(
             ),
             status=row["status"],
         )
-    simple = {
+    simple: dict[str, Any] = {
         name: getattr(body, name)
         for name in ("name", "description", "timezone", "conversion_event", "conversion_window_hours")
         if name in fields
     }
+    if "policy" in fields:
+        simple["policy"] = _dumped(body.policy)
+    if "deliver_at" in fields:
+        if row["status"] not in (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value):
+            raise Problem(409, "deliverAt can change only before sending starts", currentStatus=row["status"])
+        simple["deliver_at"] = _dumped(body.deliver_at)
+    if "ab_test" in fields:
+        if row["status"] != CampaignStatus.DRAFT.value:
+            raise Problem(409, "abTest can change only in DRAFT", currentStatus=row["status"])
+        if body.ab_test is not None:
+            async with state.engine.connect() as conn:
+                channels = [c.value for c in body.channels] if body.channels else list(row["channels"])
+                await check_ab_test(conn, row["tenant_id"], body.ab_test, channels)
+        simple["ab_test"] = _dumped(body.ab_test)
+    if "holdout_percent" in fields:
+        if row["status"] != CampaignStatus.DRAFT.value:
+            raise Problem(409, "holdoutPercent can change only in DRAFT", currentStatus=row["status"])
+        simple["holdout_percent"] = body.holdout_percent or 0.0
     async with state.engine.begin() as conn:
+        if fields:
+            await withdraw_approval(control, conn, row)
         if simple:
             result = await conn.execute(
                 update(Campaign)
@@ -505,6 +557,7 @@ async def schedule_campaign(
 ) -> ScheduleResponse:
     async with state.engine.connect() as conn:
         row = await load_campaign(conn, principal, campaign_id)
+        await require_approval(conn, state.settings, row)
     at = to_utc(body.scheduled_at, row["timezone"])
     if at <= datetime.now(UTC):
         raise invalid("$.scheduledAt", "scheduledAt must be in the future")
@@ -521,6 +574,8 @@ async def _transition(
 ) -> TransitionResult:
     async with state.engine.connect() as conn:
         row = await load_campaign(conn, principal, campaign_id)
+        if action == "execute":
+            await require_approval(conn, state.settings, row)
     result: TransitionResult = await control.update(
         campaign_id, action, TransitionResult, status=row["status"]
     )

@@ -6,38 +6,34 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import and_, false, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.auth import Principal
 from api.deps import ConnDep, PrincipalDep, StateDep
-from api.errors import Problem, not_found
-from api.schemas.common import PageMeta, within_limits
-from api.schemas.customers import (
-    ATTRIBUTE_LIMITS,
-    CustomerCreate,
-    CustomerFields,
+from api.errors import Problem
+from api.owned import CUSTOMER, OwnedCustomer, get_owned
+from api.schemas.common import ClubIdQuery, PageWindow, TenantIdQuery, paginate
+from api.schemas.customer_import import (
     CustomerImport,
-    CustomerPublic,
-    CustomersPublic,
-    CustomerUnsubscribe,
     ImportResult,
-    NoNul,
     check_csv_width,
     load_json,
     parse_csv_import,
     validate_json_import,
 )
+from api.schemas.customers import (
+    CustomerCreate,
+    CustomerFields,
+    CustomerPublic,
+    CustomersPublic,
+    CustomerUnsubscribe,
+    NoNul,
+)
 from core.addresses import canonical_email
 from core.enums import Channel
-from db.audience import unsubscribe
 from db.customer_import import upsert_customers
-from db.models import Customer
+from db.customers import CustomerFilter, customer_by_external_id, page_customers, unsubscribe
+from db.pages import Slice
 
 router = APIRouter(prefix="/customers", tags=["customers"])
-
-Skip = Annotated[int, Query(ge=0, le=10_000_000)]
-Take = Annotated[int, Query(ge=1, le=1000)]
 
 
 def _inlined(schema: Any, defs: dict[str, Any]) -> Any:
@@ -69,52 +65,10 @@ IMPORT_BODY: dict[str, Any] = {
 }
 
 
-def to_public(row: Any) -> CustomerPublic:
-    return CustomerPublic(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        external_id=row["external_id"],
-        email=row["email"],
-        phone=row["phone"],
-        first_name=row["first_name"],
-        last_name=row["last_name"],
-        club_id=row["club_id"],
-        # Rows stored before attributes were bounded may nest deeper than a response can show.
-        attributes=within_limits(row["attributes"] or {}, ATTRIBUTE_LIMITS),
-        email_opt_in=row["email_opt_in"],
-        sms_opt_in=row["sms_opt_in"],
-        email_unsubscribed=row["email_unsubscribed_at"] is not None,
-        sms_unsubscribed=row["sms_unsubscribed_at"] is not None,
-        email_bounced=row["email_bounced_at"] is not None,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
 def db_row(customer: CustomerFields) -> dict[str, Any]:
     """Only the fields the caller sent: the others keep their stored values."""
     row = {name: getattr(customer, name) for name in customer.model_fields_set if name != "tenant_id"}
     row["external_id"] = customer.external_id
-    return row
-
-
-async def load_customer(conn: AsyncConnection, principal: Principal, customer_id: str) -> Any:
-    """A customer of one of the caller's tenants, else 404 exactly as if it did not exist."""
-    if "\x00" in customer_id:  # no id holds one, and Postgres would refuse to compare it
-        raise not_found("customer", repr(customer_id))
-    row = (
-        (
-            await conn.execute(
-                select(Customer.__table__).where(
-                    Customer.id == customer_id, Customer.tenant_id.in_(principal.tenants)
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise not_found("customer", customer_id)
     return row
 
 
@@ -133,18 +87,8 @@ async def upsert_customer(
     counts = await upsert_customers(conn, body.tenant_id, [db_row(body)])
     if counts.created == 0:
         response.status_code = 200
-    row = (
-        (
-            await conn.execute(
-                select(Customer.__table__).where(
-                    Customer.tenant_id == body.tenant_id, Customer.external_id == body.external_id
-                )
-            )
-        )
-        .mappings()
-        .one()
-    )
-    return to_public(row)
+    row = await customer_by_external_id(conn, body.tenant_id, body.external_id)
+    return CustomerPublic.model_validate(row, from_attributes=True)
 
 
 @router.post("/import", response_model=ImportResult, response_model_by_alias=True, openapi_extra=IMPORT_BODY)
@@ -211,58 +155,36 @@ async def import_customers(
 async def list_customers(
     principal: PrincipalDep,
     conn: ConnDep,
-    tenant_id: Annotated[str, Query(alias="tenantId", min_length=1, max_length=100)],
+    tenant_id: TenantIdQuery,
+    window: PageWindow,
     email: Annotated[str | None, Query(max_length=320), NoNul] = None,
     external_id: Annotated[str | None, Query(alias="externalId", max_length=200), NoNul] = None,
-    club_id: Annotated[str | None, Query(alias="clubId", max_length=100), NoNul] = None,
-    skip: Skip = 0,
-    take: Take = 25,
+    club_id: ClubIdQuery = None,
 ) -> CustomersPublic:
     """Newest first; `externalId` matches exactly, `email` any spelling of the same address (a
     value that is not an address matches nobody: every stored email is a canonical address)."""
     principal.require(tenant_id)
-    conditions = [Customer.tenant_id == tenant_id]
     if email is not None:
         try:
-            conditions.append(Customer.email == canonical_email(email))
+            email = canonical_email(email)
         except ValueError:
-            conditions.append(false())
-    if external_id is not None:
-        conditions.append(Customer.external_id == external_id)
-    if club_id is not None:
-        conditions.append(Customer.club_id == club_id)
-    where = and_(*conditions)
-    total = int((await conn.execute(select(func.count()).select_from(Customer).where(where))).scalar_one())
-    rows = (
-        (
-            await conn.execute(
-                select(Customer.__table__)
-                .where(where)
-                .order_by(Customer.created_at.desc(), Customer.id.desc())
-                .offset(skip)
-                .limit(take)
-            )
-        )
-        .mappings()
-        .all()
-    )
-    return CustomersPublic(
-        data=[to_public(r) for r in rows], meta=PageMeta(total=total, skip=skip, take=take)
-    )
+            return paginate(CustomersPublic, Slice(0, []), window)
+    where = CustomerFilter(tenant_id, email=email, external_id=external_id, club_id=club_id)
+    return paginate(CustomersPublic, await page_customers(conn, where, window), window)
 
 
 @router.get("/{customer_id}", response_model=CustomerPublic, response_model_by_alias=True)
-async def get_customer(customer_id: str, principal: PrincipalDep, conn: ConnDep) -> CustomerPublic:
-    return to_public(await load_customer(conn, principal, customer_id))
+async def get_customer(customer: OwnedCustomer) -> CustomerPublic:
+    return CustomerPublic.model_validate(customer, from_attributes=True)
 
 
 @router.post("/{customer_id}/unsubscribe", response_model=CustomerPublic, response_model_by_alias=True)
 async def unsubscribe_customer(
-    customer_id: str, body: CustomerUnsubscribe, principal: PrincipalDep, conn: ConnDep
+    customer: OwnedCustomer, body: CustomerUnsubscribe, principal: PrincipalDep, conn: ConnDep
 ) -> CustomerPublic:
     """Unsubscribe from one channel (`{"channel": "EMAIL"}`) or, with `{}`, from all: no later
     send reaches the customer there, whatever the opt-in flags say (as an unsubscribe link does)."""
-    customer = await load_customer(conn, principal, customer_id)
     channels = [body.channel] if body.channel is not None else list(Channel)
-    await unsubscribe(conn, customer["tenant_id"], customer["id"], channels)
-    return to_public(await load_customer(conn, principal, customer_id))
+    await unsubscribe(conn, customer.tenant_id, customer.id, channels)
+    changed = await get_owned(CUSTOMER, customer.id, principal.tenants, conn)
+    return CustomerPublic.model_validate(changed, from_attributes=True)

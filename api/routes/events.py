@@ -11,7 +11,9 @@ Each event `{id, type, tenantId, clubId?, customerId, occurredAt, data}` is stor
   count it as skipped and never send it;
 - converts, for every campaign whose `conversion_event` equals its type, a recipient who was SENT a
   message of that campaign at most `conversion_window_hours` (default 7 days) before `occurredAt`
-  (last touch: CONVERTED carries that message's channel), at most once per (campaign, recipient).
+  (last touch: CONVERTED carries that message's channel), at most once per (campaign, recipient);
+  a recipient the campaign held out (SKIPPED HOLDOUT) in that window counts as a holdout
+  conversion instead (README "Holdout groups").
 
 `POST /events/batch` takes up to 1,000 events in one transaction, for bursts: routing is one
 statement whatever the batch size. Each event of a batch is validated on its own: the valid ones
@@ -26,6 +28,7 @@ from api.errors import all_rejected
 from api.schemas.common import BatchItemProblem, sort_batch
 from api.schemas.events import EventAccepted, EventBatch, EventBatchAccepted, EventCreate
 from core.enums import InteractionType
+from db.experiments import record_holdout_conversions
 from db.ledger.reads import last_touches
 from db.ledger.triggers import store_and_route
 from db.rollups import NewInteraction, insert_interaction, roll_up
@@ -57,6 +60,16 @@ async def record_conversions(conn: AsyncConnection, body: EventCreate) -> list[s
         )
         if interaction_id is not None:
             recorded.append(interaction_id)
+    # The control side: a person a campaign held out converts too (README "Holdout groups").
+    await record_holdout_conversions(
+        conn,
+        tenant_id=body.tenant_id,
+        customer_id=body.customer_id,
+        event_type=body.type,
+        event_id=body.id,
+        at=body.occurred_at,
+        window_hours=DEFAULT_CONVERSION_WINDOW_HOURS,
+    )
     return recorded
 
 

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import ConnDep, PrincipalDep
+from api.experiments import experiment_stats, holdout_view
 from api.routes.campaigns import load_campaign
 from api.schemas.common import PageMeta
 from api.schemas.stats import (
@@ -82,6 +83,10 @@ async def get_campaign_stats(campaign_id: str, principal: PrincipalDep, conn: Co
             if row["type"] == CampaignType.TRIGGERED
             else None
         ),
+        as_of=stats.as_of,
+        rollup_pending=stats.rollup_pending,
+        holdout=await holdout_view(conn, campaign_id) if row.get("holdout_percent") else None,
+        **await experiment_stats(conn, campaign_id, row),
     )
 
 

@@ -7,17 +7,14 @@ just before each message, whichever customer holds it. Adding an address twice c
 (200 with the existing entry); removing it lets later sends reach it again.
 """
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import ColumnElement, and_, delete, func, select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.auth import Principal
 from api.deps import ConnDep, PrincipalDep
 from api.errors import PROBLEM, invalid, not_found
-from api.schemas.common import PageMeta
+from api.owned import OwnedSuppression
+from api.schemas.common import PageWindow, TenantIdQuery, paginate
 from api.schemas.customers import NoNul
 from api.schemas.suppressions import (
     SuppressionCreate,
@@ -26,27 +23,11 @@ from api.schemas.suppressions import (
     normalised_address,
 )
 from core.enums import Channel
-from core.ids import new_id
-from db.models import Suppression
+from db import suppressions as entries
 
 router = APIRouter(prefix="/suppressions", tags=["suppressions"])
 
-TenantQuery = Annotated[str, Query(alias="tenantId", min_length=1, max_length=100)]
 AddressQuery = Annotated[str, Query(min_length=1, max_length=320), NoNul]
-Skip = Annotated[int, Query(ge=0, le=10_000_000)]
-Take = Annotated[int, Query(ge=1, le=1000)]
-
-
-def to_public(row: Any) -> SuppressionPublic:
-    return SuppressionPublic(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        channel=Channel(row["channel"]),
-        address=row["address"],
-        note=row["note"],
-        created_by=row["created_by"],
-        created_at=row["created_at"],
-    )
 
 
 def _address(channel: Channel, address: str) -> str:
@@ -54,35 +35,6 @@ def _address(channel: Channel, address: str) -> str:
         return normalised_address(channel, address)
     except ValueError as err:
         raise invalid("query.address", str(err)) from None
-
-
-def _entry(tenant_id: str, channel: Channel, address: str) -> ColumnElement[bool]:
-    """The entry of a normalised address."""
-    return and_(
-        Suppression.tenant_id == tenant_id,
-        Suppression.channel == channel.value,
-        Suppression.address == address,
-    )
-
-
-async def _load(conn: AsyncConnection, principal: Principal, suppression_id: str) -> Any:
-    """An entry of one of the caller's tenants, else 404 exactly as if it did not exist."""
-    if "\x00" in suppression_id:  # no id holds one, and Postgres would refuse to compare it
-        raise not_found("suppression", repr(suppression_id))
-    row = (
-        (
-            await conn.execute(
-                select(Suppression.__table__).where(
-                    Suppression.id == suppression_id, Suppression.tenant_id.in_(principal.tenants)
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise not_found("suppression", suppression_id)
-    return row
 
 
 @router.post(
@@ -97,76 +49,47 @@ async def add_suppression(
 ) -> SuppressionPublic:
     """Put an address on the list: 201, or 200 with the entry when it is on it already."""
     principal.require(body.tenant_id)
-    inserted = (
-        await conn.execute(
-            insert(Suppression)
-            .values(
-                id=new_id("suppression"),
-                tenant_id=body.tenant_id,
-                channel=body.channel.value,
-                address=body.address,
-                note=body.note,
-                created_by=principal.subject,
-            )
-            .on_conflict_do_nothing(constraint="uq_suppressions_tenant_channel_address")
-            .returning(Suppression.id)
-        )
-    ).scalar_one_or_none()
-    if inserted is None:
+    entry, created = await entries.add_suppression(
+        conn,
+        tenant_id=body.tenant_id,
+        channel=body.channel,
+        address=body.address,
+        note=body.note,
+        created_by=principal.subject,
+    )
+    if not created:
         response.status_code = 200
-    where = _entry(body.tenant_id, body.channel, body.address)
-    row = (await conn.execute(select(Suppression.__table__).where(where))).mappings().one()
-    return to_public(row)
+    return SuppressionPublic.model_validate(entry, from_attributes=True)
 
 
 @router.get("", response_model=SuppressionsPublic, response_model_by_alias=True)
 async def list_suppressions(
     principal: PrincipalDep,
     conn: ConnDep,
-    tenant_id: TenantQuery,
+    tenant_id: TenantIdQuery,
+    window: PageWindow,
     channel: Channel | None = None,
     address: AddressQuery | None = None,
-    skip: Skip = 0,
-    take: Take = 25,
 ) -> SuppressionsPublic:
     """Newest first; `address` (with `channel`) finds one entry."""
     principal.require(tenant_id)
-    conditions = [Suppression.tenant_id == tenant_id]
-    if channel is not None:
-        conditions.append(Suppression.channel == channel.value)
     if address is not None:
         if channel is None:
             raise invalid("query.channel", "give the channel of the address")
-        conditions.append(Suppression.address == _address(channel, address))
-    where = and_(*conditions)
-    total = int((await conn.execute(select(func.count()).select_from(Suppression).where(where))).scalar_one())
-    rows = (
-        (
-            await conn.execute(
-                select(Suppression.__table__)
-                .where(where)
-                .order_by(Suppression.created_at.desc(), Suppression.id.desc())
-                .offset(skip)
-                .limit(take)
-            )
-        )
-        .mappings()
-        .all()
-    )
-    return SuppressionsPublic(
-        data=[to_public(r) for r in rows], meta=PageMeta(total=total, skip=skip, take=take)
-    )
+        address = _address(channel, address)
+    where = entries.SuppressionFilter(tenant_id, channel=channel, address=address)
+    rows = await entries.page_suppressions(conn, where, window)
+    return paginate(SuppressionsPublic, rows, window)
 
 
 @router.get("/{suppression_id}", response_model=SuppressionPublic, response_model_by_alias=True)
-async def get_suppression(suppression_id: str, principal: PrincipalDep, conn: ConnDep) -> SuppressionPublic:
-    return to_public(await _load(conn, principal, suppression_id))
+async def get_suppression(entry: OwnedSuppression) -> SuppressionPublic:
+    return SuppressionPublic.model_validate(entry, from_attributes=True)
 
 
 @router.delete("/{suppression_id}", status_code=204)
-async def remove_suppression(suppression_id: str, principal: PrincipalDep, conn: ConnDep) -> Response:
-    row = await _load(conn, principal, suppression_id)
-    await conn.execute(delete(Suppression).where(Suppression.id == row["id"]))
+async def remove_suppression(entry: OwnedSuppression, conn: ConnDep) -> Response:
+    await entries.remove_suppression(conn, entry.id)
     return Response(status_code=204)
 
 
@@ -181,17 +104,10 @@ async def remove_suppression(suppression_id: str, principal: PrincipalDep, conn:
     },
 )
 async def remove_suppressed_address(
-    principal: PrincipalDep, conn: ConnDep, tenant_id: TenantQuery, channel: Channel, address: AddressQuery
+    principal: PrincipalDep, conn: ConnDep, tenant_id: TenantIdQuery, channel: Channel, address: AddressQuery
 ) -> Response:
     """Take an address off the list by value (`?tenantId=&channel=&address=`); 404 if it is not on it."""
     principal.require(tenant_id)
-    removed = (
-        await conn.execute(
-            delete(Suppression)
-            .where(_entry(tenant_id, channel, _address(channel, address)))
-            .returning(Suppression.id)
-        )
-    ).scalar_one_or_none()
-    if removed is None:
+    if not await entries.remove_address(conn, tenant_id, channel, _address(channel, address)):
         raise not_found("suppressed address", address)
     return Response(status_code=204)

@@ -14,9 +14,14 @@ says the link is not valid.
   `List-Unsubscribe=One-Click`): sets the channel's `*_unsubscribed_at` on the customer, so no
   later send reaches them on that channel, and records UNSUBSCRIBED once per message.
 
-Recording is O(1): one primary-key lookup of the delivery and `db.rollups.record`. Opens and
-clicks are recorded best-effort: if the database is unreachable the error is logged and the
-reader still gets the pixel or the redirect. An unsubscribe is never acknowledged unless stored.
+Recording is one statement and no roll-up: opens and clicks go through the process's group-commit
+writer (api.tracking_writer), which inserts every waiting event in one autocommitted statement that
+also checks each delivery belongs to its token's campaign (db.interactions); the answer is sent
+once that statement is durable. Counters and first-of-a-kind rows are maintained off the request by
+the background roll-up (api.rollup); /stats adds the interactions it has not reached yet, so it
+stays exact (README "Stats"). Opens and clicks are recorded best-effort: if the database is
+unreachable the error is logged and the reader still gets the pixel or the redirect. An
+unsubscribe is never acknowledged unless stored.
 
 Replays count once: the same link fetched by the same client (address and User-Agent) within
 `CAMPAIGNS_TRACKING_DEDUPE_SECONDS` records one interaction. Mail clients and image proxies refetch,
@@ -35,15 +40,12 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from api.deps import SettingsDep, StateDep
+from api.deps import AppState, SettingsDep, StateDep
 from api.errors import loggable_error
-from core.enums import Channel, InteractionType
-from db.ledger.reads import MessageRef, message_of_campaign
-from db.rollups import NewInteraction, record
+from core.enums import InteractionType
+from db.interactions import TrackedEvent, unsubscribe_recipient
 from providers.tracking import LinkKind, TrackingClaim, is_trackable_url, token_signer
 
 log = logging.getLogger("campaigns.tracking")
@@ -60,17 +62,6 @@ NO_STORE = {
     "X-Robots-Tag": "noindex, nofollow",
 }
 
-_SUPPRESS = {
-    Channel.EMAIL.value: text(
-        "UPDATE customers SET email_unsubscribed_at = COALESCE(email_unsubscribed_at, :at),"
-        " updated_at = now() WHERE id = :customer AND tenant_id = :tenant"
-    ),
-    Channel.SMS.value: text(
-        "UPDATE customers SET sms_unsubscribed_at = COALESCE(sms_unsubscribed_at, :at),"
-        " updated_at = now() WHERE id = :customer AND tenant_id = :tenant"
-    ),
-}
-
 
 def _page(status: int, title: str, body_html: str) -> HTMLResponse:
     doc = (
@@ -82,39 +73,6 @@ def _page(status: int, title: str, body_html: str) -> HTMLResponse:
 
 def _invalid_link(status: int = 404) -> HTMLResponse:
     return _page(status, "Link not valid", "<p>This link is not valid.</p>")
-
-
-async def _record(
-    conn: AsyncConnection,
-    claim: TrackingClaim,
-    type_: InteractionType,
-    *,
-    metadata: dict[str, str] | None = None,
-    event_key: str | None = None,
-) -> MessageRef | None:
-    """Record one interaction on the token's message; None (nothing recorded) when it is not ours.
-
-    The delivery must belong to the campaign named in the token: a token can never record into
-    another campaign, even if a delivery id were mixed up.
-    """
-    message = await message_of_campaign(conn, claim.delivery_id, claim.campaign_id)
-    if message is None:
-        return None
-    await record(
-        conn,
-        NewInteraction(
-            tenant_id=message.tenant_id,
-            campaign_id=message.campaign_id,
-            customer_id=message.customer_id,
-            channel=message.channel,
-            type=type_.value,
-            occurred_at=datetime.now(UTC),
-            delivery_id=claim.delivery_id,
-            metadata=metadata or {},
-            event_key=event_key,
-        ),
-    )
-    return message
 
 
 def replay_key(claim: TrackingClaim, request: Request, window_seconds: int) -> str | None:
@@ -135,7 +93,7 @@ def replay_key(claim: TrackingClaim, request: Request, window_seconds: int) -> s
 
 
 async def _record_best_effort(
-    engine: AsyncEngine,
+    state: AppState,
     claim: TrackingClaim,
     type_: InteractionType,
     metadata: dict[str, str] | None = None,
@@ -143,27 +101,37 @@ async def _record_best_effort(
 ) -> None:
     """Opens and clicks are measured, not promised: a database outage must not break the email
     (no image, a dead link). It is logged (without the statement's values), and the reader still
-    gets the pixel or the page."""
+    gets the pixel or the page. A token whose delivery is not of its campaign records nothing."""
+    assert state.tracking is not None  # built with the state
+    event = TrackedEvent(
+        delivery_id=claim.delivery_id,
+        campaign_id=claim.campaign_id,
+        type=type_.value,
+        occurred_at=datetime.now(UTC),
+        metadata=metadata or {},
+        event_key=event_key,
+    )
     try:
-        async with engine.begin() as conn:
-            await _record(conn, claim, type_, metadata=metadata, event_key=event_key)
-    except SQLAlchemyError as err:
+        await state.tracking.append(event)
+    except (SQLAlchemyError, RuntimeError) as err:
         log.error(
             "could not record %s for delivery %s: %s", type_.value, claim.delivery_id, loggable_error(err)
         )
 
 
 @router.get("/o/{token}", include_in_schema=False)
-async def open_pixel(token: str, request: Request, state: StateDep, settings: SettingsDep) -> Response:
+async def open_pixel(token: str, request: Request, state: StateDep) -> Response:
+    settings = state.settings  # one dependency fewer on the hottest route
     claim = token_signer(settings.tracking_secret).verify(token, LinkKind.OPEN)
     if claim is not None:
         key = replay_key(claim, request, settings.tracking_dedupe_seconds)
-        await _record_best_effort(state.engine, claim, InteractionType.OPENED, event_key=key)
+        await _record_best_effort(state, claim, InteractionType.OPENED, event_key=key)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
 @router.get("/c/{token}", include_in_schema=False)
-async def click_redirect(token: str, request: Request, state: StateDep, settings: SettingsDep) -> Response:
+async def click_redirect(token: str, request: Request, state: StateDep) -> Response:
+    settings = state.settings
     claim = token_signer(settings.tracking_secret).verify(token, LinkKind.CLICK)
     if claim is None:
         return _invalid_link(404)
@@ -171,7 +139,7 @@ async def click_redirect(token: str, request: Request, state: StateDep, settings
         return _invalid_link(400)  # signed, but not a web URL: never redirect to it
     metadata = {"linkId": claim.link_id, "linkUrl": claim.url}
     key = replay_key(claim, request, settings.tracking_dedupe_seconds)
-    await _record_best_effort(state.engine, claim, InteractionType.CLICKED, metadata, key)
+    await _record_best_effort(state, claim, InteractionType.CLICKED, metadata, key)
     # The target was signed into the token when the email was built: a URL of that message.
     return RedirectResponse(claim.url, status_code=302, headers=NO_STORE)
 
@@ -194,14 +162,9 @@ async def unsubscribe(token: str, state: StateDep, settings: SettingsDep) -> Res
     claim = token_signer(settings.tracking_secret).verify(token, LinkKind.UNSUBSCRIBE)
     if claim is None:
         return _invalid_link(404)
-    async with state.engine.begin() as conn:
-        message = await _record(
-            conn, claim, InteractionType.UNSUBSCRIBED, event_key=f"unsubscribe:{claim.delivery_id}"
-        )
-        if message is None:
+    # One statement, atomic on its own: autocommit spares the BEGIN and COMMIT round trips.
+    async with state.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        if not await unsubscribe_recipient(conn, claim.delivery_id, claim.campaign_id, datetime.now(UTC)):
             return _invalid_link(404)
-        await conn.execute(
-            _SUPPRESS[message.channel],
-            {"at": datetime.now(UTC), "customer": message.customer_id, "tenant": message.tenant_id},
-        )
     return _page(200, "Unsubscribed", "<p>You have been unsubscribed from these messages.</p>")

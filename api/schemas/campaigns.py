@@ -8,6 +8,8 @@ from pydantic import Field, field_validator, model_validator
 
 from api.schemas.common import ApiIn, ApiOut, FiniteFloat, PageMeta, SafeStr, SaneDatetime, UtcDatetime
 from core.enums import CampaignStatus, CampaignType, Channel
+from core.experiments import ABTest
+from core.policy import CampaignPolicy, DeliverAt
 from core.recurrence import RecurringSchedule
 
 # Every free-text field is a SafeStr: a NUL character is a 422, never a database error.
@@ -120,6 +122,14 @@ class CampaignCreate(ApiIn):
     schedule: ScheduleIn | None = None
     trigger_event: TriggerEvent | None = None
     trigger_conditions: TriggerConditions | None = None
+    # Overrides of the tenant's sending policy (README "Sending policies").
+    policy: CampaignPolicy | None = None
+    # ONE_TIME and RECURRING: deliver at this local time in each recipient's zone, in waves.
+    deliver_at: DeliverAt | None = None
+    # Percent of the audience held out as a control group (skipped HOLDOUT; README "Holdout groups").
+    holdout_percent: Annotated[float, Field(ge=0, le=50)] | None = None
+    # ONE_TIME: an A/B test of up to 4 variants (README "A/B tests").
+    ab_test: ABTest | None = None
     # Create and schedule in one call (the seed's type examples carry it); without an offset it
     # is read in `timezone`.
     scheduled_at: SaneDatetime | None = None
@@ -141,6 +151,14 @@ class CampaignUpdate(ApiIn):
     schedule: ScheduleIn | None = None
     trigger_event: TriggerEvent | None = None
     trigger_conditions: TriggerConditions | None = None
+    # Replaces the campaign's overrides whole (null: none); the next page applies it.
+    policy: CampaignPolicy | None = None
+    # Before sending starts only (DRAFT or SCHEDULED); null: no local-time delivery.
+    deliver_at: DeliverAt | None = None
+    # DRAFT only (the groups are drawn when sending starts).
+    holdout_percent: Annotated[float, Field(ge=0, le=50)] | None = None
+    # DRAFT only; null removes the test.
+    ab_test: ABTest | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -210,6 +228,20 @@ class CampaignPublic(ApiOut):
     trigger_conditions: dict[str, Any] | None = None
     # Why the campaign paused itself (e.g. its template was deleted); null otherwise.
     last_error: str | None = None
+    # Its overrides of the tenant's sending policy (README "Sending policies"); null: none.
+    policy: dict[str, Any] | None = None
+    deliver_at: dict[str, Any] | None = None
+    # Messages waiting for an instant (a local-time wave or a quiet window's end), when the
+    # campaign delivers at local time; null otherwise.
+    waves: list["WavePublic"] | None = None
+    holdout_percent: float = 0.0
+    ab_test: dict[str, Any] | None = None
+    ab_winner: str | None = None
+    # When the run will be sent at its rate limits' current pace; null when nothing is limited.
+    expected_finish_at: UtcDatetime | None = None
+    # Who approved the campaign and when (README "Approvals"); null: not approved.
+    approved_by: str | None = None
+    approved_at: UtcDatetime | None = None
     started_at: UtcDatetime | None
     paused_at: UtcDatetime | None
     resumed_at: UtcDatetime | None
@@ -218,6 +250,18 @@ class CampaignPublic(ApiOut):
     created_by: str | None
     created_at: UtcDatetime
     updated_at: UtcDatetime
+
+
+class ApproveResponse(ApiOut):
+    id: str
+    status: CampaignStatus
+    approved_by: str | None
+    approved_at: UtcDatetime | None
+
+
+class WavePublic(ApiOut):
+    at: UtcDatetime
+    held: int
 
 
 class ScheduleResponse(ApiOut):

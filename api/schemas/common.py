@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
+from fastapi import Depends, Query
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,6 +26,8 @@ from pydantic import (
     ValidationError,
 )
 from pydantic.alias_generators import to_camel
+
+from db.pages import Slice, Window
 
 
 def utc_z(value: datetime) -> str:
@@ -129,6 +132,12 @@ class JsonScan:
     chars: int
 
 
+# (value, its depth: the document is 1, the path of its parent, its key or index there). A value's
+# own path is only built when it is a container or has a problem: most are leaves.
+_Frame = tuple[Any, int, str, str | int | None]
+_Found = tuple[tuple[str, str] | None, int]  # (path, message) of a problem or None; characters
+
+
 def scan_json(document: Any, limits: JsonLimits | None = None) -> JsonScan:
     """Check a decoded JSON document for what Postgres cannot store (NUL, unpaired surrogates,
     NaN/Infinity) and, with `limits`, for excessive nesting, size or key length.
@@ -138,50 +147,59 @@ def scan_json(document: Any, limits: JsonLimits | None = None) -> JsonScan:
     """
     chars = 0
     nodes = 0
-    # (value, its depth: the document is 1, the path of its parent, its key or index there). A
-    # value's own path is only built when it is a container or has a problem: most are leaves.
-    stack: list[tuple[Any, int, str, str | int | None]] = [(document, 1, "", None)]
+    stack: list[_Frame] = [(document, 1, "", None)]
     while stack:
         value, depth, parent, key = stack.pop()
         nodes += 1
         if limits is not None and nodes > limits.nodes:
             return JsonScan(("", f"has more than {limits.nodes} values in all"), chars)
-        if isinstance(value, str):
-            problem = text_problem(value)
-            if problem is not None:
-                return JsonScan((_path(parent, key), problem), chars)
-            chars += len(value) + 3
-        elif isinstance(value, dict):
-            path = _path(parent, key)
-            if limits is not None and depth > limits.depth:
-                return JsonScan((path, f"nests deeper than {limits.depth} levels"), chars)
-            chars += 2
-            children: list[tuple[Any, int, str, str | int | None]] = []
-            for name, item in value.items():
-                name = str(name)
-                problem = text_problem(name)
-                if problem is None and limits is not None and len(name) > limits.key_chars:
-                    problem = f"has a key longer than {limits.key_chars} characters"
-                if problem is not None:
-                    return JsonScan((f"{path}.{name[:50]}", problem), chars)
-                chars += len(name) + 4
-                children.append((item, depth + 1, path, name))
-            stack.extend(reversed(children))  # popped in document order
-        elif isinstance(value, list):
-            path = _path(parent, key)
-            if limits is not None and depth > limits.depth:
-                return JsonScan((path, f"nests deeper than {limits.depth} levels"), chars)
-            chars += 2 + len(value)
-            stack.extend((value[i], depth + 1, path, i) for i in range(len(value) - 1, -1, -1))
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                return JsonScan((_path(parent, key), "must be a finite number (not NaN or Infinity)"), chars)
-            chars += 32
-        elif isinstance(value, int) and not isinstance(value, bool):
-            chars += value.bit_length() // 3 + 3
+        if isinstance(value, dict | list):
+            problem, size = _open_container(value, depth, _path(parent, key), limits, stack)
         else:
-            chars += 6  # true, false, null
+            message, size = _scalar(value)
+            problem = None if message is None else (_path(parent, key), message)
+        chars += size
+        if problem is not None:
+            return JsonScan(problem, chars)
     return JsonScan(None, chars)
+
+
+def _scalar(value: Any) -> tuple[str | None, int]:
+    """Why a string, number or literal cannot be stored (or None), and its size in characters."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return problem, 0 if problem is not None else len(value) + 3
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "must be a finite number (not NaN or Infinity)", 0
+        return None, 32
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None, value.bit_length() // 3 + 3
+    return None, 6  # true, false, null
+
+
+def _open_container(
+    value: dict[Any, Any] | list[Any], depth: int, path: str, limits: JsonLimits | None, stack: list[_Frame]
+) -> _Found:
+    """Check an object or array itself and push its members, to be popped in document order."""
+    if limits is not None and depth > limits.depth:
+        return (path, f"nests deeper than {limits.depth} levels"), 0
+    if isinstance(value, list):
+        stack.extend((value[i], depth + 1, path, i) for i in range(len(value) - 1, -1, -1))
+        return None, 2 + len(value)
+    size = 2
+    children: list[_Frame] = []
+    for name, item in value.items():
+        name = str(name)
+        problem = text_problem(name)
+        if problem is None and limits is not None and len(name) > limits.key_chars:
+            problem = f"has a key longer than {limits.key_chars} characters"
+        if problem is not None:
+            return (f"{path}.{name[:50]}", problem), size
+        size += len(name) + 4
+        children.append((item, depth + 1, path, name))
+    stack.extend(reversed(children))
+    return None, size
 
 
 def _path(parent: str, key: str | int | None) -> str:
@@ -313,3 +331,30 @@ T = TypeVar("T")
 class Page(ApiOut, Generic[T]):
     data: list[T]
     meta: PageMeta
+
+
+P = TypeVar("P", bound=Page[Any])
+
+
+def paginate(page: type[P], rows: Slice[Any], window: Window) -> P:
+    """The response of a list endpoint: each row read into the page's item model by attribute."""
+    meta = PageMeta(total=rows.total, skip=window.skip, take=window.take)
+    return page.model_validate({"data": rows.rows, "meta": meta}, from_attributes=True)
+
+
+# ---- query parameters ---------------------------------------------------------------------------
+#
+# The parameters every list endpoint shares. A NUL character in any query value is refused for all
+# routes at once (api.deps.storable_query); NoNul on a text parameter says so in its validation too.
+
+Skip = Annotated[int, Query(ge=0, le=10_000_000)]
+Take = Annotated[int, Query(ge=1, le=1000)]
+TenantIdQuery = Annotated[str, Query(alias="tenantId", min_length=1, max_length=100), NoNul]
+ClubIdQuery = Annotated[str | None, Query(alias="clubId", max_length=100), NoNul]
+
+
+def page_window(skip: Skip = 0, take: Take = 25) -> Window:
+    return Window(skip=skip, take=take)
+
+
+PageWindow = Annotated[Window, Depends(page_window)]

@@ -2,13 +2,16 @@
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from api.schemas.common import ApiIn, ApiOut, PageMeta, UtcDatetime
+from api.schemas.common import ApiIn, ApiOut, JsonLimits, Page, UtcDatetime, within_limits
 from api.schemas.customers import UNSTORABLE, CustomerPublic, NoNul, unstorable_path
 from core.enums import SegmentType
 
 MAX_MEMBERS_PER_CALL = 100_000
+# Deeper than any filter the grammar accepts (each level is an object and a list), shallow enough
+# for any response serialiser.
+STORED_FILTER_LIMITS = JsonLimits(depth=64, nodes=10**9, key_chars=10**9)
 
 CustomerId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_\-]+$")]
 CustomerIds = Annotated[list[CustomerId], Field(max_length=MAX_MEMBERS_PER_CALL)]
@@ -60,16 +63,22 @@ class SegmentSummary(ApiOut):
     created_at: UtcDatetime
     updated_at: UtcDatetime
 
+    @field_validator("filter", mode="before")
+    @classmethod
+    def _showable(cls, value: Any, info: ValidationInfo) -> Any:
+        """A DYNAMIC segment's filter; a filter stored before filters were bounded may nest deeper
+        than a response can show, and is cut there."""
+        if info.data.get("type") != SegmentType.DYNAMIC or value is None:
+            return None
+        return within_limits(value, STORED_FILTER_LIMITS)
+
 
 class SegmentPublic(SegmentSummary):
     size: int
 
 
-class SegmentsPublic(ApiOut):
+class SegmentsPublic(Page[SegmentSummary]):
     """The list leaves `size` out: counting every segment of a page could scan the whole tenant."""
-
-    data: list[SegmentSummary]
-    meta: PageMeta
 
 
 class SegmentPreview(ApiOut):

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from api.schemas.common import ApiOut, PageMeta, UtcDatetime
 from core.enums import Channel, InteractionType
+from core.experiments import Lift
 
 
 class EmailChannelStats(ApiOut):
@@ -80,6 +81,15 @@ class CampaignStatsPublic(ApiOut):
     # RECURRING: the latest runs (newest first, at most 100); TRIGGERED: the event queue.
     runs: list[RunStats] | None = None
     triggers: TriggerStats | None = None
+    # How fresh: the figures are exact as of `asOf`; `rollupPending` interactions were not rolled up
+    # yet (the background roll-up lags by about a second) and were counted from their rows.
+    as_of: UtcDatetime | None = None
+    rollup_pending: int = 0
+    # A holdout group: both groups' conversion rates and the lift (README "Holdout groups").
+    holdout: Lift | None = None
+    # An A/B test: each variant's counts and rates, and the decision (README "A/B tests").
+    by_variant: list[dict[str, Any]] | None = None
+    ab_decision: dict[str, Any] | None = None
 
 
 class InteractionPublic(ApiOut):

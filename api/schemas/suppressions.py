@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from api.schemas.common import ApiIn, ApiOut, NoNul, PageMeta, UtcDatetime
+from api.schemas.common import ApiIn, ApiOut, NoNul, Page, UtcDatetime
 from api.schemas.customers import TenantId
 from core.addresses import canonical_email, canonical_phone
 from core.enums import Channel
@@ -42,6 +42,5 @@ class SuppressionPublic(ApiOut):
     created_at: UtcDatetime
 
 
-class SuppressionsPublic(ApiOut):
-    data: list[SuppressionPublic]
-    meta: PageMeta
+class SuppressionsPublic(Page[SuppressionPublic]):
+    """Newest first."""

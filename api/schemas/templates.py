@@ -2,12 +2,13 @@
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from api.schemas.common import ApiIn, ApiOut, PageMeta, UtcDatetime
+from api.schemas.common import ApiIn, ApiOut, Page, UtcDatetime
 from api.schemas.customers import UNSTORABLE, NoNul, unstorable_path
 from core.enums import Channel
 from providers.rendering import MAX_TEMPLATE_CHARS
+from providers.sms_encoding import sms_encoding
 
 MAX_SMS_CHARS = 1600
 MAX_SUBJECT_CHARS = 998  # one RFC 5322 header line
@@ -134,9 +135,23 @@ class TemplatePublic(TemplateSummary):
     encoding: str | None = Field(description="SMS: GSM-7 or UCS-2, for the body as written")
     segments: int | None = Field(description="SMS: messages the body as written takes; see the preview")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, stored: Any) -> Any:
+        """From a stored template (read by attribute): what its content implies besides itself."""
+        if isinstance(stored, dict):
+            return stored
+        sms = sms_encoding(stored.body) if stored.channel == Channel.SMS and stored.body else None
+        return {
+            **{name: getattr(stored, name) for name in TemplateSummary.model_fields},
+            "html": stored.html,
+            "text": stored.text,
+            "text_from_html": stored.channel == Channel.EMAIL and not stored.text and bool(stored.html),
+            "body": stored.body,
+            "encoding": sms.encoding if sms else None,
+            "segments": sms.segments if sms else None,
+        }
 
-class TemplatesPublic(ApiOut):
+
+class TemplatesPublic(Page[TemplateSummary]):
     """The list leaves out the content (html can be large); `GET /templates/:id` has it."""
-
-    data: list[TemplateSummary]
-    meta: PageMeta

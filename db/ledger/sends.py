@@ -168,6 +168,7 @@ class Claim:
     customer_id: str
     channel: str
     address: str | None
+    variant: str | None = None  # the A/B variant it carries (core.experiments)
 
 
 @dataclass(frozen=True)
@@ -216,11 +217,13 @@ _STEP_NEW = (
         DELETE FROM deliveries WHERE id = ANY(CAST(%(released)s AS text[])) AND outcome = 'PENDING'
     )
     INSERT INTO deliveries (id, run_id, campaign_id, tenant_id, customer_id, channel, outcome,
-                            address, claimed_at)
-    SELECT v.id, v.run, %(campaign)s, %(tenant)s, v.customer, v.channel, 'PENDING', v.address, %(at)s
+                            address, claimed_at, variant)
+    SELECT v.id, v.run, %(campaign)s, %(tenant)s, v.customer, v.channel, 'PENDING', v.address, %(at)s,
+           v.variant
     FROM unnest(CAST(%(c_ids)s AS text[]), CAST(%(c_runs)s AS text[]), CAST(%(c_customers)s AS text[]),
-                CAST(%(c_channels)s AS text[]), CAST(%(c_addresses)s AS text[]))
-         AS v(id, run, customer, channel, address)
+                CAST(%(c_channels)s AS text[]), CAST(%(c_addresses)s AS text[]),
+                CAST(%(c_variants)s AS text[]))
+         AS v(id, run, customer, channel, address, variant)
     ON CONFLICT (run_id, customer_id, channel) DO UPDATE SET claimed_at = deliveries.claimed_at
         WHERE deliveries.id = excluded.id AND deliveries.outcome = 'PENDING'
     RETURNING id
@@ -279,6 +282,7 @@ async def write_step(
             c_customers=[c.customer_id for c in claims],
             c_channels=[c.channel for c in claims],
             c_addresses=[c.address for c in claims],
+            c_variants=[c.variant for c in claims],
         )
     # The hot statement goes straight to the driver (psycopg), in the caller's transaction (or
     # autocommit): SQLAlchemy's execution layer cost more than the statement's own client side.

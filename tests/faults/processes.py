@@ -37,6 +37,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "CAMPAIGNS_SMTP_POOL_SIZE": str(s.smtp_pool_size),
         "CAMPAIGNS_SMS_IN_FLIGHT": str(s.sms_in_flight),
         "CAMPAIGNS_SMS_IDEMPOTENT": "true" if s.sms_idempotent else "false",
+        "CAMPAIGNS_SMS_QUIET_HOURS_DEFAULT": s.sms_quiet_hours_default,
         "CAMPAIGNS_PAGES_IN_FLIGHT": str(s.pages_in_flight),
         "CAMPAIGNS_BATCHES_PER_RUN": str(s.batches_per_run),
         "CAMPAIGNS_PUBLIC_URL": s.public_url,
