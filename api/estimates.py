@@ -10,6 +10,7 @@ one tenant's estimate costs bounded time and memory whatever its audience.
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,13 @@ class _Tally:
         self.held_until: datetime | None = None
         self.waves: Counter[datetime] = Counter()
 
+    def hold(self, until: datetime, *, wave: bool = False) -> None:
+        """A message that waits for `until` (a local-time wave, a quiet window's end, a cap)."""
+        self.held += 1
+        self.held_until = until if self.held_until is None else min(self.held_until, until)
+        if wave:
+            self.waves[until] += 1
+
 
 async def estimate(
     conn: AsyncConnection,
@@ -67,9 +75,8 @@ async def estimate(
         after, seen = ids[-1], seen + len(ids)
         rows = await reads.recipients(conn, tenant_id, ids)
         for channel in content.channels:
-            await _chunk(
-                conn, pool, tallies[channel], channel, rows, campaign_id, tenant_id, content, policy, at
-            )
+            rules = _Rules(conn, pool, channel, campaign_id, tenant_id, content, policy, at)
+            await _chunk(rules, tallies[channel], rows)
     scale = size / seen if seen and size > seen else 1.0
     channels = {channel: _public(t, scale, channel) for channel, t in tallies.items()}
     waves: Counter[datetime] = Counter()
@@ -86,68 +93,83 @@ async def estimate(
     )
 
 
-async def _chunk(
-    conn: AsyncConnection,
-    pool: RenderPool,
-    tally: _Tally,
-    channel: str,
-    rows: Sequence[RowMapping],
-    campaign_id: str,
-    tenant_id: str,
-    content: SendContent,
-    policy: Effective,
-    at: datetime,
-) -> None:
-    tally.audience += len(rows)
-    passed: list[RowMapping] = []
-    for row in rows:
-        reason = skip_reason(row, channel)
-        if reason is None and in_holdout(campaign_id, row["id"], policy.holdout_percent):
+@dataclass(frozen=True)
+class _Rules:
+    """One channel's walk through the send's rules, at the instant the send would start."""
+
+    conn: AsyncConnection
+    pool: RenderPool
+    channel: str
+    campaign_id: str
+    tenant_id: str
+    content: SendContent
+    policy: Effective
+    at: datetime
+
+    def verdict(self, row: RowMapping) -> SkipReason | tuple[datetime, bool] | None:
+        """Consent, holdout, local time and quiet hours for one recipient: a skip, the instant
+        the message waits for (and whether it is a local-time wave), or None (it goes now)."""
+        reason = skip_reason(row, self.channel)
+        if reason is None and in_holdout(self.campaign_id, row["id"], self.policy.holdout_percent):
             reason = SkipReason.HOLDOUT
         if reason is not None:
-            tally.skipped[reason.value] += 1
-            continue
-        if policy.deliver_at is not None:
-            local = policy.deliver_at.instant(at, policy.zone_for(row["timezone"]))
-            if local > at:  # a local-time wave; the rules below are judged again when it is due
-                tally.held += 1
-                tally.waves[local] += 1
-                tally.held_until = local if tally.held_until is None else min(tally.held_until, local)
-                passed.append(row)
-                continue
-        window = policy.quiet_hours.get(channel)
-        ends = window.ends_at(at, policy.zone_for(row["timezone"])) if window is not None else None
-        if ends is not None and policy.quiet_mode == QuietMode.SKIP:
-            tally.skipped[SkipReason.QUIET_HOURS.value] += 1
-            continue
-        if ends is not None:
-            tally.held += 1
-            tally.held_until = ends if tally.held_until is None else min(tally.held_until, ends)
-        passed.append(row)
-    cap = policy.frequency_caps.get(channel)
-    if cap is not None and passed:
+            return reason
+        zone = self.policy.zone_for(row["timezone"])
+        if self.policy.deliver_at is not None:
+            local = self.policy.deliver_at.instant(self.at, zone)
+            if local > self.at:  # a local-time wave; the later rules are judged again then
+                return local, True
+        window = self.policy.quiet_hours.get(self.channel)
+        ends = window.ends_at(self.at, zone) if window is not None else None
+        if ends is None:
+            return None
+        return SkipReason.QUIET_HOURS if self.policy.quiet_mode == QuietMode.SKIP else (ends, False)
+
+    async def capped(self, tally: "_Tally", passed: list[RowMapping]) -> set[str]:
+        """The people at the frequency cap: skipped, or held when the campaign defers."""
+        cap = self.policy.frequency_caps.get(self.channel)
+        if cap is None or not passed:
+            return set()
         people = [r["id"] for r in passed]
-        counts = await reads.messages_in_window(conn, tenant_id, channel, people, cap.window, at)
+        counts = await reads.messages_in_window(
+            self.conn, self.tenant_id, self.channel, people, cap.window, self.at
+        )
         capped: set[str] = set()
         for person, (n, oldest) in counts.items():
             if n < cap.max_messages:
                 continue
             frees_at = oldest + cap.window
-            if policy.frequency_cap_mode == CapMode.DEFER and at < frees_at <= at + policy.defer_limit:
-                tally.held += 1  # it waits for the cap to free a place, then goes
-                tally.held_until = frees_at if tally.held_until is None else min(tally.held_until, frees_at)
+            deferring = self.policy.frequency_cap_mode == CapMode.DEFER
+            if deferring and self.at < frees_at <= self.at + self.policy.defer_limit:
+                tally.hold(frees_at)  # it waits for the cap to free a place, then goes
             else:
                 tally.skipped[SkipReason.FREQUENCY_CAP.value] += 1
                 capped.add(person)
-        passed = [r for r in passed if r["id"] not in capped]
-    for result in await _render(pool, tenant_id, channel, content, passed):
+        return capped
+
+
+async def _chunk(rules: _Rules, tally: "_Tally", rows: Sequence[RowMapping]) -> None:
+    """One chunk of the audience on one channel. Held messages go out later but are counted as
+    to be sent: `to_send` includes them."""
+    tally.audience += len(rows)
+    passed: list[RowMapping] = []
+    for row in rows:
+        verdict = rules.verdict(row)
+        if isinstance(verdict, SkipReason):
+            tally.skipped[verdict.value] += 1
+            continue
+        if verdict is not None:
+            tally.hold(verdict[0], wave=verdict[1])
+        passed.append(row)
+    capped = await rules.capped(tally, passed)
+    passed = [r for r in passed if r["id"] not in capped]
+    for result in await _render(rules.pool, rules.tenant_id, rules.channel, rules.content, passed):
         if isinstance(result, RenderProblem):
             tally.failed[result.reason] += 1
             continue
         tally.to_send += 1
         if isinstance(result, str):
             tally.segments += sms_encoding(result).segments
-    # Held messages go out later, but are counted as to be sent: `to_send` includes them.
 
 
 async def _render(

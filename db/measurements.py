@@ -22,9 +22,9 @@ async def database_clock(conn: AsyncConnection) -> float:
 
 async def last_sent(conn: AsyncConnection, campaign_id: str, after: float) -> tuple[float, int]:
     """When the campaign's last SENT row was recorded (epoch seconds), and how many were recorded
-    after the instant `after`."""
+    after the instant `after` (no SENT row yet: `after` itself, and 0)."""
     row = (await conn.execute(_LAST_SENT, {"c": campaign_id, "a": after})).one()
-    return float(row[0]), int(row[1])
+    return (float(row[0]) if row[0] is not None else after), int(row[1])
 
 
 async def deliveries_and_runs(conn: AsyncConnection, campaign_id: str) -> tuple[int, int]:
