@@ -30,7 +30,7 @@ from activities.send.throttle import account_of
 from core.enums import Channel, InteractionType, Outcome
 from core.ids import new_id
 from core.messages import Counts, SendBatchInput, SendBatchResult, SendHeldInput
-from core.policy import CampaignPolicy, Effective, defaults, effective
+from core.policy import Effective, defaults
 from db import policies, rollups
 from db.ledger.sends import PageBounds, insert_finals, page_outcomes, run_page, settle_orphans
 
@@ -73,15 +73,13 @@ class SendingActivities:
         page_complete = True
         auto_pause, answered, refused = None, 0, 0
         if rows:
-            customers = [r["id"] for r in rows]
-            bounds = PageBounds(sorted({r["run_id"] for r in rows}), min(customers), max(customers))
             page = await _send(
                 deps,
                 inp.campaign_id,
                 inp.tenant_id,
                 rows,
                 content,
-                bounds,
+                _bounds(rows),
                 When(inp.now, inp.anchor),
                 halt,
                 channels_of=lambda row: [row["held_channel"]],
@@ -122,8 +120,7 @@ async def send_rows(
             counts=Counts(),
             sent_recipients=await sent_recipients(deps, inp.campaign_id),
         )
-    customers = [r["id"] for r in rows]
-    bounds = PageBounds(sorted({r["run_id"] for r in rows}), min(customers), max(customers))
+    bounds = _bounds(rows)
     when = When(inp.now or datetime.now(UTC), inp.anchor)
     page = await _send(
         deps,
@@ -164,6 +161,12 @@ async def send_rows(
         awaiting_winner=page.awaiting_winner,
         rate=current_rate(deps, tenant_id=inp.tenant_id, channels=content.channels),
     )
+
+
+def _bounds(rows: Sequence[RowMapping]) -> PageBounds:
+    """What a page's rows cover in the ledger: their runs and customer id range."""
+    customers = [r["id"] for r in rows]
+    return PageBounds(sorted({r["run_id"] for r in rows}), min(customers), max(customers))
 
 
 def _counts(by_outcome: dict[str, int]) -> Counts:
@@ -229,14 +232,9 @@ def current_rate(deps: ActivityDeps, *, tenant_id: str, channels: Sequence[str])
 async def page_policy(deps: ActivityDeps, campaign_id: str, tenant_id: str) -> Effective:
     """The campaign's effective sending policy (the tenant's rules with its overrides)."""
     async with deps.engine.connect() as conn:
-        tenant = await policies.tenant_policy(
-            conn, tenant_id, defaults(deps.settings.sms_quiet_hours_default)
+        return await policies.effective_policy(
+            conn, campaign_id, tenant_id, defaults(deps.settings.sms_quiet_hours_default)
         )
-        campaign = await policies.campaign_policy(conn, campaign_id, tenant_id)
-    if campaign is None:
-        return effective(tenant, CampaignPolicy())
-    eff = effective(tenant, campaign.policy, campaign.timezone, campaign.deliver_at, campaign.holdout_percent)
-    return eff.model_copy(update={"ab_test": campaign.ab_test, "ab_winner": campaign.ab_winner})
 
 
 async def _unsent(

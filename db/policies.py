@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import bindparam
 
 from core.experiments import ABTest
-from core.policy import CampaignPolicy, DeliverAt, TenantPolicy
+from core.policy import CampaignPolicy, DeliverAt, Effective, TenantPolicy, effective
 from db.audience import RECIPIENT_COLUMNS
 
 # ---- the tenant's policy and a campaign's overrides ---------------------------------------------
@@ -80,6 +80,22 @@ async def campaign_policy(
     deliver_at = None if row[2] is None else DeliverAt.model_validate(row[2])
     ab_test = None if row[4] is None else ABTest.model_validate(row[4])
     return CampaignPolicyRow(policy, row[1] or "UTC", deliver_at, float(row[3] or 0), ab_test, row[5])
+
+
+async def effective_policy(
+    conn: AsyncConnection, campaign_id: str, tenant_id: str, defaults: TenantPolicy
+) -> Effective:
+    """What a campaign's sends apply: the tenant's policy (or `defaults`) folded with the
+    campaign's overrides, zone, local delivery, holdout and A/B test (core.policy.effective).
+    The one place both the send path and the estimate build it."""
+    tenant = await tenant_policy(conn, tenant_id, defaults)
+    campaign = await campaign_policy(conn, campaign_id, tenant_id)
+    if campaign is None:
+        return effective(tenant, CampaignPolicy())
+    folded = effective(
+        tenant, campaign.policy, campaign.timezone, campaign.deliver_at, campaign.holdout_percent
+    )
+    return folded.model_copy(update={"ab_test": campaign.ab_test, "ab_winner": campaign.ab_winner})
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,8 @@ async def test_a_throttled_campaign_shows_when_it_will_finish(make_stack: StackF
     audience = await make_audience(stack.engine, stack.tenant, RECIPIENTS)
     email_t, _ = await make_templates(stack.engine, stack.tenant)
     cid = await create_campaign(stack, audience, email_t, None)
+    estimate = (await stack.call("GET", f"/campaigns/{cid}/estimate")).json()
+    assert estimate["expectedDurationSeconds"] == RECIPIENTS / 10  # at the account's 10/s
     assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
     seen: datetime | None = None
     for _ in range(200):

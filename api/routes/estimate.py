@@ -10,13 +10,20 @@ from api.errors import Problem
 from api.estimates import estimate
 from api.routes.campaigns import load_campaign
 from api.schemas.estimates import CampaignEstimate
-from core.policy import CampaignPolicy, DeliverAt, defaults, effective
+from core.policy import defaults
+from core.settings import Settings
 from db import policies
 from db.campaign_content import send_content
 from db.segments import load_segment
 from providers.render_pool import RenderPool
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
+
+
+def _per_second(settings: Settings, channel: str) -> float | None:
+    """The channel's provider account limit (accounts are named by channel, lower case)."""
+    limit = settings.rate_limits.get(channel.lower())
+    return None if limit is None else limit.per_second
 
 
 @router.get("/{campaign_id}/estimate", response_model=CampaignEstimate, response_model_by_alias=True)
@@ -35,8 +42,9 @@ async def campaign_estimate(
         raise Problem(
             409, "the campaign's segment or a template no longer exists", currentStatus=row["status"]
         )
-    tenant = await policies.tenant_policy(conn, tenant_id, defaults(settings.sms_quiet_hours_default))
-    overrides = CampaignPolicy() if row["policy"] is None else CampaignPolicy.model_validate(row["policy"])
+    policy = await policies.effective_policy(
+        conn, campaign_id, tenant_id, defaults(settings.sms_quiet_hours_default)
+    )
     now = datetime.now(UTC)
     scheduled = row["scheduled_at"]
     pool = state.render_pool
@@ -49,13 +57,7 @@ async def campaign_estimate(
         tenant_id=tenant_id,
         segment=segment,
         content=content,
-        policy=effective(
-            tenant,
-            overrides,
-            row["timezone"] or "UTC",
-            None if row["deliver_at"] is None else DeliverAt.model_validate(row["deliver_at"]),
-            float(row["holdout_percent"] or 0),
-        ),
+        policy=policy,
         at=scheduled if scheduled is not None and scheduled > now else now,
-        rates={},
+        rates={channel: _per_second(settings, channel) for channel in content.channels},
     )
