@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     tracking_secret: str = DEV_SECRET
     webhook_secret: str = DEV_SECRET
+    # Seals credentials and private keys at rest (core.secrets). Rotation: put the new key here and
+    # the old one in CAMPAIGNS_SECRET_KEYS_PREVIOUS (comma-separated) until every value is resealed.
+    secret_key: str = DEV_SECRET
+    secret_keys_previous: str = ""
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
@@ -227,7 +231,7 @@ def unsafe_secrets(settings: Settings) -> list[str]:
     unused). The SMS token is the provider's credential, whose length is theirs to choose: only its
     published default (and an empty one) are refused.
     """
-    ours = ["tracking_secret", "webhook_secret"]
+    ours = ["tracking_secret", "webhook_secret", "secret_key"]
     if not settings.jwt_public_key:
         ours.insert(0, "jwt_secret")
     problems: list[str] = []

@@ -68,6 +68,9 @@ class SmtpSink:
     deferred: int = 0  # RCPTs answered with `defer_answer`
     refused: Counter[str] = field(default_factory=Counter)  # RCPTs answered from `refuse`
     dropped: list[str] = field(default_factory=list)  # recipients whose data was dropped
+    # Recipients of transactions the connection ended in before the DATA answer (a drop above, a
+    # server stop, an idle timeout while the client stalled): the client cannot know their fate.
+    cut: list[str] = field(default_factory=list)
     _defer_until: float | None = None
     _data_seen: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -133,8 +136,23 @@ class SmtpSink:
     def start(self) -> SmtpSink:
         port = self.port or _free_port()
         from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import SMTP
 
-        self._controller = Controller(
+        sink = self
+
+        class _Server(SMTP):
+            def connection_lost(self, error: Exception | None) -> None:
+                # Recipients accepted and no answer to their data yet: the transaction is cut.
+                if self.envelope is not None and self.envelope.rcpt_tos:
+                    with sink._lock:
+                        sink.cut.extend(self.envelope.rcpt_tos)
+                super().connection_lost(error)
+
+        class _Controller(Controller):
+            def factory(self) -> SMTP:
+                return _Server(self.handler, **self.SMTP_kwargs)
+
+        self._controller = _Controller(
             self, hostname=self.host, port=port, ready_timeout=10, timeout=self.idle_timeout
         )
         self._controller.start()
