@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from activities.deps import ActivityDeps
 from activities.registry import all_activities
+from activities.webhook_delivery import webhook_activities
 from core import logs, metrics, tracing
 from core.interceptors import ObservabilityInterceptor
 from core.settings import Settings, get_settings
@@ -25,6 +26,7 @@ from workflows.campaign import CampaignWorkflow
 from workflows.campaign_send import CampaignSendWorkflow
 from workflows.journey import JourneyWorkflow
 from workflows.resend import ResendUnknownWorkflow
+from workflows.webhook_delivery import WebhookEndpointWorkflow
 
 log = logging.getLogger("campaigns.worker")
 
@@ -38,8 +40,14 @@ def build_worker(client: Client, settings: Settings, deps: ActivityDeps) -> Work
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[CampaignWorkflow, ResendUnknownWorkflow, CampaignSendWorkflow, JourneyWorkflow],
-        activities=all_activities(deps),
+        workflows=[
+            CampaignWorkflow,
+            ResendUnknownWorkflow,
+            CampaignSendWorkflow,
+            JourneyWorkflow,
+            WebhookEndpointWorkflow,
+        ],
+        activities=[*all_activities(deps), *webhook_activities(settings, deps.engine)],
         # Log ids, retry and batch metrics; tracing comes with the client's interceptors.
         interceptors=[ObservabilityInterceptor()],
         max_concurrent_activities=settings.max_concurrent_activities,

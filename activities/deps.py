@@ -1,11 +1,12 @@
 """What the activities need at run time, built once per worker process."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.send.throttle import Throttle
 from core.settings import Settings
+from providers.accounts import AccountPools
 from providers.render_pool import RenderPool
 from providers.sms import SmsClient
 from providers.smtp import SmtpConfig, SmtpPool
@@ -21,6 +22,8 @@ class ActivityDeps:
     render_pool: RenderPool
     # The provider accounts' rate limits as this worker draws on them (shared through Postgres).
     throttle: Throttle
+    # Tenants' own provider accounts: a pool per account, made on first use (providers.accounts).
+    accounts: AccountPools = field(default_factory=AccountPools)
 
     @classmethod
     def build(cls, settings: Settings, engine: AsyncEngine) -> "ActivityDeps":
@@ -51,3 +54,4 @@ class ActivityDeps:
         await self.render_pool.close()
         await self.smtp.close()
         await self.sms.close()
+        await self.accounts.close()

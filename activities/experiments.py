@@ -1,8 +1,10 @@
 """decide_winner: the end of an A/B test's test phase (core.experiments; README "A/B tests").
 
 Reads each variant's distinct recipients (sent, delivered, opened, clicked, converted) from the
-ledger and the interactions, decides by the campaign's metric and confidence (or takes the
-operator's pick), and records the winner once: a retried or repeated decision keeps the first.
+ledger and the interactions (opens and clicks of people only: machine ones, such as privacy
+proxies and link scanners, never choose a winner; README "Honest engagement"), decides by the
+campaign's metric and confidence (or takes the operator's pick), and records the winner once: a
+retried or repeated decision keeps the first.
 """
 
 from temporalio import activity

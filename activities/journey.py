@@ -12,8 +12,7 @@ from activities.deps import ActivityDeps
 from activities.lifecycle import LifecycleActivities
 from core.constants import ERR_CAMPAIGN_INVALID
 from core.enums import CampaignType
-from core.messages import (
-    CheckCampaignInput,
+from core.journey_messages import (
     Engagement,
     EngagementInput,
     EventSeenInput,
@@ -22,6 +21,7 @@ from core.messages import (
     RunSummary,
     RunSummaryInput,
 )
+from core.messages import CheckCampaignInput
 from db.audience import member_ids_after
 from db.campaign_state import campaign_setup
 from db.events import event_seen

@@ -12,17 +12,28 @@ from jwt.types import Options
 from api.errors import Problem
 from core.settings import Settings
 
+ADMIN_ROLE = "admin"
+
 
 @dataclass(frozen=True)
 class Principal:
     subject: str
     tenants: frozenset[str]
+    # The `roles` claim: `admin` may change a tenant's workspace (docs/tenants-and-providers.md).
+    roles: frozenset[str] = frozenset()
 
     def require(self, tenant_id: str) -> None:
         """A tenant the token does not grant is a 403 (README "Security"). The answer does not repeat the
         tenant id: no response carries another tenant's identifiers."""
         if tenant_id not in self.tenants:
             raise Problem(403, "the token does not grant the tenant named in the request")
+
+    def require_admin(self, tenant_id: str) -> None:
+        """Workspace changes (identities, provider accounts, settings) need the `admin` role, on
+        top of the tenant (403 either way; an object of another tenant is a 404 before this)."""
+        self.require(tenant_id)
+        if ADMIN_ROLE not in self.roles:
+            raise Problem(403, "this needs the `admin` role in the token's `roles` claim")
 
 
 def decode(token: str, settings: Settings) -> Principal:
@@ -64,7 +75,16 @@ def decode(token: str, settings: Settings) -> Principal:
         tenants.extend(t for t in claims["tenants"] if isinstance(t, str))
     if not isinstance(sub, str) or not sub or not tenants:
         raise Problem(401, "the token needs a `sub` and a `tenant_id` or `tenants` claim")
-    return Principal(subject=sub, tenants=frozenset(tenants))
+    return Principal(subject=sub, tenants=frozenset(tenants), roles=_roles(claims.get("roles")))
+
+
+def _roles(claim: object) -> frozenset[str]:
+    """The `roles` claim: a list of names (or one name); anything else grants none."""
+    if isinstance(claim, str):
+        return frozenset([claim])
+    if isinstance(claim, list):
+        return frozenset(r for r in claim if isinstance(r, str))
+    return frozenset()
 
 
 def _check_lifetime(claims: dict[str, Any], max_age: int) -> None:
@@ -84,7 +104,13 @@ def _check_lifetime(claims: dict[str, Any], max_age: int) -> None:
         raise Problem(401, f"invalid token: its lifetime is over {max_age} seconds")
 
 
-def issue_token(settings: Settings, subject: str, tenants: list[str], ttl: timedelta | None = None) -> str:
+def issue_token(
+    settings: Settings,
+    subject: str,
+    tenants: list[str],
+    ttl: timedelta | None = None,
+    roles: list[str] | None = None,
+) -> str:
     """Development/test tokens (HS256 with the configured secret), valid for `ttl` (at most, and by
     default, `CAMPAIGNS_JWT_MAX_AGE`), with the configured issuer and audience."""
     now = datetime.now(UTC)
@@ -94,6 +120,8 @@ def issue_token(settings: Settings, subject: str, tenants: list[str], ttl: timed
         claims["iss"] = settings.jwt_issuer
     if settings.jwt_audience:
         claims["aud"] = settings.jwt_audience
+    if roles:
+        claims["roles"] = roles
     if len(tenants) == 1:
         claims["tenant_id"] = tenants[0]
     else:

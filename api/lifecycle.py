@@ -57,7 +57,11 @@ class CampaignControl:
         name: str = "",
         created_by: str | None = None,
     ) -> None:
-        """Start the campaign's workflow in DRAFT, labelled for operators in the Temporal UI."""
+        """Start the campaign's workflow in DRAFT, labelled for operators in the Temporal UI.
+
+        Idempotent: a second start of the same campaign (a retry after a lost answer) joins the
+        workflow already running, and one that has ended is never started again (a campaign's
+        workflow id is used once), so a campaign never gets two workflows."""
         attrs = None
         if self.search_attributes:
             pairs: list[SearchAttributePair[Any]] = [
@@ -68,6 +72,21 @@ class CampaignControl:
             if club_id:
                 pairs.append(SearchAttributePair(SA_CLUB_ID, club_id))
             attrs = TypedSearchAttributes(pairs)
+        try:
+            await self._start(campaign_id, tenant_id, club_id, type_, name, created_by, attrs)
+        except WorkflowAlreadyStartedError:
+            pass  # its workflow ran and ended (a deleted DRAFT): nothing to start
+
+    async def _start(
+        self,
+        campaign_id: str,
+        tenant_id: str,
+        club_id: str | None,
+        type_: str,
+        name: str,
+        created_by: str | None,
+        attrs: TypedSearchAttributes | None,
+    ) -> None:
         await self.client.start_workflow(
             CAMPAIGN_WORKFLOW,
             CampaignWorkflowInput(
@@ -79,6 +98,8 @@ class CampaignControl:
             ),
             id=campaign_workflow_id(campaign_id),
             task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=attrs,
             memo={
                 "campaignId": campaign_id,
@@ -96,6 +117,20 @@ class CampaignControl:
                 "the current details say where it stands."
             ),
         )
+
+    async def workflow_exists(self, campaign_id: str) -> bool | None:
+        """Whether the campaign's workflow was ever started; None when Temporal cannot say."""
+        try:
+            await self.client.get_workflow_handle(campaign_workflow_id(campaign_id)).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False
+            log.warning("cannot tell whether campaign %s has a workflow: %s", campaign_id, err)
+            return None
+        except Exception as err:  # the connection itself failed
+            log.warning("cannot tell whether campaign %s has a workflow: %r", campaign_id, err)
+            return None
+        return True
 
     async def update(
         self, campaign_id: str, name: str, result_type: type[R], arg: Any = None, *, status: str

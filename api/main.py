@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from api import errors
+from api.campaign_create import BackgroundReconcile
 from api.deps import AppState, StateDep, storable_query
 from api.edge import EdgeLimits
 from api.lifecycle import CampaignControl
@@ -20,14 +21,20 @@ from api.routes import (
     estimate,
     events,
     experiments,
+    follow_ups,
     policies,
+    provider_accounts,
+    provider_webhooks,
     resend,
     segments,
+    sender_identities,
     stats,
     suppressions,
     templates,
+    tenant_settings,
     test_sends,
     tracking,
+    webhook_endpoints,
     webhooks,
 )
 from core import logs, tracing
@@ -66,10 +73,14 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         )
         rollup = BackgroundRollup(engine)  # counts what tracking appends (api.rollup)
         rollup.start()
+        # Finishes or removes the creates a crash cut short (api.campaign_create).
+        reconcile = BackgroundReconcile(engine, app.state.campaigns.control)
+        reconcile.start()
         try:
             yield
         finally:
             await app.state.campaigns.close_tracking()
+            await reconcile.stop()
             await rollup.stop()
             await render_pool.close()
             await read_engine.dispose()
@@ -128,6 +139,12 @@ ROUTERS = (
     approvals.router,
     test_sends.router,
     experiments.router,
+    webhook_endpoints.router,
+    follow_ups.router,
+    sender_identities.router,
+    provider_accounts.router,
+    tenant_settings.router,
+    provider_webhooks.router,
 )
 
 

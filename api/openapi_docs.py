@@ -109,6 +109,37 @@ TAGS: list[dict[str, str]] = [
         "and FAILED). No bearer token: the body must carry `X-Campaigns-Signature: sha256=<hex "
         "HMAC-SHA256 of the raw body>`.",
     },
+    {
+        "name": "provider webhooks",
+        "description": "Providers' own webhooks (Twilio, SendGrid, Mailgun, Postmark, Amazon SES through "
+        "SNS): a tenant admin registers one per provider with its credential (sealed, never returned) "
+        "and pastes the answer's `url` into the provider's console. Requests there carry no bearer "
+        "token: each is verified with its provider's signature scheme (401 otherwise) and acted on "
+        "once per provider event id.",
+    },
+    {
+        "name": "webhook endpoints",
+        "description": "Outbound webhooks to a tenant's own systems (admin role): campaign status "
+        "changes and message events POSTed in signed batches (Standard Webhooks: `Webhook-Id`, "
+        "`Webhook-Timestamp`, `Webhook-Signature`), at least once, with retries, dead letters and replay.",
+    },
+    {
+        "name": "sender identities",
+        "description": "Who a tenant's messages come from: email From, Reply-To and SMS sender, the "
+        "accounts they go through, and the email domain's DKIM key (generated or uploaded, never "
+        "returned; the answer carries the TXT record to publish). Writes need the admin role; an "
+        "identity sends only once its domain is verified (docs/tenants-and-providers.md).",
+    },
+    {
+        "name": "provider accounts",
+        "description": "A tenant's SMTP relays and SMS providers (Twilio-compatible). Credentials are "
+        "sealed and never returned; hosts must be public addresses. Writes need the admin role.",
+    },
+    {
+        "name": "tenant settings",
+        "description": "A tenant's default identity and accounts, timezone, SMS help text and sending "
+        "policy (JSON merge-patch; every value has a default). Admin role only.",
+    },
     {"name": "health", "description": "Liveness of the API and its database; no token needed."},
 ]
 

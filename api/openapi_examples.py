@@ -68,6 +68,7 @@ SEED_CAMPAIGN: dict[str, Any] = {
 # What GET /campaigns/:id shows beyond the reference example: every outcome counted, the lifecycle
 # instants, the conversion and RECURRING/TRIGGERED fields.
 CAMPAIGN_EXTRAS: dict[str, Any] = {
+    "sourceCampaignId": None,
     "convertedCount": 0,
     "unsubscribedCount": 0,
     "bouncedCount": 0,
@@ -95,6 +96,7 @@ CAMPAIGN_EXTRAS: dict[str, Any] = {
     "holdoutPercent": 0.0,
     "abTest": None,
     "abWinner": None,
+    "senderIdentityId": None,
     "expectedFinishAt": None,
     "approvedBy": None,
     "approvedAt": None,
@@ -198,6 +200,19 @@ STATS_EXTRAS: dict[str, Any] = {
     "holdout": None,
     "byVariant": None,
     "abDecision": None,
+    # Honest engagement (README): human + machine = all; the human rates use human counts.
+    "humanOpenedCount": 165,
+    "machineOpenedCount": 50,
+    "humanClickedCount": 80,
+    "machineClickedCount": 9,
+    "humanOpenRate": 0.3452,
+    "humanClickRate": 0.4848,
+    "humanConversionRate": 0.15,
+    "rateBasis": "ALL",
+    "timeline": [
+        {"hour": "2025-12-14T09:00:00Z", "sent": 100, "opened": 45, "humanOpened": 30},
+        {"hour": "2025-12-14T10:00:00Z", "sent": 385, "opened": 120, "humanOpened": 95},
+    ],
 }
 
 SEED_INTERACTIONS: dict[str, Any] = {
@@ -215,5 +230,7 @@ SEED_INTERACTIONS: dict[str, Any] = {
     ],
     "meta": {"total": 89, "skip": 0, "take": 25},
 }
+# Each open and click says whether a person or a machine made it, and why (README "Honest engagement").
+INTERACTION_EXTRAS: dict[str, Any] = {"class": "human", "classReason": "no-machine-signal"}
 
 COMPLETED = "The reference example, with the fields this API adds"

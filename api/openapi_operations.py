@@ -9,6 +9,7 @@ from api.openapi_examples import (
     CAMPAIGN_EXTRAS,
     COMPLETED,
     CREATE_BY_TYPE,
+    INTERACTION_EXTRAS,
     SEED_CAMPAIGN,
     SEED_CREATE,
     SEED_INTERACTIONS,
@@ -190,7 +191,14 @@ SEED_OPERATIONS: dict[tuple[str, str], OperationDoc] = {
             "channel": "EMAIL or SMS",
             "customerId": "One recipient's interactions",
         },
-        "responses": {"200": {"seed": example(SEED_INTERACTIONS)}},
+        "responses": {
+            "200": {
+                "seed": example(
+                    {**SEED_INTERACTIONS, "data": [{**SEED_INTERACTIONS["data"][0], **INTERACTION_EXTRAS}]},
+                    COMPLETED,
+                )
+            }
+        },
     },
 }
 

@@ -7,17 +7,26 @@ So a request's answer (the pixel, the redirect) is sent after its event is durab
 only events that were never acknowledged. While one batch is in the database the next one gathers,
 so batches grow with the load and an idle server writes each event at once.
 
+After a batch that holds clicks, the writer reclassifies the clicks that turn out to be a burst on
+one message's links (db.interactions.mark_link_bursts, core.engagement rule 3) in a second
+statement: the INSERT cannot see its own rows, and a scanner's clicks often share a batch.
+
 If a batch fails, each of its events is tried alone, so one bad row cannot sink the others; an event
 that still fails raises in its own request (which logs it and answers anyway, see api.routes.tracking).
 """
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.interactions import TrackedEvent, append_tracked
+from api.errors import loggable_error
+from core.enums import InteractionType
+from db.interactions import TrackedEvent, append_tracked, mark_link_bursts
+
+log = logging.getLogger("campaigns.tracking")
 
 IDLE_SECONDS = 5.0  # an idle writer's task ends; the next event starts a new one
 
@@ -93,7 +102,20 @@ class TrackingWriter:
                 for waiting in batch:
                     await self._write([waiting])
         else:
+            await self._mark_bursts(batch)
             _settle(batch, None)
+
+    async def _mark_bursts(self, batch: list[_Waiting]) -> None:
+        """Rule 3 for the clicks just stored. Its failure must not fail the stored events (a retry
+        of the batch would store them twice); the clicks then keep the class they were stored with."""
+        clicked = [w.event.delivery_id for w in batch if w.event.type == InteractionType.CLICKED]
+        if not clicked:
+            return
+        try:
+            async with self._engine.connect() as conn:
+                await mark_link_bursts(conn, clicked)
+        except SQLAlchemyError as error:
+            log.warning("could not check clicks for link bursts: %s", loggable_error(error))
 
 
 def _settle(batch: list[_Waiting], error: BaseException | None) -> None:

@@ -34,11 +34,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import text
 
 from api.auth import issue_token
 from bench.harness import BenchStack, bench_stack, encode, free_port, run_load, wait_port
-from db.rollups import roll_up
+from db.bench_seed import interaction_totals, seed_listing
 from providers.tracking import tracking_links
 
 TENANT = "tenant_api_bench"
@@ -78,73 +77,7 @@ class Result:
 
 async def seed(stack: BenchStack, campaigns: int, deliveries: int) -> tuple[list[str], str, list[str]]:
     async with stack.engine.begin() as conn:
-        await conn.execute(
-            text(
-                """
-                INSERT INTO campaigns (id, tenant_id, club_id, name, type, status, channels, created_at)
-                SELECT 'campaign_b' || lpad(g::text, 10, '0'), :t, 'club_' || (g % 20), 'Campaign ' || g,
-                       'ONE_TIME', (ARRAY['DRAFT','SCHEDULED','ACTIVE','COMPLETED'])[1 + g % 4],
-                       ARRAY['EMAIL'], now() - make_interval(secs => g)
-                FROM generate_series(1, :n) g
-                """
-            ),
-            {"t": TENANT, "n": campaigns},
-        )
-        await conn.execute(
-            text(
-                """
-                INSERT INTO campaign_counters (campaign_id, channel, type, recipients, events)
-                SELECT 'campaign_b' || lpad(g::text, 10, '0'), 'ALL', k, 100 + g % 50, 100 + g % 50
-                FROM generate_series(2, :n) g, unnest(ARRAY['SENT','DELIVERED','OPENED']) k
-                """
-            ),
-            {"n": campaigns},
-        )
-        sent = "campaign_b" + "1".zfill(10)
-        await conn.execute(
-            text(
-                "INSERT INTO send_runs (id, campaign_id, tenant_id, number, snapshot_complete, target_count)"
-                " VALUES (:r, :c, :t, 1, true, :n)"
-            ),
-            {"r": f"{sent}.r1", "c": sent, "t": TENANT, "n": deliveries},
-        )
-        await conn.execute(
-            text(
-                """
-                INSERT INTO customers (id, tenant_id, external_id, email, first_name)
-                SELECT 'customer_b' || g, :t, 'x' || g, 'm' || g || '@bench.example.com', 'F' || g
-                FROM generate_series(1, :n) g
-                """
-            ),
-            {"t": TENANT, "n": deliveries},
-        )
-        await conn.execute(
-            text(
-                """
-                INSERT INTO deliveries (id, run_id, campaign_id, tenant_id, customer_id, channel, outcome,
-                                        address, sent_at)
-                SELECT 'delivery_b' || g, :r, :c, :t, 'customer_b' || g, 'EMAIL', 'SENT',
-                       'm' || g || '@bench.example.com', now()
-                FROM generate_series(1, :n) g
-                """
-            ),
-            {"r": f"{sent}.r1", "c": sent, "t": TENANT, "n": deliveries},
-        )
-        # The ledger's SENT interactions, counted by the real roll-up, as a send leaves them.
-        await conn.execute(
-            text(
-                """
-                INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id, channel,
-                                          type, occurred_at, event_key)
-                SELECT 'interaction_b' || g, :t, :c, 'delivery_b' || g, 'customer_b' || g, 'EMAIL', 'SENT',
-                       now() - interval '1 hour', 'sent:delivery_b' || g
-                FROM generate_series(1, :n) g
-                """
-            ),
-            {"t": TENANT, "c": sent, "n": deliveries},
-        )
-        await roll_up(conn, campaign_id=sent)
-        await conn.execute(text("ANALYZE"))
+        sent = await seed_listing(conn, TENANT, campaigns, deliveries)
     ids = [f"campaign_b{str(g).zfill(10)}" for g in range(1, campaigns + 1)]
     return ids, sent, [f"delivery_b{g}" for g in range(1, deliveries + 1)]
 
@@ -226,18 +159,8 @@ def measure(pool: Any, port: int, target: Target, rng: random.Random, n: int, cl
 async def truth(stack: BenchStack, campaign_id: str) -> dict[str, int]:
     """What the interactions table says, counted the slow way."""
     async with stack.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    "SELECT count(DISTINCT customer_id) FILTER (WHERE type = 'OPENED'),"
-                    " count(DISTINCT customer_id) FILTER (WHERE type = 'CLICKED'),"
-                    " count(*) FILTER (WHERE type IN ('OPENED', 'CLICKED'))"
-                    " FROM interactions WHERE campaign_id = :c"
-                ),
-                {"c": campaign_id},
-            )
-        ).one()
-    return {"openedCount": row[0], "clickedCount": row[1], "events": row[2]}
+        totals = await interaction_totals(conn, campaign_id)
+    return {"openedCount": totals.opened, "clickedCount": totals.clicked, "events": totals.events}
 
 
 def start_api(cfg: Any, port: int, workers: int) -> "subprocess.Popen[bytes]":

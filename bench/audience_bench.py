@@ -15,7 +15,6 @@ import resource
 import time
 from typing import Any
 
-import psycopg
 from temporalio.testing import ActivityEnvironment
 
 from activities.deps import ActivityDeps
@@ -24,46 +23,13 @@ from activities.snapshot import SnapshotActivities
 from bench.harness import scratch_database
 from core.messages import SendBatchInput, SnapshotInput
 from core.settings import Settings
+from db.bench_seed import build_big_audience
 from db.engine import make_engine
 from devstack.sinks import SmsSink, SmtpSink
 
 
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def build_audience(url: str, n: int) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            """
-            INSERT INTO customers (id, tenant_id, external_id, email, phone, first_name, attributes)
-            SELECT 'customer_' || lpad(g::text, 9, '0'), 'tenant_big', 'ext-' || g,
-                   'm' || g || '@big.example.com', '+4420' || lpad(g::text, 9, '0'), 'F' || g,
-                   jsonb_build_object('tier', CASE WHEN g %% 2 = 0 THEN 'gold' ELSE 'silver' END)
-            FROM generate_series(1, %s) g
-            """,
-            (n,),
-        )
-        conn.execute(
-            "INSERT INTO segments (id, tenant_id, name, type)"
-            " VALUES ('segment_big', 'tenant_big', 'all', 'STATIC')"
-        )
-        conn.execute(
-            "INSERT INTO segment_members (segment_id, customer_id)"
-            " SELECT 'segment_big', id FROM customers WHERE tenant_id = 'tenant_big'"
-        )
-        conn.execute(
-            "INSERT INTO templates (id, tenant_id, name, channel, subject, html, text)"
-            " VALUES ('template_big', 'tenant_big', 't', 'EMAIL', 'Hi {{ firstName }}',"
-            " '<p>Hi {{ firstName }} <a href=\"https://example.com/x\">x</a></p>', 'Hi {{ firstName }}')"
-        )
-        conn.execute(
-            "INSERT INTO campaigns"
-            " (id, tenant_id, name, type, status, channels, segment_id, email_template_id) VALUES"
-            " ('campaign_big', 'tenant_big', 'big', 'ONE_TIME', 'ACTIVE', ARRAY['EMAIL'],"
-            " 'segment_big', 'template_big')"
-        )
-        conn.execute("ANALYZE")
 
 
 async def main(n: int, pages: int) -> None:
@@ -77,7 +43,7 @@ async def run(url: str, n: int, pages: int) -> None:
     sms = await SmsSink().start()
     try:
         t0 = time.perf_counter()
-        build_audience(url, n)
+        build_big_audience(url, n)
         print(f"audience of {n:,} built in {time.perf_counter() - t0:.1f} s")
         settings = Settings(environment="test", database_url=url, smtp_port=smtp.port, sms_url=sms.url)
         engine = make_engine(url, pool_size=settings.send_concurrency + 4)

@@ -33,7 +33,6 @@ from typing import Any
 import httpx
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -46,6 +45,7 @@ from bench.harness import free_port, scratch_database, start_worker_process, wai
 from core.binaries import find_binary
 from core.constants import SEARCH_ATTRIBUTES
 from core.settings import Settings
+from db.bench_seed import seed_static_audience
 from db.engine import make_engine
 
 TENANT_A, TENANT_B, TENANT_B_ALONE = "tenant_rl_a", "tenant_rl_b", "tenant_rl_b_alone"
@@ -142,44 +142,14 @@ async def stack(rate: float, workers: int) -> AsyncIterator[Stack]:
 
 async def campaign(s: Stack, tenant: str, n: int) -> str:
     """A STATIC segment of n customers (generated in SQL), an EMAIL template and a campaign."""
-    tag, domain = tenant, f"{tenant.replace('_', '-')}.example.com"
     async with s.engine.begin() as conn:
-        await conn.execute(
-            text(
-                """
-                INSERT INTO customers (id, tenant_id, external_id, email, first_name)
-                SELECT 'customer_' || :tag || lpad(g::text, 8, '0'), :tag, 'x' || g, g || '@' || :domain,
-                       'First' || g
-                FROM generate_series(1, :n) g
-                """
-            ),
-            {"tag": tag, "domain": domain, "n": n},
-        )
-        await conn.execute(
-            text("INSERT INTO segments (id, tenant_id, name, type) VALUES (:s, :t, 'all', 'STATIC')"),
-            {"s": f"segment_{tag}", "t": tenant},
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO segment_members (segment_id, customer_id)"
-                " SELECT :s, 'customer_' || :tag || lpad(g::text, 8, '0') FROM generate_series(1, :n) g"
-            ),
-            {"s": f"segment_{tag}", "tag": tag, "n": n},
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO templates (id, tenant_id, name, channel, subject, html, text)"
-                " VALUES (:id, :t, 'News', 'EMAIL', 'Hello {{ firstName }}', '<p>Hi {{ firstName }}</p>',"
-                " 'Hi {{ firstName }}')"
-            ),
-            {"id": f"template_{tag}", "t": tenant},
-        )
+        segment, template = await seed_static_audience(conn, tenant, n)
     body: dict[str, Any] = {
         "tenantId": tenant,
         "name": f"rate limits {tenant}",
-        "segmentId": f"segment_{tag}",
+        "segmentId": segment,
         "channels": ["EMAIL"],
-        "emailTemplateId": f"template_{tag}",
+        "emailTemplateId": template,
     }
     r = await s.api.post("/campaigns", json=body)
     assert r.status_code == 201, r.text

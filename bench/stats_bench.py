@@ -27,13 +27,13 @@ from typing import Any
 
 import httpx
 import psycopg
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import issue_token
 from api.deps import AppState
 from api.main import create_app
 from core.settings import Settings
+from db.bench_seed import InteractionSlice, StatsSeed, bulk_roll_up, naive_stats, seed_stats_campaign
 from db.engine import make_engine
 from db.migrate import upgrade
 from providers.tracking import tracking_links
@@ -42,17 +42,7 @@ TENANT = "tenant_bench"
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-@dataclass(frozen=True)
-class Slice:
-    """One bulk-generated group of interactions: `n` rows of a type on a channel."""
-
-    code: str
-    type: str
-    channel: str
-    n: int
-    customer: str  # SQL over g (0..n-1): the customer number
-    at: str  # SQL over g and c (customer number): seconds after the campaign start
-    metadata: str = "'{}'::jsonb"
+Slice = InteractionSlice
 
 
 def plan(total: int, recipients: int) -> list[Slice]:
@@ -100,125 +90,10 @@ async def build_campaign(engine: AsyncEngine, total: int, recipients: int) -> Be
     tag = uuid.uuid4().hex[:6]
     campaign = BenchCampaign(f"campaign_bench{tag}", tag, recipients, total)
     start = (datetime.now(UTC) - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
-    p = {
-        "c": campaign.id,
-        "run": f"{campaign.id}.r1",
-        "t": TENANT,
-        "r": recipients,
-        "start": start,
-        "tag": tag,
-    }
+    seed = StatsSeed(campaign.id, TENANT, recipients, start, tag)
     async with engine.begin() as conn:
-        await conn.execute(text("SET LOCAL synchronous_commit = off"))
-        await conn.execute(
-            text(
-                "INSERT INTO customers (id, tenant_id, external_id, email, first_name, last_name)"
-                " SELECT 'customer_' || :tag || lpad(g::text, 9, '0'), :t, :c || '-' || g,"
-                "        'member' || g || '@bench.example.com', 'First' || g, 'Last' || g"
-                " FROM generate_series(0, :r - 1) g"
-            ),
-            p,
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO campaigns (id, tenant_id, name, type, status, channels, target_count,"
-                "  started_at, completed_at, conversion_event, conversion_window_hours)"
-                " VALUES (:c, :t, 'Benchmark', 'ONE_TIME', 'COMPLETED', ARRAY['EMAIL','SMS'], :r,"
-                "  :start, :start + interval '2 hours', 'booking.created', 72)"
-            ),
-            p,
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO send_runs (id, campaign_id, tenant_id, number, started_at, snapshot_complete,"
-                " target_count) VALUES (:run, :c, :t, 1, :start, true, :r)"
-            ),
-            p,
-        )
-        for ch, letter, n in (("EMAIL", "e", recipients), ("SMS", "s", int(recipients * 0.4))):
-            await conn.execute(
-                text(
-                    "INSERT INTO deliveries (id, run_id, campaign_id, tenant_id, customer_id, channel,"
-                    "  outcome, sent_at, provider_message_id)"
-                    f" SELECT 'delivery_{letter}' || :tag || g, :run, :c, :t,"
-                    f"  'customer_' || :tag || lpad(g::text, 9, '0'), '{ch}', 'SENT',"
-                    "  :start + make_interval(secs => g * 7200.0 / :r),"
-                    f"  '<bench-{letter}' || g || '@' || :tag || '>'"
-                    " FROM generate_series(0, :n - 1) g"
-                ),
-                {**p, "n": n},
-            )
-        for s in plan(total, recipients):
-            letter = "e" if s.channel == "EMAIL" else "s"
-            await conn.execute(
-                text(
-                    "INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id,"
-                    "  channel, type, occurred_at, metadata, rolled_up)"
-                    f" SELECT 'interaction_{s.code}' || :tag || g, :t, :c, 'delivery_{letter}' || :tag || c,"
-                    f"  'customer_' || :tag || lpad(c::text, 9, '0'), '{s.channel}', '{s.type}',"
-                    f"  :start + make_interval(secs => {s.at}), {s.metadata}, true"
-                    f" FROM generate_series(0, :n - 1) g, LATERAL (SELECT {s.customer} AS c) x"
-                ),
-                {**p, "n": s.n},
-            )
+        await seed_stats_campaign(conn, seed, plan(total, recipients))
     return campaign
-
-
-ROLL_UP_SQL = [
-    # First interaction of each type per message (per channel) and per recipient (ALL).
-    """INSERT INTO interaction_firsts (campaign_id, type, channel, customer_id, occurred_at)
-       SELECT campaign_id, type, channel, customer_id, min(occurred_at) FROM interactions
-       WHERE campaign_id = :c GROUP BY campaign_id, type, channel, customer_id""",
-    """INSERT INTO interaction_firsts (campaign_id, type, channel, customer_id, occurred_at)
-       SELECT campaign_id, type, 'ALL', customer_id, min(occurred_at) FROM interactions
-       WHERE campaign_id = :c GROUP BY campaign_id, type, customer_id""",
-    # Counters: events from the interactions, distinct recipients from the firsts.
-    """INSERT INTO campaign_counters (campaign_id, channel, type, recipients, events)
-       SELECT e.campaign_id, e.channel, e.type, COALESCE(f.n, 0), e.n FROM (
-           SELECT campaign_id, channel, type, count(*) AS n FROM interactions
-           WHERE campaign_id = :c GROUP BY campaign_id, channel, type
-           UNION ALL
-           SELECT campaign_id, 'ALL', type, count(*) FROM interactions
-           WHERE campaign_id = :c GROUP BY campaign_id, type
-       ) e LEFT JOIN (
-           SELECT campaign_id, channel, type, count(*) AS n FROM interaction_firsts
-           WHERE campaign_id = :c GROUP BY campaign_id, channel, type
-       ) f USING (campaign_id, channel, type)""",
-    # Timeline: recipients in the UTC hour of their first interaction of each type.
-    """INSERT INTO campaign_hourly (campaign_id, hour, type, recipients)
-       SELECT campaign_id, date_trunc('hour', occurred_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
-              type, count(*)
-       FROM interaction_firsts WHERE campaign_id = :c AND channel = 'ALL'
-       GROUP BY 1, 2, 3""",
-]
-
-CHECK_SQL = """
-    SELECT
-      (SELECT count(*) FROM interactions WHERE campaign_id = :c),
-      (SELECT sum(events) FROM campaign_counters WHERE campaign_id = :c AND channel = 'ALL'),
-      (SELECT count(DISTINCT customer_id) FROM interactions WHERE campaign_id = :c AND type = 'OPENED'),
-      (SELECT recipients FROM campaign_counters WHERE campaign_id = :c AND channel = 'ALL'
-         AND type = 'OPENED'),
-      (SELECT sum(recipients) FROM campaign_hourly WHERE campaign_id = :c AND type = 'OPENED')
-"""
-
-NAIVE_SQL = """
-    SELECT type, channel, count(*), count(DISTINCT customer_id) FROM interactions
-    WHERE campaign_id = :c GROUP BY ROLLUP (type, channel)
-"""
-
-
-async def roll_up(engine: AsyncEngine, campaign_id: str) -> None:
-    async with engine.begin() as conn:
-        await conn.execute(text("SET LOCAL work_mem = '256MB'"))
-        for sql in ROLL_UP_SQL:
-            await conn.execute(text(sql), {"c": campaign_id})
-    async with engine.connect() as conn:
-        counted, rolled, openers, opener_counter, hourly = (
-            await conn.execute(text(CHECK_SQL), {"c": campaign_id})
-        ).one()
-    assert counted == rolled, (counted, rolled)
-    assert openers == opener_counter == hourly, (openers, opener_counter, hourly)
 
 
 @dataclass
@@ -334,7 +209,7 @@ async def measure(
     async with engine.connect() as conn:
 
         async def naive(_: int) -> None:
-            (await conn.execute(text(NAIVE_SQL), {"c": big})).all()
+            await naive_stats(conn, big)
 
         rows.append(Row("contrast: stats by scanning interactions", await timed(3, naive)))
     return rows
@@ -354,8 +229,8 @@ async def main(args: argparse.Namespace) -> None:
         big = await build_campaign(engine, args.interactions, recipients)
         small = await build_campaign(engine, max(args.calls * 3, 1000), max(args.calls, 334))
         t1 = time.perf_counter()
-        await roll_up(engine, big.id)
-        await roll_up(engine, small.id)
+        await bulk_roll_up(engine, big.id)
+        await bulk_roll_up(engine, small.id)
         t2 = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")

@@ -23,7 +23,7 @@ def skip_reason(customer: Mapping[Any, Any], channel: str) -> SkipReason | None:
         if customer["email_bounced_at"] is not None:
             return SkipReason.HARD_BOUNCED
         if customer["email_suppressed"]:
-            return SkipReason.SUPPRESSED
+            return _listed(customer["email_suppressed"])
         if not customer["email_opt_in"]:
             return SkipReason.NO_CONSENT
         return None
@@ -32,7 +32,15 @@ def skip_reason(customer: Mapping[Any, Any], channel: str) -> SkipReason | None:
     if customer["sms_unsubscribed_at"] is not None:
         return SkipReason.UNSUBSCRIBED
     if customer["sms_suppressed"]:
-        return SkipReason.SUPPRESSED
+        return _listed(customer["sms_suppressed"])
     if not customer["sms_opt_in"]:
         return SkipReason.NO_CONSENT
     return None
+
+
+def _listed(entry: object) -> SkipReason:
+    """The reason of a suppression-list entry: the one the service stored with it (COMPLAINED,
+    UNSUBSCRIBED, ... from a provider's webhook), else SUPPRESSED (an operator's entry)."""
+    if isinstance(entry, str) and entry in SkipReason.__members__:
+        return SkipReason(entry)
+    return SkipReason.SUPPRESSED

@@ -50,6 +50,9 @@ class SkipReason(StrEnum):
     UNSUBSCRIBED = "UNSUBSCRIBED"
     HARD_BOUNCED = "HARD_BOUNCED"
     SUPPRESSED = "SUPPRESSED"  # the address is on the tenant's suppression list
+    # The address is on the suppression list because its owner reported a message as spam (a
+    # provider's complaint event; README "Provider webhooks").
+    COMPLAINED = "COMPLAINED"
     PROVIDER_ERROR = "PROVIDER_ERROR"
     CRASHED_IN_FLIGHT = "CRASHED_IN_FLIGHT"
     CUSTOMER_DELETED = "CUSTOMER_DELETED"

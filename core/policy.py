@@ -155,6 +155,22 @@ class Seeds(_Model):
         return self.emails if channel == Channel.EMAIL else self.phones
 
 
+class RateBasis(StrEnum):
+    """Which counts the seed's rates (`openRate`, `clickRate`, `conversionRate`) divide."""
+
+    ALL = "ALL"  # every open and click, as the seed defines them (the default)
+    HUMAN = "HUMAN"  # only those not classified as a machine's (README "Honest engagement")
+
+
+class Engagement(_Model):
+    """How a tenant reads engagement: the basis of the seed's rates in /stats, and how long after
+    a campaign starts a follow-up may be built from its ledger before it is COMPLETED (None: only
+    once COMPLETED)."""
+
+    rates: RateBasis = RateBasis.ALL
+    follow_up_after_hours: int | None = Field(None, ge=1, le=24 * 90)
+
+
 def _sms_default() -> ChannelRules:
     return ChannelRules(quiet_hours=QuietWindow(start="21:00", end="08:00"))
 
@@ -189,6 +205,8 @@ class TenantPolicy(_Model):
     seeds: Seeds = Field(default_factory=Seeds)
     # The tenant's weight in the split of a rate-limited provider account it shares.
     rate_weight: float = Field(1.0, gt=0, le=100)
+    # Human and machine engagement (README "Honest engagement").
+    engagement: Engagement = Field(default_factory=Engagement)
 
     def rules(self, channel: str) -> ChannelRules:
         return self.email if channel == Channel.EMAIL else self.sms

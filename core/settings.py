@@ -49,8 +49,12 @@ class Settings(BaseSettings):
     webhook_secret: str = DEV_SECRET
     # Seals credentials and private keys at rest (core.secrets). Rotation: put the new key here and
     # the old one in CAMPAIGNS_SECRET_KEYS_PREVIOUS (comma-separated) until every value is resealed.
-    secret_key: str = DEV_SECRET
-    secret_keys_previous: str = ""
+    secret_key: str = Field(
+        DEV_SECRET, description="seals provider credentials and DKIM keys at rest (at least 32 bytes)"
+    )
+    secret_keys_previous: str = Field(
+        "", description="earlier secret keys, comma-separated, still opening values sealed under them"
+    )
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 1025
@@ -66,6 +70,19 @@ class Settings(BaseSettings):
     sms_url: str = "http://127.0.0.1:8025/messages"
     sms_token: str = DEV_SMS_TOKEN
     sms_from: str = "+15550000000"
+
+    # Tenant workspace (docs/tenants-and-providers.md). The platform's own DKIM key signs the mail
+    # of tenants without an identity of their own; unset (the development default): unsigned.
+    dkim_domain: str | None = Field(None, description="domain of the platform's DKIM key (`d=`)")
+    dkim_selector: str | None = Field(None, description="selector of the platform's DKIM key (`s=`)")
+    dkim_private_key: str | None = Field(None, description="the platform's DKIM private key, PEM")
+    # Tenants' SMTP and SMS hosts may not point into private networks unless this allows it.
+    provider_hosts_allow_private: bool = Field(
+        False, description="allow tenants' provider hosts on private, loopback or link-local addresses"
+    )
+    dns_nameservers: str = Field(
+        "", description="DNS servers for DKIM checks, `host[:port]`, comma-separated; empty: the system's"
+    )
 
     # Sending (README "Sending pipeline"): recipients per batch activity, messages per render job,
     # and the provider slots of one worker. A message is claimed in the ledger only as a slot
@@ -180,6 +197,23 @@ class Settings(BaseSettings):
         '"sms": {"perSecond": 1}}`, held across all workers and shared fairly by the tenants sending; '
         "an account not named: unlimited",
     )
+
+    # Outbound webhooks to tenants' systems (docs/outbound-webhooks.md).
+    webhook_dead_letter_days: float = Field(
+        3.0, gt=0, le=90, description="an endpoint failing this long dead-letters what it cannot deliver"
+    )
+    webhook_allow_http: bool = Field(False, description="accept http:// endpoint URLs (https only when off)")
+    webhook_allow_private: bool = Field(
+        False, description="accept endpoints on private, loopback or link-local addresses (SSRF guard off)"
+    )
+    webhook_poll_seconds: float = Field(
+        5.0, gt=0, le=300, description="an idle endpoint looks for events this often"
+    )
+    webhook_retry_max_seconds: float = Field(
+        300.0, ge=1, le=86_400, description="longest wait between two attempts at a failing endpoint"
+    )
+    webhook_batch_size: int = Field(100, ge=1, le=1000, description="events per webhook request, at most")
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60, description="a receiver's time to answer")
 
     @field_validator("rate_limits")
     @classmethod

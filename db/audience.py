@@ -31,6 +31,8 @@ from db.segments import SegmentRow
 # list matches however the address was written when it was added. The lookups on other records
 # read small partial indexes (only unsubscribed or bounced rows; migration 0005) and run only when
 # the customer's own record has no such mark.
+# A suppression-list entry reads as the reason a send records: the one stored with it when the
+# service listed the address on a provider's word (COMPLAINED, UNSUBSCRIBED, ...), else SUPPRESSED.
 CONSENT_COLUMNS = """
     c.id AS present, c.email, c.phone, c.email_opt_in, c.sms_opt_in,
     COALESCE(c.email_unsubscribed_at,
@@ -45,10 +47,10 @@ CONSENT_COLUMNS = """
              (SELECT min(o.email_bounced_at) FROM customers o
               WHERE o.tenant_id = c.tenant_id AND o.email = c.email
                 AND o.email_bounced_at IS NOT NULL)) AS email_bounced_at,
-    EXISTS (SELECT 1 FROM suppressions s WHERE s.tenant_id = c.tenant_id AND s.channel = 'EMAIL'
-            AND s.address = c.email) AS email_suppressed,
-    EXISTS (SELECT 1 FROM suppressions s WHERE s.tenant_id = c.tenant_id AND s.channel = 'SMS'
-            AND s.address = c.phone) AS sms_suppressed
+    (SELECT COALESCE(s.reason, 'SUPPRESSED') FROM suppressions s WHERE s.tenant_id = c.tenant_id
+     AND s.channel = 'EMAIL' AND s.address = c.email) AS email_suppressed,
+    (SELECT COALESCE(s.reason, 'SUPPRESSED') FROM suppressions s WHERE s.tenant_id = c.tenant_id
+     AND s.channel = 'SMS' AND s.address = c.phone) AS sms_suppressed
 """
 
 # What a send needs of a recipient (`c` = customers): the personalisation fields and what decides

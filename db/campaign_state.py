@@ -13,6 +13,7 @@ from sqlalchemy import RowMapping, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.messages import CampaignState, EditRequest
+from db.campaigns import PLAIN_FIELDS
 from db.models import Campaign
 from db.rows import row_of
 
@@ -99,6 +100,7 @@ async def write_state(conn: AsyncConnection, campaign_id: str, version: int, st:
 async def apply_edit(conn: AsyncConnection, campaign_id: str, tenant_id: str, edit: EditRequest) -> bool:
     """Write the fields the edit sets; False when it sets none (nothing written)."""
     values: dict[str, Any] = {name: getattr(edit, name) for name in EDITABLE if name in edit.fields_set}
+    values.update({name: value for name, value in edit.columns.items() if name in PLAIN_FIELDS})
     if not values:
         return False
     await conn.execute(

@@ -1,4 +1,7 @@
-"""An A/B test's numbers and decision in the database (core.experiments; README "A/B tests")."""
+"""An A/B test's numbers and decision in the database (core.experiments; README "A/B tests").
+
+The variants' opens and clicks are human counts (core.engagement), so the winner and the shown
+`byVariant` figures are decided by people, not by image proxies and link scanners."""
 
 from typing import Any
 
@@ -18,8 +21,10 @@ _COUNTS = text(
     SELECT s.variant,
            count(DISTINCT s.customer_id) AS sent,
            count(DISTINCT i.customer_id) FILTER (WHERE i.type = 'DELIVERED') AS delivered,
-           count(DISTINCT i.customer_id) FILTER (WHERE i.type = 'OPENED') AS opened,
-           count(DISTINCT i.customer_id) FILTER (WHERE i.type = 'CLICKED') AS clicked,
+           count(DISTINCT i.customer_id) FILTER (WHERE i.type = 'OPENED' AND i.engagement_class
+                                                       IS DISTINCT FROM 'machine') AS opened,
+           count(DISTINCT i.customer_id) FILTER (WHERE i.type = 'CLICKED' AND i.engagement_class
+                                                       IS DISTINCT FROM 'machine') AS clicked,
            count(DISTINCT v.customer_id) AS converted
     FROM sent s
     LEFT JOIN interactions i ON i.delivery_id = s.id
@@ -31,7 +36,11 @@ _COUNTS = text(
 
 
 async def variant_counts(conn: AsyncConnection, campaign_id: str, test: ABTest) -> list[VariantCounts]:
-    """Distinct recipients per variant: sent, delivered, opened, clicked, converted."""
+    """Distinct recipients per variant: sent, delivered, opened, clicked, converted.
+
+    Opens and clicks are a person's only (README "Honest engagement"): a machine's (a privacy
+    proxy's prefetch, a link scanner) must not pick the winner. NULL (a provider's webhook, or
+    recorded before classification) counts as a person's."""
     rows = {r[0]: r for r in await conn.execute(_COUNTS, {"c": campaign_id})}
     out = []
     for variant in test.variants:

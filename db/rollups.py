@@ -5,6 +5,9 @@ Each interaction is counted exactly once: `roll_up` flips `rolled_up` on the row
 NOTHING (which yields the distinct-recipient counts and the hourly timeline) and adds the deltas
 to the counters. A single interaction costs O(1) statements; a page of sends costs one pass.
 
+Opens and clicks that are not a machine's (core.engagement) are also counted under
+`OPENED_HUMAN` / `CLICKED_HUMAN`, with first-of-a-kind rows and hourly buckets of their own.
+
 The send path rolls up its own rows in the transaction that wrote them. Tracking only appends
 (db.interactions) and leaves its rows to `roll_up_pending`, which the API runs in the background
 (api.rollup): one pass at a time across all API processes (a transaction-scoped advisory lock),
@@ -23,9 +26,14 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.engagement import LINK_BURST
 from core.ids import new_id
 
 ALL = "ALL"  # channel key of the per-recipient (cross-channel) roll-ups
+# Human opens and clicks are counted again under these types (README "Honest engagement"): the
+# machine figures are the differences, so human + machine = all by construction.
+HUMAN_TYPES = {"OPENED": "OPENED_HUMAN", "CLICKED": "CLICKED_HUMAN"}
+MACHINE = "machine"
 
 
 @dataclass(frozen=True)
@@ -84,28 +92,34 @@ async def record(conn: AsyncConnection, item: NewInteraction) -> str | None:
     return interaction_id
 
 
+_RETURNING = "RETURNING campaign_id, customer_id, channel, type, occurred_at, engagement_class"
 _CLAIM_BY_IDS = text(
-    """
+    f"""
     UPDATE interactions SET rolled_up = true
     WHERE id = ANY(:ids) AND NOT rolled_up
-    RETURNING campaign_id, customer_id, channel, type, occurred_at
+    {_RETURNING}
     """
 )
+# `settle`: a click the tracking endpoint classified (its class is set) younger than that many
+# seconds waits for a later pass, so the link-burst rule (core.engagement rule 3) can still
+# reclassify it (0: count everything now). The figures stay exact: the reads add what waits.
+_SETTLED = """(type <> 'CLICKED' OR engagement_class IS NULL
+               OR occurred_at <= now() - make_interval(secs => CAST(:settle AS double precision)))"""
 _CLAIM_BY_CAMPAIGN = text(
-    """
+    f"""
     UPDATE interactions SET rolled_up = true
-    WHERE campaign_id = :campaign_id AND NOT rolled_up
-    RETURNING campaign_id, customer_id, channel, type, occurred_at
+    WHERE campaign_id = :campaign_id AND NOT rolled_up AND {_SETTLED}
+    {_RETURNING}
     """
 )
 _CLAIM_PENDING = text(
-    """
+    f"""
     UPDATE interactions SET rolled_up = true
     WHERE id IN (
-        SELECT id FROM interactions WHERE NOT rolled_up
+        SELECT id FROM interactions WHERE NOT rolled_up AND {_SETTLED}
         LIMIT :limit FOR UPDATE SKIP LOCKED
     ) AND NOT rolled_up
-    RETURNING campaign_id, customer_id, channel, type, occurred_at
+    {_RETURNING}
     """
 )
 # Any constant both API processes agree on: the background roll-up's lock (pg_advisory locks).
@@ -143,27 +157,38 @@ _HOURLY = text(
 
 
 async def roll_up(
-    conn: AsyncConnection, *, ids: Sequence[str] | None = None, campaign_id: str | None = None
+    conn: AsyncConnection,
+    *,
+    ids: Sequence[str] | None = None,
+    campaign_id: str | None = None,
+    settle_seconds: float = LINK_BURST.total_seconds(),
 ) -> int:
-    """Count not-yet-counted interactions (by id, or all of a campaign). Returns rows counted."""
+    """Count not-yet-counted interactions (by id, or all of a campaign). Returns rows counted.
+
+    By campaign (the send path's page roll-up, the final count), tracked clicks younger than
+    `settle_seconds` are left to the background roll-up (see `_SETTLED`)."""
     if ids is not None:
         rows = (await conn.execute(_CLAIM_BY_IDS, {"ids": list(ids)})).all()
     else:
-        rows = (await conn.execute(_CLAIM_BY_CAMPAIGN, {"campaign_id": campaign_id})).all()
+        params = {"campaign_id": campaign_id, "settle": settle_seconds}
+        rows = (await conn.execute(_CLAIM_BY_CAMPAIGN, params)).all()
     if not rows:
         return 0
-    await _apply(conn, [(r[0], r[1], r[2], r[3], r[4]) for r in rows])
+    await _apply(conn, [_Claimed(*r) for r in rows])
     return len(rows)
 
 
-async def roll_up_pending(conn: AsyncConnection, limit: int = 5000) -> int | None:
+async def roll_up_pending(
+    conn: AsyncConnection, limit: int = 5000, settle_seconds: float = 0.0
+) -> int | None:
     """Count up to `limit` not-yet-counted interactions of any campaign, in the caller's
-    transaction. None: another process holds the roll-up now (nothing done); else rows counted."""
+    transaction; clicks younger than `settle_seconds` wait. None: another process holds the
+    roll-up now (nothing done); else rows counted."""
     if not (await conn.execute(_TRY_LOCK, {"key": ROLL_UP_LOCK})).scalar_one():
         return None
-    rows = (await conn.execute(_CLAIM_PENDING, {"limit": limit})).all()
+    rows = (await conn.execute(_CLAIM_PENDING, {"limit": limit, "settle": settle_seconds})).all()
     if rows:
-        await _apply(conn, [(r[0], r[1], r[2], r[3], r[4]) for r in rows])
+        await _apply(conn, [_Claimed(*r) for r in rows])
     return len(rows)
 
 
@@ -172,29 +197,60 @@ def _hour(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-async def _apply(conn: AsyncConnection, rows: Iterable[tuple[str, str, str, str, datetime]]) -> None:
-    events: Counter[tuple[str, str, str]] = Counter()
-    firsts: dict[tuple[str, str, str, str], datetime] = {}
-    for campaign_id, customer_id, channel, type_, at in rows:
-        events[(campaign_id, channel, type_)] += 1
-        events[(campaign_id, ALL, type_)] += 1
-        for ch in (channel, ALL):
-            key = (campaign_id, type_, ch, customer_id)
-            if key not in firsts or at < firsts[key]:
-                firsts[key] = at
+@dataclass(frozen=True)
+class _Claimed:
+    """An interaction a roll-up claimed, as its claim statement returns it."""
+
+    campaign_id: str
+    customer_id: str
+    channel: str
+    type: str
+    occurred_at: datetime
+    engagement_class: str | None
+
+    def counted_types(self) -> tuple[str, ...]:
+        """Its own type, and the human type for a person's open or click (NULL class: recorded
+        before classification or by a provider's webhook, counted as human as it always was)."""
+        if self.type in HUMAN_TYPES and self.engagement_class != MACHINE:
+            return (self.type, HUMAN_TYPES[self.type])
+        return (self.type,)
+
+
+_Events = Counter[tuple[str, str, str]]
+_Firsts = dict[tuple[str, str, str, str], datetime]
+
+
+def _tally(rows: Iterable[_Claimed]) -> tuple[_Events, _Firsts]:
+    """Events per (campaign, channel|ALL, type) and the earliest instant per first-of-a-kind key
+    (campaign, type, channel|ALL, customer)."""
+    events: _Events = Counter()
+    firsts: _Firsts = {}
+    for row in rows:
+        for type_ in row.counted_types():
+            for ch in (row.channel, ALL):
+                events[(row.campaign_id, ch, type_)] += 1
+                key = (row.campaign_id, type_, ch, row.customer_id)
+                if key not in firsts or row.occurred_at < firsts[key]:
+                    firsts[key] = row.occurred_at
+    return events, firsts
+
+
+async def _insert_firsts(conn: AsyncConnection, firsts: _Firsts) -> Sequence[Any]:
+    """Insert the first-of-a-kind rows; those that were new (campaign, type, channel, at)."""
     keys = sorted(firsts)
-    inserted = (
-        await conn.execute(
-            _FIRSTS,
-            {
-                "campaign_ids": [k[0] for k in keys],
-                "types": [k[1] for k in keys],
-                "channels": [k[2] for k in keys],
-                "customer_ids": [k[3] for k in keys],
-                "times": [firsts[k] for k in keys],
-            },
-        )
-    ).all()
+    params = {
+        "campaign_ids": [k[0] for k in keys],
+        "types": [k[1] for k in keys],
+        "channels": [k[2] for k in keys],
+        "customer_ids": [k[3] for k in keys],
+        "times": [firsts[k] for k in keys],
+    }
+    return (await conn.execute(_FIRSTS, params)).all()
+
+
+async def _apply(conn: AsyncConnection, rows: Sequence[_Claimed]) -> None:
+    events, firsts = _tally(rows)
+    inserted = await _insert_firsts(conn, firsts)
     recipients: Counter[tuple[str, str, str]] = Counter()
     hourly: Counter[tuple[str, datetime, str]] = Counter()
     for campaign_id, type_, channel, at in inserted:

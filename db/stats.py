@@ -17,8 +17,9 @@
   sections of /stats.
 """
 
+import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,9 +30,10 @@ from core.enums import InteractionType as T
 from db.campaign_counts import RecipientCounts, counts_from
 from db.ledger.reads import recent_runs
 from db.ledger.triggers import queue_stats
-from db.rollups import ALL
+from db.rollups import ALL, HUMAN_TYPES, MACHINE
 
-TIMELINE_TYPES = (T.SENT.value, T.OPENED.value)
+OPENED_HUMAN, CLICKED_HUMAN = HUMAN_TYPES[T.OPENED.value], HUMAN_TYPES[T.CLICKED.value]
+TIMELINE_TYPES = (T.SENT.value, T.OPENED.value, OPENED_HUMAN)
 MESSAGE_TYPES = frozenset({T.SENT.value, T.DELIVERED.value, T.BOUNCED.value, T.FAILED.value})
 
 
@@ -40,6 +42,15 @@ class HourBucket:
     hour: datetime
     sent: int
     opened: int
+    human_opened: int = 0
+
+
+@dataclass(frozen=True)
+class HumanCounts:
+    """Distinct recipients with at least one open (click) that was not a machine's."""
+
+    opened: int = 0
+    clicked: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,21 +60,30 @@ class CampaignStats:
     totals: RecipientCounts
     by_channel: dict[str, RecipientCounts]
     timeline: list[HourBucket]
+    human: HumanCounts = HumanCounts()
+    human_by_channel: dict[str, HumanCounts] = field(default_factory=dict)
     rollup_pending: int = 0  # interactions counted from their rows: not rolled up when read
     as_of: datetime | None = None  # when the database read them
 
 
 # The counters, the timeline, and what the interactions not rolled up yet add to both, read in ONE
 # statement (one snapshot): a roll-up committing meanwhile can neither be counted twice nor missed.
+# A pending open or click that is not a machine's also counts under its human type (db.rollups).
 # A pending row adds an event to its (channel, type) and to (ALL, type); it adds a recipient when
 # neither interaction_firsts nor an earlier pending row has that (type, channel, customer), exactly
 # as db.rollups would count it; the timeline takes the hour of that first pending row.
 _STATS = text(
     """
     WITH pending AS (
-        SELECT k.channel, i.type, i.customer_id, i.occurred_at
-        FROM interactions i CROSS JOIN LATERAL (VALUES (i.channel), (:all)) AS k(channel)
-        WHERE i.campaign_id = :c AND NOT i.rolled_up
+        SELECT k.channel, t.type, i.customer_id, i.occurred_at
+        FROM interactions i
+        CROSS JOIN LATERAL (VALUES (i.channel), (:all)) AS k(channel)
+        CROSS JOIN LATERAL (
+            VALUES (i.type),
+                   (CASE WHEN i.engagement_class IS DISTINCT FROM :machine
+                         THEN CAST(:human_types AS jsonb)->>i.type END)
+        ) AS t(type)
+        WHERE i.campaign_id = :c AND NOT i.rolled_up AND t.type IS NOT NULL
     ), fresh AS (
         SELECT p.channel, p.type, p.customer_id, min(p.occurred_at) AS first_at
         FROM pending p
@@ -88,7 +108,8 @@ _STATS = text(
     FROM fresh WHERE channel = :all AND type = ANY(:timeline_types)
     GROUP BY 2, 5
     UNION ALL
-    SELECT :pending_marker, NULL, 0, count(*), statement_timestamp() FROM pending WHERE channel = :all
+    SELECT :pending_marker, NULL, 0, count(*), statement_timestamp() FROM pending
+    WHERE channel = :all AND type <> ALL(CAST(:human_list AS text[]))
     """
 )
 _PENDING = "~pending"  # the row of _STATS that says how many interactions were not rolled up
@@ -100,6 +121,9 @@ async def campaign_stats(conn: AsyncConnection, campaign_id: str) -> CampaignSta
         "timeline_types": list(TIMELINE_TYPES),
         "all": ALL,
         "pending_marker": _PENDING,
+        "machine": MACHINE,
+        "human_types": json.dumps(HUMAN_TYPES),
+        "human_list": list(HUMAN_TYPES.values()),
     }
     recipients: dict[str, dict[str, int]] = {}
     events: dict[str, dict[str, int]] = {}
@@ -129,10 +153,23 @@ async def campaign_stats(conn: AsyncConnection, campaign_id: str) -> CampaignSta
     totals = counts_from(counters.get(ALL, {}))
     by_channel = {ch: counts_from(v) for ch, v in counters.items() if ch != ALL}
     timeline = [
-        HourBucket(hour=h, sent=v.get(T.SENT, 0), opened=v.get(T.OPENED, 0)) for h, v in sorted(hours.items())
+        HourBucket(
+            hour=h, sent=v.get(T.SENT, 0), opened=v.get(T.OPENED, 0), human_opened=v.get(OPENED_HUMAN, 0)
+        )
+        for h, v in sorted(hours.items())
     ]
+    human = {
+        ch: HumanCounts(opened=v.get(OPENED_HUMAN, 0), clicked=v.get(CLICKED_HUMAN, 0))
+        for ch, v in recipients.items()
+    }
     return CampaignStats(
-        totals=totals, by_channel=by_channel, timeline=timeline, rollup_pending=pending, as_of=as_of
+        totals=totals,
+        by_channel=by_channel,
+        timeline=timeline,
+        human=human.get(ALL, HumanCounts()),
+        human_by_channel={ch: v for ch, v in human.items() if ch != ALL},
+        rollup_pending=pending,
+        as_of=as_of,
     )
 
 
@@ -176,9 +213,11 @@ async def page_interactions(
     where, params = f.where(campaign_id)
     sql = f"""
         SELECT p.id, p.customer_id, p.type, p.channel, p.occurred_at, p.metadata,
+               p.engagement_class, p.class_reason,
                cu.email AS customer_email, cu.first_name, cu.last_name
         FROM (
-            SELECT id, tenant_id, customer_id, type, channel, occurred_at, metadata
+            SELECT id, tenant_id, customer_id, type, channel, occurred_at, metadata,
+                   engagement_class, class_reason
             FROM interactions WHERE {where}
             ORDER BY occurred_at DESC, id DESC
             OFFSET :skip LIMIT :take

@@ -5,7 +5,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, RowMapping, and_, delete, select
+from sqlalchemy import ColumnElement, RowMapping, and_, delete, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -122,3 +122,48 @@ async def remove_address(conn: AsyncConnection, tenant_id: str, channel: Channel
         )
     ).scalar_one_or_none()
     return removed is not None
+
+
+# Entries the service adds on a provider's word (README "Provider webhooks"): a complaint, an SMS
+# STOP, a hard bounce or a permanent SMS failure. `reason` is what a send records when it skips
+# the address; an entry already on the list (an operator's included) is left as it is.
+_ADD_WITH_REASON = text(
+    """
+    INSERT INTO suppressions (id, tenant_id, channel, address, note, created_by, reason)
+    VALUES (:id, :tenant, :channel, :address, :note, :by, :reason)
+    ON CONFLICT ON CONSTRAINT uq_suppressions_tenant_channel_address DO NOTHING
+    RETURNING id
+    """
+)
+_REMOVE_WITH_REASON = text(
+    """
+    DELETE FROM suppressions
+    WHERE tenant_id = :tenant AND channel = :channel AND address = :address AND reason = :reason
+    RETURNING id
+    """
+)
+
+
+async def suppress_with_reason(
+    conn: AsyncConnection, *, tenant_id: str, channel: Channel, address: str, reason: str, note: str, by: str
+) -> bool:
+    """Put a normalised address on the list with the skip reason; False when it was listed already."""
+    params = {
+        "id": new_id("suppression"),
+        "tenant": tenant_id,
+        "channel": channel.value,
+        "address": address,
+        "note": note[:1000],
+        "by": by,
+        "reason": reason,
+    }
+    return (await conn.execute(_ADD_WITH_REASON, params)).first() is not None
+
+
+async def unsuppress_reason(
+    conn: AsyncConnection, *, tenant_id: str, channel: Channel, address: str, reason: str
+) -> bool:
+    """Take the address off the list only if it is there for `reason` (an SMS START undoes a STOP,
+    never an operator's entry); False when no such entry was there."""
+    params = {"tenant": tenant_id, "channel": channel.value, "address": address, "reason": reason}
+    return (await conn.execute(_REMOVE_WITH_REASON, params)).first() is not None

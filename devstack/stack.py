@@ -114,6 +114,9 @@ def child_environment(base: Mapping[str, str], cfg: DevConfig, database_url: str
     # The walk-through sends SMS at any hour: the development stack has no default SMS quiet
     # hours (README "Sending policies"); a value the user set still wins.
     env.setdefault("CAMPAIGNS_SMS_QUIET_HOURS_DEFAULT", "")
+    # Tenants' provider accounts may point at this stack's captures on 127.0.0.1
+    # (docs/tenants-and-providers.md); a value the user set still wins.
+    env.setdefault("CAMPAIGNS_PROVIDER_HOSTS_ALLOW_PRIVATE", "true")
     # Said explicitly to every child: the API and the worker refuse the development secrets in any
     # environment not named `development` or `test`, including an unset one.
     env["CAMPAIGNS_ENVIRONMENT"] = cfg.settings.environment

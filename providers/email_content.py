@@ -64,6 +64,8 @@ class EmailEnvelope:
     # A copy that is not a campaign's message: "Test" (README "Test sends") or "Seed" (a seed
     # list's copy), sent with an `X-Campaigns-<mark>: true` header.
     mark: str | None = None
+    # The identity's Reply-To (docs/tenants-and-providers.md); None: no header.
+    reply_to: str | None = None
 
 
 def render_parts(
@@ -238,6 +240,8 @@ def wire_email(envelope: EmailEnvelope, parts: EmailParts, settings: Settings) -
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         "MIME-Version: 1.0",
     ]
+    if envelope.reply_to:
+        headers.append(f"Reply-To: {_address_header(envelope.reply_to)}")
     if envelope.mark:
         headers.append(f"X-Campaigns-{envelope.mark}: true")
     text = tracked.text or ""

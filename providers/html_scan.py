@@ -24,7 +24,7 @@ bounded number of times whatever the input.
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -170,35 +170,40 @@ class HtmlScanner:
             if found is None:
                 break
             lt = found.start()
-            following = html[lt + 1]
-            if following == "/" and lt + 2 == size:
+            if html[lt + 1] == "/" and lt + 2 == size:
                 break  # a '</' that ends the document is text
             if lt > pos and wanted is None:
                 yield Text(pos, lt)
-            if following == "/":
-                end_tag, skipped = self._end_tag(lt)
-                if end_tag is not None and (wanted is None or end_tag.name in self.end_tags):
-                    yield end_tag
-            elif following == "!" or following == "?":
-                skipped = self._comment_end(lt)
-            else:
-                tag = self._start_tag(lt)
-                if tag is None:
-                    return
-                if wanted is None or tag.name in wanted:
-                    yield tag
-                skipped = tag.end
-                if tag.name in _END_TAGS or tag.name == "plaintext":
-                    skipped = self._raw_text_end(tag)
-                    if skipped > tag.end and wanted is None:
-                        yield Text(tag.end, skipped, references=tag.name in _ESCAPABLE_RAW_TEXT)
-                    if skipped == size:
-                        return
+            skipped = yield from self._markup(lt)
             if skipped < 0:
                 return
             pos = at = skipped
         if size > pos and wanted is None:
             yield Text(pos, size)
+
+    def _markup(self, lt: int) -> Generator[Token, None, int]:
+        """The tokens of the markup at `lt` that are wanted; returns where the text after it
+        starts, or -1 when the scan ends there (the document ends inside it)."""
+        wanted = self.start_tags
+        following = self.html[lt + 1]
+        if following == "/":
+            end_tag, skipped = self._end_tag(lt)
+            if end_tag is not None and (wanted is None or end_tag.name in self.end_tags):
+                yield end_tag
+            return skipped
+        if following == "!" or following == "?":
+            return self._comment_end(lt)
+        tag = self._start_tag(lt)
+        if tag is None:
+            return -1
+        if wanted is None or tag.name in wanted:
+            yield tag
+        if tag.name not in _END_TAGS and tag.name != "plaintext":
+            return tag.end
+        skipped = self._raw_text_end(tag)
+        if skipped > tag.end and wanted is None:
+            yield Text(tag.end, skipped, references=tag.name in _ESCAPABLE_RAW_TEXT)
+        return -1 if skipped == len(self.html) else skipped
 
     def _unclosed(self, start: int) -> int:
         self.open_from = start

@@ -32,12 +32,9 @@ fails the render instead of printing nothing, and `attributes.x` prefers the cus
 default: `{{ attributes.nickname | default('friend') }}` gives a fallback).
 """
 
-import math
-import re
-import string
 import time
 from collections import deque
-from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache, wraps
 from typing import Any
 
@@ -48,11 +45,20 @@ from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from providers.html_text import html_to_text
+from providers.template_bounds import (
+    BINOP_CHECKS,
+    GUARDED_FILTERS,
+    MAX_VALUE_CHARS,
+    PLAIN,
+    bounded,
+    checked_method_args,
+    guard_filter,
+    measure,
+    refuse,
+)
 
 MAX_TEMPLATE_CHARS = 500_000
 MAX_RENDERED_CHARS = 1_000_000
-MAX_VALUE_CHARS = 1_000_000
-MAX_INT_BITS = 8192
 MAX_STEPS = 10_000
 MAX_RENDER_SECONDS = 1.0
 # Read the clock every CLOCK_EVERY steps: cheap, yet at most a few filter calls past the deadline.
@@ -99,228 +105,6 @@ HTML_TO_TEXT = "html_to_text"
 # cannot close these.
 DERIVED_TEXT_OPEN = "{% filter " + HTML_TO_TEXT + " %}{% autoescape true %}"
 DERIVED_TEXT_CLOSE = "{% endautoescape %}{% endfilter %}"
-
-
-# ---- sizes ----------------------------------------------------------------------------------------
-
-_PLAIN = frozenset({str, int, float, bool, type(None)})
-# What a template can write out element by element (a loop, a generator, a macro are written as a repr).
-_CONTAINERS = (list, tuple, set, frozenset, KeysView, ValuesView, ItemsView)
-
-
-def _refuse(what: str) -> SecurityError:
-    return SecurityError(f"{what}: a template may build at most {MAX_VALUE_CHARS} characters or items")
-
-
-def _measure(value: Any, limit: int = MAX_VALUE_CHARS) -> int:
-    """About how many characters `value` takes written out as text; counting stops past `limit`.
-
-    Nested lists and dicts are counted as they expand (`[a, a]` is twice `a`), without recursion
-    and without ever visiting more than `limit` items, so a deeply shared structure costs no more.
-    """
-    total = 0
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is str or kind is bytes:
-            total += len(item)
-        elif kind is int:
-            total += item.bit_length() // 3 + 2
-        elif kind is float or kind is bool or item is None:
-            total += 24
-        elif isinstance(item, str | bytes):
-            total += len(item)
-        elif isinstance(item, Mapping):
-            total += 2 + 4 * len(item)
-            if total <= limit:
-                stack.extend(item.keys())
-                stack.extend(item.values())
-        elif isinstance(item, _CONTAINERS):
-            total += 2 + 2 * len(item)
-            if total <= limit:
-                stack.extend(item)
-        else:  # a generator, a macro, an undefined value...: written as a short repr
-            total += 64
-        if total > limit:
-            return limit + 1
-    return total
-
-
-def _bounded(value: Any) -> Any:
-    """A value just built, refused if it is too long (its memory is then at most a few times the bound)."""
-    if isinstance(value, str | bytes | list | tuple) and len(value) > MAX_VALUE_CHARS:
-        raise _refuse("the value is too long")
-    return value
-
-
-def _check_width(width: Any) -> None:
-    if isinstance(width, int) and width > MAX_VALUE_CHARS:
-        raise _refuse(f"a width of {width}")
-
-
-_PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d*))?[hlL]?(.)", re.DOTALL)
-_NUMBER = re.compile(r"\d+")
-# Room for one number converted by a field (`'%f' % 1e308` has 309 digits).
-_NUMBER_CHARS = 330
-
-
-def _check_formatted(fields: int, widest: int, template_chars: int, values: Any) -> None:
-    bound = template_chars + fields * (widest + _NUMBER_CHARS + _measure(values))
-    if bound > MAX_VALUE_CHARS:
-        raise _refuse(f"formatting {fields} field(s) of up to {widest} characters")
-
-
-def _check_printf(template: str, values: Any) -> None:
-    """`template % values`: refuse `*` widths, and results that could exceed the bound."""
-    fields = widest = 0
-    for match in _PRINTF.finditer(template):
-        width, precision, conversion = match.groups()
-        if conversion == "%":
-            continue
-        if width == "*" or precision == "*":
-            raise SecurityError("'*' widths are not supported in templates")
-        fields += 1
-        widest = max(widest, int(width or 0) + int(precision or 0))
-    if fields:
-        _check_formatted(fields, widest, len(template), values)
-
-
-def _check_str_format(template: str, values: Any) -> None:
-    """`template.format(...)`: no nested `{}` in a format spec, and a bounded result."""
-    fields = widest = 0
-    for _literal, name, spec, _conversion in string.Formatter().parse(template):
-        if name is None:
-            continue
-        if spec and "{" in spec:
-            raise SecurityError("nested replacement fields are not supported in templates")
-        fields += 1
-        widest = max(widest, sum(int(n) for n in _NUMBER.findall(spec or "")))
-    if fields:
-        _check_formatted(fields, widest, len(template), values)
-
-
-def _check_replace(text: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """`text.replace(old, new[, count])`: refuse a result over the bound (checked from the counts)."""
-    if len(args) < 2:
-        return  # the call itself reports the missing arguments
-    old, new = args[0], args[1]
-    count = args[2] if len(args) > 2 else kwargs.get("count")
-    if not all(isinstance(x, str) for x in (text, old, new)) and not all(
-        isinstance(x, bytes) for x in (text, old, new)
-    ):
-        return
-    times = len(text) + 1 if not old else text.count(old)
-    if isinstance(count, int) and count >= 0:
-        times = min(times, count)
-    if len(text) + times * max(len(new) - len(old), 0) > MAX_VALUE_CHARS:
-        raise _refuse("the replacement")
-
-
-def _check_join(separator: Any, items: list[Any]) -> None:
-    if _measure(items) + len(separator) * max(len(items) - 1, 0) > MAX_VALUE_CHARS:
-        raise _refuse("the joined text")
-
-
-# ---- methods called from a template -------------------------------------------------------------
-
-_REFUSED_METHODS = frozenset({"translate", "maketrans", "expandtabs"})
-_WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill"})
-
-
-def _checked_method_args(
-    owner: str | bytes | int, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[Any, ...]:
-    """Check a call of a str, bytes or int method before it runs; returns the args to call with."""
-    if isinstance(owner, int):
-        if name == "to_bytes":
-            _check_width(args[0] if args else kwargs.get("length", 1))
-        return args
-    if name in _REFUSED_METHODS:
-        raise SecurityError(f"{type(owner).__name__}.{name} is not available in templates")
-    if name in _WIDTH_METHODS:
-        _check_width(args[0] if args else None)
-    elif name == "replace":
-        _check_replace(owner, args, kwargs)
-    elif name == "join" and args:
-        items = list(args[0])
-        _check_join(owner, items)
-        return (items, *args[1:])
-    elif name == "format" and isinstance(owner, str):
-        _check_str_format(owner, (args, kwargs))
-    elif name == "format_map" and isinstance(owner, str):
-        _check_str_format(owner, args)
-    return args
-
-
-# ---- filters ------------------------------------------------------------------------------------
-
-# Filters that write their input out as text: a nested list or dict is measured first.
-_TEXT_FILTERS = frozenset(
-    {
-        "capitalize", "center", "e", "escape", "forceescape", "format", "indent", "lower", "pprint",
-        "replace", "safe", "string", "striptags", "title", "tojson", "trim", "truncate", "upper",
-        "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr",
-    }
-)  # fmt: skip
-
-
-def _check_filter_args(name: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Arguments that would make a filter allocate without bound; returns the value to filter."""
-    if name == "center":
-        _check_width(args[0] if args else kwargs.get("width"))
-    elif name == "indent":
-        width = args[0] if args else kwargs.get("width", 4)
-        text = str(value)
-        indent = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
-        if len(text) + (text.count("\n") + 1) * indent > MAX_VALUE_CHARS:
-            raise _refuse("the indented text")
-    elif name == "wordwrap":
-        wrap = args[2] if len(args) > 2 else kwargs.get("wrapstring")
-        if isinstance(wrap, str) and (len(str(value)) + 1) * (len(wrap) + 1) > MAX_VALUE_CHARS:
-            raise _refuse("the wrapped text")
-    elif name == "format":
-        _check_printf(str(value), (args, kwargs))
-    elif name == "replace":
-        _check_replace(str(value), args, kwargs)
-    elif name == "join":
-        value = list(value)
-        separator = args[0] if args else kwargs.get("d", "")
-        _check_join(separator if isinstance(separator, str) else "", value)
-    elif name in ("batch", "slice"):
-        _check_width(args[0] if args else kwargs.get("linecount", kwargs.get("slices")))
-    elif name == "round":
-        precision = args[0] if args else kwargs.get("precision", 0)
-        if isinstance(precision, int) and abs(precision) > 400:
-            raise SecurityError("round: the precision must be between -400 and 400")
-    elif name == "sum":
-        start = args[1] if len(args) > 1 else kwargs.get("start", 0)
-        if not isinstance(start, int | float):
-            raise SecurityError("sum: only numbers can be summed in templates")
-    return value
-
-
-def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    # Filters marked pass_context/pass_eval_context/pass_environment get that first, then the value.
-    offset = 1 if getattr(func, "jinja_pass_arg", None) is not None else 0
-    measure = name in _TEXT_FILTERS
-
-    @wraps(func)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        if len(args) > offset:
-            value = args[offset]
-            if measure and type(value) not in _PLAIN and _measure(value) > MAX_VALUE_CHARS:
-                raise _refuse(f"the input of '{name}'")
-            rest = args[offset + 1 :]
-            checked = _check_filter_args(name, value, rest, kwargs)
-            if checked is not value:
-                args = (*args[:offset], checked, *rest)
-        return _bounded(func(*args, **kwargs))
-
-    return guarded
-
-
-_GUARDED_FILTERS = _TEXT_FILTERS | {"batch", "slice", "join", "round", "sum"}
 
 
 # ---- the budget of steps and time ---------------------------------------------------------------
@@ -427,14 +211,14 @@ def _concat(parts: Iterable[str]) -> str:
     if type(parts) is not list:
         parts = list(parts)
     if sum(map(len, parts)) > MAX_VALUE_CHARS:
-        raise _refuse("the block's output is too long")
+        raise refuse("the block's output is too long")
     return "".join(parts)
 
 
 def _finalize(value: Any) -> Any:
     """Every `{{ value }}` before it is written: a nested list or dict is measured first."""
-    if type(value) not in _PLAIN and not isinstance(value, str) and _measure(value) > MAX_VALUE_CHARS:
-        raise _refuse("the value to write")
+    if type(value) not in PLAIN and not isinstance(value, str) and measure(value) > MAX_VALUE_CHARS:
+        raise refuse("the value to write")
     return value
 
 
@@ -446,8 +230,8 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
     def __init__(self, *, autoescape: bool) -> None:
         super().__init__(autoescape=autoescape, undefined=Undefined, finalize=_finalize)
         self.globals.clear()  # range, dict, lipsum, cycler, joiner, namespace: none of them
-        for name in _GUARDED_FILTERS:
-            self.filters[name] = _guard_filter(name, self.filters[name])
+        for name in GUARDED_FILTERS:
+            self.filters[name] = guard_filter(name, self.filters[name])
         self.filters[HTML_TO_TEXT] = html_to_text
         for table in (self.filters, self.tests):
             for name, func in list(table.items()):
@@ -467,37 +251,13 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
 
     def measured(self, parts: tuple[Any, ...]) -> tuple[Any, ...]:
         """The parts of `a ~ b ~ ...`, refused if they would join to too long a text."""
-        if _measure(parts) > MAX_VALUE_CHARS:
-            raise _refuse("the joined text")
+        if measure(parts) > MAX_VALUE_CHARS:
+            raise refuse("the joined text")
         return parts
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
-                if right * math.log2(abs(left)) > MAX_INT_BITS:
-                    raise SecurityError(f"a template may build integers of at most {MAX_INT_BITS} bits")
-        elif operator == "*":
-            if isinstance(left, int) and isinstance(right, int):
-                if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-                    raise SecurityError(f"a template may build integers of at most {MAX_INT_BITS} bits")
-            else:
-                sequence, times = (right, left) if isinstance(left, int) else (left, right)
-                if (
-                    isinstance(times, int)
-                    and isinstance(sequence, str | bytes | list | tuple)
-                    and len(sequence) * times > MAX_VALUE_CHARS
-                ):
-                    raise _refuse("the repetition")
-        elif operator == "+":
-            if (
-                isinstance(left, str | bytes | list | tuple)
-                and isinstance(right, str | bytes | list | tuple)
-                and len(left) + len(right) > MAX_VALUE_CHARS
-            ):
-                raise _refuse("the sum")
-        elif operator == "%" and isinstance(left, str | bytes):  # printf-style formatting
-            _check_printf(left if isinstance(left, str) else left.decode("latin-1"), right)
-        return _bounded(self.binop_table[operator](left, right))
+        BINOP_CHECKS[operator](left, right)
+        return bounded(self.binop_table[operator](left, right))
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _budget(__context).spend()
@@ -508,8 +268,8 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
             method = getattr(__obj, "__wrapped__", __obj)
             owner = getattr(method, "__self__", None)
             if isinstance(owner, str | bytes | int):
-                args = _checked_method_args(owner, getattr(method, "__name__", ""), args, kwargs)
-        return _bounded(super().call(__context, __obj, *args, **kwargs))
+                args = checked_method_args(owner, getattr(method, "__name__", ""), args, kwargs)
+        return bounded(super().call(__context, __obj, *args, **kwargs))
 
 
 _TEXT_ENV = _BoundedSandbox(autoescape=False)

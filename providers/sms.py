@@ -117,16 +117,22 @@ class SmsClient:
         timeout: float = 15.0,
         max_in_flight: int = 16,
         tls: ssl.SSLContext | None = None,
+        status_callback: str | None = None,
+        authorization: str | None = None,
     ) -> None:
         """`tls`: for an https URL, the context to verify the provider with (default: the system's
-        trust store)."""
+        trust store). `status_callback`: the tenant's Twilio webhook URL (README "Provider
+        webhooks"); each message asks for its status there with `deliveryId=<its delivery id>`
+        added, so even a send whose answer never came can be settled by its callback."""
+        self._status_callback = status_callback
         self._endpoint = Endpoint.from_url(url)
         self._tls = tls
         self._head = RequestHead(
             "POST",
             self._endpoint,
             {
-                "Authorization": f"Bearer {token}",
+                # A tenant's Twilio account signs in with HTTP Basic (providers.accounts).
+                "Authorization": authorization or f"Bearer {token}",
                 "Content-Type": "application/x-www-form-urlencoded",
                 "User-Agent": USER_AGENT,
             },
@@ -159,8 +165,11 @@ class SmsClient:
 
     def _request(self, to: str, body: str, key: str) -> bytes:
         # What aiohttp sends for data={"To":..,"From":..,"Body":..}: urlencode's quote_plus, in order.
-        form = f"To={form_quote(to)}&From={self._from}&Body={form_quote(body)}".encode()
-        return self._head.build(form, (("Idempotency-Key", key),))
+        form = f"To={form_quote(to)}&From={self._from}&Body={form_quote(body)}"
+        if self._status_callback:
+            joiner = "&" if "?" in self._status_callback else "?"
+            form += "&StatusCallback=" + form_quote(f"{self._status_callback}{joiner}deliveryId={key}")
+        return self._head.build(form.encode(), (("Idempotency-Key", key),))
 
     async def _connect(self, deadline: float) -> Http1Connection:
         """A kept-alive connection if one is idle and fresh, else a new one (`ConnectFailed`)."""

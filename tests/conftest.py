@@ -131,9 +131,13 @@ class Stack:
     task_queue: str
     env: WorkflowEnvironment
 
-    def headers(self, tenant: str | None = None) -> dict[str, str]:
-        token = issue_token(self.settings, "user_test", [tenant or self.tenant])
+    def headers(self, tenant: str | None = None, roles: list[str] | None = None) -> dict[str, str]:
+        token = issue_token(self.settings, "user_test", [tenant or self.tenant], roles=roles)
         return {"Authorization": f"Bearer {token}"}
+
+    def admin_headers(self, tenant: str | None = None) -> dict[str, str]:
+        """A token of the tenant's administrator (the `admin` role: settings, senders, webhooks)."""
+        return self.headers(tenant, roles=["admin"])
 
     async def call(self, method: str, path: str, tenant: str | None = None, **kw: Any) -> httpx.Response:
         return await self.api.request(method, path, headers=self.headers(tenant), **kw)
@@ -154,6 +158,11 @@ def make_settings(
         "public_url": "http://testserver",
         # Tests send SMS at any hour: quiet hours apply only where a test sets them.
         "sms_quiet_hours_default": "",
+        # Tenants' provider accounts point at the local sinks (docs/tenants-and-providers.md).
+        "provider_hosts_allow_private": True,
+        # Outbound webhook receivers in tests: plain http on 127.0.0.1 (docs/outbound-webhooks.md).
+        "webhook_allow_private": True,
+        "webhook_allow_http": True,
     }
     values.update(overrides)
     return Settings(**values)

@@ -17,16 +17,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SKIPPED_DIRS = {".venv", "tests", "migrations", ".git", "build", "dist"}
 
-# Files outside db/ that still hold SQL, each with what it holds. The list only shrinks: a file
-# that no longer holds SQL must leave it (see test_the_allow_list_has_no_stale_entries).
-STILL_HOLDING_SQL = {
-    "api/routes/campaigns.py": "campaign create/update/list statements, to move to a campaigns repository",
-    "bench/api_bench.py": "seeds campaigns, runs and deliveries straight into their tables",
-    "bench/rate_limits.py": "seeds and reads the rate-limit tables directly",
-    "bench/audience_bench.py": "seeds customers, segments, templates and a campaign directly",
-    "bench/stats_bench.py": "seeds a ledger and roll-ups; the naive stats query it is timed against",
-}
-
 # A string that starts like a statement: the keyword and the word that must follow it, so that
 # prose ("DELETE of a DRAFT campaign", "Update Campaign") is not taken for SQL.
 SQL_START = re.compile(
@@ -112,14 +102,8 @@ def imported_modules(tree: ast.AST) -> Iterator[tuple[int, str]]:
 
 
 def test_sql_lives_in_db_only() -> None:
-    unexpected = {file: found for file, found in sql_outside_db().items() if file not in STILL_HOLDING_SQL}
-    assert unexpected == {}, "move these statements into a repository function in db/"
-
-
-def test_the_allow_list_has_no_stale_entries() -> None:
-    holding = sql_outside_db()
-    stale = [file for file in STILL_HOLDING_SQL if file not in holding]
-    assert stale == [], "these files hold no SQL any more: take them off STILL_HOLDING_SQL"
+    """No exceptions: the benchmarks' bulk seeds live in db.bench_seed too."""
+    assert sql_outside_db() == {}, "move these statements into a repository function in db/"
 
 
 def test_the_sql_check_sees_each_form_of_sql() -> None:

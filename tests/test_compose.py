@@ -86,6 +86,7 @@ def test_our_services_get_the_contract_settings(services: dict[str, dict[str, An
         "CAMPAIGNS_JWT_SECRET",
         "CAMPAIGNS_PUBLIC_URL",
         "CAMPAIGNS_TRACKING_SECRET",
+        "CAMPAIGNS_SECRET_KEY",  # the worker opens what the API sealed
         "CAMPAIGNS_SMTP_HOST",
         "CAMPAIGNS_SMTP_PORT",
         "CAMPAIGNS_SMTP_STARTTLS",

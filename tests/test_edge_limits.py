@@ -42,6 +42,7 @@ def _strong(**overrides: Any) -> dict[str, Any]:
         "jwt_secret": STRONG,
         "tracking_secret": "t" * 40,
         "webhook_secret": "w" * 40,
+        "secret_key": "k" * 40,
         "sms_token": "provider-token",
         "database_url": "postgresql://campaigns@db.internal/campaigns",
     }
@@ -56,6 +57,7 @@ ALL_DEFAULTS = (
     "CAMPAIGNS_JWT_SECRET must be set: its default is public; "
     "CAMPAIGNS_TRACKING_SECRET must be set: its default is public; "
     "CAMPAIGNS_WEBHOOK_SECRET must be set: its default is public; "
+    "CAMPAIGNS_SECRET_KEY must be set: its default is public; "
     "CAMPAIGNS_SMS_TOKEN must be set: its default is public; "
     "CAMPAIGNS_DATABASE_URL must be set: the embedded Postgres is for development and test"
 )
@@ -83,12 +85,26 @@ ALL_DEFAULTS = (
             "CAMPAIGNS_SMS_TOKEN must be set: its default is public",
         ),
         (
+            _strong(secret_key="k" * 31),
+            "production",
+            "CAMPAIGNS_SECRET_KEY must be at least 32 bytes long",
+        ),
+        (
             _strong(tracking_secret=DEV_SECRET),
             "production",
             "CAMPAIGNS_TRACKING_SECRET must be set: its default is public",
         ),
     ],
-    ids=["Production", "prod", "unset", "short-jwt", "short-utf8-webhook", "default-sms", "default-tracking"],
+    ids=[
+        "Production",
+        "prod",
+        "unset",
+        "short-jwt",
+        "short-utf8-webhook",
+        "default-sms",
+        "short-secret-key",
+        "default-tracking",
+    ],
 )
 def test_unsafe_configuration_is_refused_naming_the_setting(
     values: dict[str, Any], environment: str, problems: str, monkeypatch: pytest.MonkeyPatch
@@ -129,7 +145,8 @@ def test_the_api_process_refuses_to_start_in_one_line() -> None:
         "campaigns: refusing to start: CAMPAIGNS_ENVIRONMENT is 'prod' (unset means production), not "
         "`development` or `test`, so CAMPAIGNS_JWT_SECRET must be at least 32 bytes long; "
         "CAMPAIGNS_TRACKING_SECRET must be set: its default is public; CAMPAIGNS_WEBHOOK_SECRET must be "
-        "set: its default is public; CAMPAIGNS_SMS_TOKEN must be set: its default is public; "
+        "set: its default is public; CAMPAIGNS_SECRET_KEY must be set: its default is public; "
+        "CAMPAIGNS_SMS_TOKEN must be set: its default is public; "
         "CAMPAIGNS_DATABASE_URL must be set: the embedded Postgres is for development and test"
     ]
 
@@ -143,6 +160,7 @@ def test_production_without_a_database_url_refuses_to_start_in_one_line() -> Non
         "CAMPAIGNS_JWT_SECRET": STRONG,
         "CAMPAIGNS_TRACKING_SECRET": "t" * 40,
         "CAMPAIGNS_WEBHOOK_SECRET": "w" * 40,
+        "CAMPAIGNS_SECRET_KEY": "k" * 40,
         "CAMPAIGNS_SMS_TOKEN": "provider-token",
     }
     for command in (["-m", "uvicorn", "api.main:app", "--port", "0"], ["worker.py"]):

@@ -101,7 +101,13 @@ async def seed_objects(stack: Stack) -> dict[str, str]:
     suppression = await stack.call(
         "POST", "/suppressions", json={"tenantId": stack.tenant, "channel": "SMS", "address": "+27821234567"}
     )
+    hook = await stack.api.post(
+        "/provider-webhooks",
+        json={"tenantId": stack.tenant, "provider": "mailgun", "secret": "fuzz-signing-key"},
+        headers=stack.admin_headers(),
+    )
     return {
+        "webhook_id": hook.json()["id"],
         "campaign_id": campaign,
         "segment_id": audience.segment_id,
         "template_id": email_t,
@@ -244,6 +250,12 @@ def fuzz_operation(
         assert mode == GenerationMode.NEGATIVE  # nothing to make invalid (no parameters, no body)
 
 
+# Routes whose every answer to the seeded objects is a 404 by design.
+ONLY_404 = {
+    "GET /campaigns/{campaign_id}/follow-up": "the seeded campaign is no follow-up (needs a COMPLETED one)",
+}
+
+
 async def test_fuzz_the_whole_api(make_stack: StackFactory) -> None:
     stack = await make_stack()
     ids = await seed_objects(stack)
@@ -254,7 +266,10 @@ async def test_fuzz_the_whole_api(make_stack: StackFactory) -> None:
     schema.config.checks.negative_data_rejection = NegativeDataRejectionConfig(
         expected_statuses=[*NEGATIVE_DATA_REJECTION_EXPECTED_STATUSES, "413"]
     )
-    headers = {"Authorization": f"Bearer {issue_token(settings, 'user_fuzz', [stack.tenant])}"}
+    # The tenant's administrator: the admin-only routes (settings, senders, providers, webhooks) are
+    # fuzzed past their role check too.
+    token = issue_token(settings, "user_fuzz", [stack.tenant], roles=["admin"])
+    headers = {"Authorization": f"Bearer {token}"}
 
     statuses: Counter[tuple[str, int]] = Counter()
 
@@ -289,6 +304,6 @@ async def test_fuzz_the_whole_api(make_stack: StackFactory) -> None:
     past_auth = {label for (label, status) in statuses if status not in (401, 403, 404)}
     reached = {label for (label, status) in statuses if 200 <= status < 300}
     print("fuzz statuses:", sorted(statuses.items()), f"{elapsed:.1f} s")
-    assert past_auth == labels, sorted(labels - past_auth)
+    assert labels - past_auth <= set(ONLY_404), sorted(labels - past_auth - set(ONLY_404))
     assert len(reached) >= len(labels) // 2, sorted(labels - reached)
     assert {"POST /webhooks/sms", "POST /customers", "POST /events"} <= reached, sorted(reached)

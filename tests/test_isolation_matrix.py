@@ -22,12 +22,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.auth import issue_token
 from api.errors import api_routes
 from api.main import create_app
-from db.models import Base
 from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
 from tests.helpers import create_campaign
@@ -51,6 +51,10 @@ class World:
     suppression: str = ""  # an entry the read calls use
     doomed_suppression: str = ""  # an entry DELETE by id removes
     doomed_address: str = ""  # an address DELETE by address removes
+    webhook_endpoint: str = ""  # an outbound webhook endpoint (disabled: it never calls out)
+    sender_identity: str = ""  # an SMS-only sender identity (made by the tenant's admin)
+    provider_account: str = ""  # an SMTP provider account (made by the tenant's admin)
+    provider_webhook: str = ""  # an inbound Mailgun webhook registration (made by the tenant's admin)
     secrets: set[str] = field(default_factory=set)
 
 
@@ -91,10 +95,25 @@ def event_body(w: World) -> dict[str, Any]:
     }
 
 
+def webhook_endpoint_body(tenant: str) -> dict[str, Any]:
+    """A disabled endpoint: it never calls out."""
+    url = "https://93.184.215.14/h"
+    return {"tenantId": tenant, "url": url, "eventTypes": ["message.sent"], "enabled": False}
+
+
+def webhook_endpoint_call(body: dict[str, Any] | None = None) -> Callable[[World], Call]:
+    return lambda w: Call({"endpoint_id": w.webhook_endpoint}, json=body)
+
+
 FAR = "2099-01-01T00:00:00Z"
+
 
 # (METHOD, path template) → how to call it. Lifecycle calls that need a particular state get a
 # campaign in that state; pause/resume on a DRAFT are the workflow's 409 (the call reached it).
+def provider_webhook_call(w: World) -> Call:
+    return Call({"webhook_id": w.provider_webhook})
+
+
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/campaigns"): ep(lambda w: Call(json=campaign_body(w)), 201),
     ("GET", "/campaigns"): ep(lambda w: Call(params={"tenantId": w.tenant}), 200),
@@ -116,6 +135,15 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "/campaigns/{campaign_id}/resend-unknown"): ep(
         lambda w: Call({"campaign_id": w.cancelled}), 200
     ),
+    # A follow-up needs a COMPLETED source (409 for this DRAFT); a campaign that is no follow-up has
+    # no follow-up record (404, the same answer another tenant gets).
+    ("POST", "/campaigns/{campaign_id}/follow-up"): ep(
+        lambda w: Call(
+            {"campaign_id": w.campaign}, json={"audience": "NOT_OPENED", "name": f"{w.marker} again"}
+        ),
+        409,
+    ),
+    ("GET", "/campaigns/{campaign_id}/follow-up"): ep(lambda w: Call({"campaign_id": w.campaign}), 404),
     ("POST", "/customers"): ep(lambda w: Call(json=customer_body(w)), 201),
     ("POST", "/customers/import"): ep(
         lambda w: Call(json={"tenantId": w.tenant, "customers": [{"externalId": f"{w.marker}-imp"}]}), 200
@@ -180,6 +208,53 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         lambda w: Call({"tenantId": w.tenant}, json={"quietMode": "SKIP"}), 200
     ),
     ("POST", "/events"): ep(lambda w: Call(json=event_body(w)), 202),
+    # Outbound webhook endpoints need the tenant's `admin` role, which the owner's token lacks: 403
+    # (tests/test_outbound_webhooks.py covers the admin's own calls).
+    ("POST", "/webhook-endpoints"): ep(lambda w: Call(json=webhook_endpoint_body(w.tenant)), 403),
+    ("GET", "/webhook-endpoints"): ep(lambda w: Call(params={"tenantId": w.tenant}), 403),
+    ("GET", "/webhook-endpoints/{endpoint_id}"): ep(webhook_endpoint_call(), 403),
+    ("PATCH", "/webhook-endpoints/{endpoint_id}"): ep(webhook_endpoint_call({"enabled": False}), 403),
+    ("DELETE", "/webhook-endpoints/{endpoint_id}"): ep(webhook_endpoint_call(), 403),
+    ("GET", "/webhook-endpoints/{endpoint_id}/stats"): ep(webhook_endpoint_call(), 403),
+    ("POST", "/webhook-endpoints/{endpoint_id}/rotate-secret"): ep(webhook_endpoint_call(), 403),
+    ("POST", "/webhook-endpoints/{endpoint_id}/replay"): ep(webhook_endpoint_call({"eventIds": ["1"]}), 403),
+    # The tenant workspace: anyone of the tenant reads identities and accounts; writes, and the
+    # settings, need the `admin` role the owner's token lacks (tests/test_tenant_workspace.py).
+    ("POST", "/sender-identities"): ep(
+        lambda w: Call(json={"tenantId": w.tenant, "name": "x", "smsSender": "X"}), 403
+    ),
+    ("GET", "/sender-identities"): ep(lambda w: Call(params={"tenantId": w.tenant}), 200),
+    ("GET", "/sender-identities/{identityId}"): ep(lambda w: Call({"identityId": w.sender_identity}), 200),
+    ("PATCH", "/sender-identities/{identityId}"): ep(
+        lambda w: Call({"identityId": w.sender_identity}, json={"name": f"{w.marker} renamed"}), 403
+    ),
+    ("DELETE", "/sender-identities/{identityId}"): ep(lambda w: Call({"identityId": w.sender_identity}), 403),
+    ("POST", "/sender-identities/{identityId}/verify"): ep(
+        lambda w: Call({"identityId": w.sender_identity}), 403
+    ),
+    ("POST", "/provider-accounts"): ep(
+        lambda w: Call(
+            json={"tenantId": w.tenant, "name": "x", "kind": "SMTP", "smtp": {"host": "127.0.0.1"}}
+        ),
+        403,
+    ),
+    ("GET", "/provider-accounts"): ep(lambda w: Call(params={"tenantId": w.tenant}), 200),
+    ("GET", "/provider-accounts/{accountId}"): ep(lambda w: Call({"accountId": w.provider_account}), 200),
+    ("PATCH", "/provider-accounts/{accountId}"): ep(
+        lambda w: Call({"accountId": w.provider_account}, json={"name": f"{w.marker} renamed"}), 403
+    ),
+    ("DELETE", "/provider-accounts/{accountId}"): ep(lambda w: Call({"accountId": w.provider_account}), 403),
+    ("GET", "/tenants/{tenantId}/settings"): ep(lambda w: Call({"tenantId": w.tenant}), 403),
+    ("PATCH", "/tenants/{tenantId}/settings"): ep(
+        lambda w: Call({"tenantId": w.tenant}, json={"timezone": "UTC"}), 403
+    ),
+    # Inbound provider webhook registrations: the admin's alone (tests/test_provider_webhooks_*.py).
+    ("POST", "/provider-webhooks"): ep(
+        lambda w: Call(json={"tenantId": w.tenant, "provider": "mailgun", "secret": "k" * 32}), 403
+    ),
+    ("GET", "/provider-webhooks"): ep(lambda w: Call(params={"tenantId": w.tenant}), 403),
+    ("GET", "/provider-webhooks/{webhook_id}"): ep(provider_webhook_call, 403),
+    ("DELETE", "/provider-webhooks/{webhook_id}"): ep(provider_webhook_call, 403),
     ("POST", "/events/batch"): ep(lambda w: Call(json={"events": [event_body(w), event_body(w)]}), 202),
 }
 
@@ -195,6 +270,9 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/t/u/{token}"): "one-click unsubscribe: the signed tracking token is the credential",
     ("POST", "/webhooks/email"): "provider webhook: HMAC signature of the body",
     ("POST", "/webhooks/sms"): "provider webhook: HMAC signature of the body",
+    ("POST", "/webhooks/providers/{provider}/{webhook_id}"): (
+        "a provider's own webhook: its signature scheme, checked with the registration's credential"
+    ),
 }
 
 
@@ -265,20 +343,45 @@ async def populate(stack: Stack, tenant: str) -> World:
         suppressions.append(r.json()["id"])
     w.suppression, w.doomed_suppression = suppressions[:2]
     w.doomed_address = f"{marker}.by-address@example.com"
-    w.secrets = {marker, tenant, audience.segment_id, email_t, sms_t, *ids, *suppressions}
+    admin = {"Authorization": f"Bearer {issue_token(stack.settings, 'admin_a', [tenant], roles=['admin'])}"}
+    r = await stack.api.post("/webhook-endpoints", json=webhook_endpoint_body(tenant), headers=admin)
+    assert r.status_code == 201, r.text
+    w.webhook_endpoint = r.json()["id"]
+    identity = {"tenantId": tenant, "name": f"{marker} sender", "smsSender": "Club"}
+    r = await stack.api.post("/sender-identities", json=identity, headers=admin)
+    assert r.status_code == 201, r.text
+    w.sender_identity = r.json()["id"]
+    account = {"tenantId": tenant, "name": f"{marker} relay", "kind": "SMTP", "smtp": {"host": "127.0.0.1"}}
+    r = await stack.api.post("/provider-accounts", json=account, headers=admin)
+    assert r.status_code == 201, r.text
+    w.provider_account = r.json()["id"]
+    hook = {"tenantId": tenant, "provider": "mailgun", "secret": f"{marker}-signing-key"}
+    r = await stack.api.post("/provider-webhooks", json=hook, headers=admin)
+    assert r.status_code == 201, r.text
+    w.provider_webhook = r.json()["id"]
+    w.secrets = {marker, tenant, audience.segment_id, email_t, sms_t, *ids, *suppressions, w.webhook_endpoint}
+    w.secrets |= {w.sender_identity, w.provider_account, w.provider_webhook}
     for c in audience.customers:
         w.secrets |= {c["id"], c["email"], c["phone"], c["external_id"]}
     return w
 
 
 async def snapshot(engine: AsyncEngine, tenants: set[str]) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of these tenants, in every table that has a tenant_id."""
+    """Every row of these tenants, in every table of the database that has a tenant_id (read from
+    the catalog, so a table a migration adds is covered without being listed here)."""
     rows: dict[str, list[tuple[Any, ...]]] = {}
     async with engine.connect() as conn:
-        for table in Base.metadata.sorted_tables:
-            if "tenant_id" in table.c:
-                result = await conn.execute(select(table).where(table.c.tenant_id.in_(tenants)))
-                rows[table.name] = sorted(tuple(r) for r in result)
+        names = await conn.execute(
+            text(
+                "SELECT table_name FROM information_schema.columns"
+                " WHERE table_schema = 'public' AND column_name = 'tenant_id' ORDER BY table_name"
+            )
+        )
+        for (name,) in names.all():
+            result = await conn.execute(
+                text(f'SELECT * FROM "{name}" WHERE tenant_id = ANY(:t)'), {"t": sorted(tenants)}
+            )
+            rows[name] = sorted((tuple(str(v) for v in r) for r in result), key=repr)
     return rows
 
 
@@ -367,7 +470,7 @@ async def test_isolation_matrix(make_stack: StackFactory) -> None:
 async def test_public_routes_ignore_bearer_tokens(make_stack: StackFactory, route: tuple[str, str]) -> None:
     stack = await make_stack(worker=False)
     method, template = route
-    path = fill(template, {"token": "not-a-signed-token"})
+    path = fill(template, {"token": "not-a-signed-token", "provider": "mailgun", "webhook_id": "pwebhook_x"})
     body = {"events": [{"id": "e1", "type": "DELIVERED", "deliveryId": "delivery_x"}]}
     kwargs: dict[str, Any] = {"json": body} if template.startswith("/webhooks/") else {}
     statuses = set()

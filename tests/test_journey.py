@@ -10,7 +10,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, Wor
 from temporalio.exceptions import CancelledError
 
 from core.constants import JOURNEY_WORKFLOW
-from core.messages import JourneyInput, JourneyResult
+from core.journey_messages import JourneyInput, JourneyResult
 from tests.conftest import Stack, StackFactory
 from tests.factories import Audience, make_audience, make_templates
 from tests.helpers import ledger

@@ -102,6 +102,7 @@ def production_env(**extra: str) -> dict[str, str]:
         CAMPAIGNS_JWT_SECRET=SECRET,
         CAMPAIGNS_TRACKING_SECRET=SECRET,
         CAMPAIGNS_WEBHOOK_SECRET=SECRET,
+        CAMPAIGNS_SECRET_KEY=SECRET,
         CAMPAIGNS_SMS_TOKEN=SECRET,
     )
     env.update(extra)

@@ -24,7 +24,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from core.constants import JOURNEY_WORKFLOW
-from core.messages import JourneyInput, JourneyResult
+from core.journey_messages import JourneyInput, JourneyResult
 from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
 from tests.helpers import create_campaign, wait_for

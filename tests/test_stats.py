@@ -34,6 +34,17 @@ HTML = (
     '<html><body><p>Hi {name}, <a href="https://example.com/offer">see the offer</a> or'
     " <a href='https://example.com/club?x=1&amp;y=2'>the club</a>.</p></body></html>"
 )
+# The human/machine fields of /stats (README "Honest engagement").
+HONEST_KEYS = (
+    "humanOpenedCount",
+    "machineOpenedCount",
+    "humanClickedCount",
+    "machineClickedCount",
+    "humanOpenRate",
+    "humanClickRate",
+    "humanConversionRate",
+    "rateBasis",
+)
 _TRACKING_URL = re.compile(r"http://testserver/t/[ocu]/[A-Za-z0-9_.-]+")
 
 
@@ -336,6 +347,11 @@ async def test_seed_example_stats_through_the_real_endpoints(make_stack: StackFa
     stats = _figures(await ledger.stats())
 
     timeline = stats.pop("timeline")
+    # Honest engagement (tests/test_engagement_stack.py): the seed's opens and clicks come from a
+    # script (python-httpx's agent), so all are a machine's; human + machine = all.
+    honest = {k: stats.pop(k) for k in HONEST_KEYS}
+    assert honest["humanOpenedCount"] + honest["machineOpenedCount"] == 215 and honest["rateBasis"] == "ALL"
+    assert honest["humanClickedCount"] + honest["machineClickedCount"] == 89
     assert stats == {
         "campaignId": ledger.campaign_id,
         "targetCount": 500,
@@ -367,11 +383,12 @@ async def test_seed_example_stats_through_the_real_endpoints(make_stack: StackFa
     }
     # Hourly UTC buckets; each recipient counted in the hour of its first such interaction.
     assert timeline[:2] == [
-        {"hour": seed.hour0.isoformat().replace("+00:00", "Z"), "sent": 100, "opened": 0},
+        {"hour": seed.hour0.isoformat().replace("+00:00", "Z"), "sent": 100, "opened": 0, "humanOpened": 0},
         {
             "hour": (seed.hour0 + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
             "sent": 385,
             "opened": 0,
+            "humanOpened": 0,
         },
     ]
     assert sum(b["sent"] for b in timeline) == 485 and sum(b["opened"] for b in timeline) == 215
@@ -470,6 +487,8 @@ async def test_interactions_filters_and_exact_paging(make_stack: StackFactory) -
         "channel",
         "occurredAt",
         "metadata",
+        "class",
+        "classReason",
     }
     assert click["metadata"] == {"linkId": "link_1", "linkUrl": OFFER} and click["channel"] == "EMAIL"
     i = ledger.customers.index(click["customerId"])
@@ -529,5 +548,6 @@ async def test_interactions_total_is_exact_before_roll_up(make_stack: StackFacto
             "hour": now.replace(minute=0, second=0, microsecond=0).isoformat().replace("+00:00", "Z"),
             "sent": 3,
             "opened": 0,
+            "humanOpened": 0,
         }
     ]

@@ -203,41 +203,62 @@ class RunSteps(PolicySteps):
         st = self._state
         undone = [b for b in st.pages_ahead if b not in st.pages_done]
         if len(undone) <= st.window and not st.plan_exhausted and not self._can_due():
-            plan: PlanPagesResult = await workflow.execute_activity(
-                "plan_pages",
-                PlanPagesInput(
-                    run_id=run_id,
-                    after=st.pages_ahead[-1] if st.pages_ahead else st.send_cursor,
-                    pages=PLAN_PAGES,
-                ),
-                summary=f"plan the next pages of run {st.run_number}",
-                result_type=PlanPagesResult,
-                start_to_close_timeout=SHORT,
-                retry_policy=RETRY,
-            )
-            st.pages_ahead.extend(plan.bounds)
-            st.plan_exhausted = plan.exhausted
-            st.window = max(1, plan.window)
+            await self._plan_pages(run_id)
             return
         if not st.pages_ahead:
-            if st.plan_exhausted and not self._window and st.status == S.ACTIVE:
-                if st.held_until is not None and workflow.patched(PATCH_POLICIES):
-                    await self._wait_and_sweep(run_id)
-                    return
-                await self._finish_run(run_id)
+            await self._end_of_plan(run_id)
             return
         if not self._can_due():
-            if not self._window:
-                self._window.epoch = st.epoch  # pages in flight together share one epoch
-            for index, bound in enumerate(st.pages_ahead):
-                if len(self._window) >= st.window:
-                    break
-                if bound in st.pages_done or bound in self._window:
-                    continue
-                after = st.pages_ahead[index - 1] if index else st.send_cursor
-                self._window.add(bound, self._start_page(run_id, after, bound))
+            self._fill_window(run_id)
+        if self._window:
+            await self._wait_for_a_page(run_id)
+
+    async def _plan_pages(self, run_id: str) -> None:
+        """Plan the bounds of the next pages (and learn how many may be in flight)."""
+        st = self._state
+        plan: PlanPagesResult = await workflow.execute_activity(
+            "plan_pages",
+            PlanPagesInput(
+                run_id=run_id,
+                after=st.pages_ahead[-1] if st.pages_ahead else st.send_cursor,
+                pages=PLAN_PAGES,
+            ),
+            summary=f"plan the next pages of run {st.run_number}",
+            result_type=PlanPagesResult,
+            start_to_close_timeout=SHORT,
+            retry_policy=RETRY,
+        )
+        st.pages_ahead.extend(plan.bounds)
+        st.plan_exhausted = plan.exhausted
+        st.window = max(1, plan.window)
+
+    async def _end_of_plan(self, run_id: str) -> None:
+        """No page is left ahead: once the plan is done and nothing is in flight, the run ends
+        (after the held messages' sweeps, if any are held)."""
+        st = self._state
+        if st.plan_exhausted and not self._window and st.status == S.ACTIVE:
+            if st.held_until is not None and workflow.patched(PATCH_POLICIES):
+                await self._wait_and_sweep(run_id)
+                return
+            await self._finish_run(run_id)
+
+    def _fill_window(self, run_id: str) -> None:
+        """Start the next pages not done nor in flight, up to the window."""
+        st = self._state
         if not self._window:
-            return
+            self._window.epoch = st.epoch  # pages in flight together share one epoch
+        for index, bound in enumerate(st.pages_ahead):
+            if len(self._window) >= st.window:
+                break
+            if bound in st.pages_done or bound in self._window:
+                continue
+            after = st.pages_ahead[index - 1] if index else st.send_cursor
+            self._window.add(bound, self._start_page(run_id, after, bound))
+
+    async def _wait_for_a_page(self, run_id: str) -> None:
+        """Wait until a page in flight finishes or the campaign leaves ACTIVE; take in what
+        finished, and drain the rest if it left."""
+        st = self._state
         self._batch_running = True
         stop = asyncio.ensure_future(workflow.wait_condition(lambda: self._state.status != S.ACTIVE))
         waiting: list[asyncio.Future[Any]] = [*self._window.handles(), stop]

@@ -23,17 +23,15 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from core.constants import CAMPAIGN_SEND_WORKFLOW, journey_run_id
-    from core.messages import (
+    from core.journey_messages import (
         CampaignSendInput,
         CampaignSendResult,
-        FinishRunInput,
         PrepareSendInput,
         PrepareSendResult,
         RunSummary,
         RunSummaryInput,
-        SendBatchInput,
-        SendBatchResult,
     )
+    from core.messages import FinishRunInput, SendBatchInput, SendBatchResult
     from workflows.options import RETRY, SHORT
     from workflows.page_window import halt_page, start_page
 

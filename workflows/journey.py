@@ -20,7 +20,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from core.constants import CAMPAIGN_SEND_WORKFLOW, JOURNEY_WORKFLOW
-    from core.messages import (
+    from core.journey_messages import (
         BranchStep,
         CampaignSendInput,
         CampaignSendResult,

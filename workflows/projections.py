@@ -64,23 +64,28 @@ def details(kind: CampaignType, st: CampaignState) -> str:
     if st.status == S.SCHEDULED and st.scheduled_at is not None:
         return f"SCHEDULED: sleeping until {st.scheduled_at.isoformat()}"
     if st.status in (S.ACTIVE, S.PAUSED) and (st.snapshot_complete or st.target_count):
-        target = st.target_count or 0
-        run_target = target - st.target_base
-        total = -(-run_target // st.page_size) if st.page_size else "?"
-        run = f" of run {st.run_number}" if kind == T.RECURRING else ""
-        active = st.status == S.ACTIVE
-        where = f"page {st.pages + 1} of {total}{run}" if active else f"after page {st.pages}"
-        text = (
-            f"{status}: sending {where} - {st.sent_recipients:,} of {target:,} recipients sent"
-            f" ({st.processed:,} processed)"
-        )
-        if st.expected_finish_at is not None and active:
-            text += f"; expected to finish at {st.expected_finish_at.isoformat()} at the rate limit"
-        if st.held and st.held_until is not None:
-            text += f"; {st.held:,} held until {st.held_until.isoformat()} (local time or quiet hours)"
-        return text + (f"; last error: {st.last_error}" if st.last_error else "")
+        return _sending_details(kind, st)
     done = f"; {st.sent_recipients:,} recipients sent" if st.status.is_final else ""
     return f"{status}{done}"
+
+
+def _sending_details(kind: CampaignType, st: CampaignState) -> str:
+    """An ACTIVE or PAUSED campaign whose audience is known: the page it is at, what it sent."""
+    target = st.target_count or 0
+    run_target = target - st.target_base
+    total = -(-run_target // st.page_size) if st.page_size else "?"
+    run = f" of run {st.run_number}" if kind == T.RECURRING else ""
+    active = st.status == S.ACTIVE
+    where = f"page {st.pages + 1} of {total}{run}" if active else f"after page {st.pages}"
+    text = (
+        f"{st.status.value}: sending {where} - {st.sent_recipients:,} of {target:,} recipients sent"
+        f" ({st.processed:,} processed)"
+    )
+    if st.expected_finish_at is not None and active:
+        text += f"; expected to finish at {st.expected_finish_at.isoformat()} at the rate limit"
+    if st.held and st.held_until is not None:
+        text += f"; {st.held:,} held until {st.held_until.isoformat()} (local time or quiet hours)"
+    return text + (f"; last error: {st.last_error}" if st.last_error else "")
 
 
 def upsert_search_attributes(inp: CampaignWorkflowInput, st: CampaignState) -> None:

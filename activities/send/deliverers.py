@@ -22,6 +22,7 @@ from activities.send.model import Answer, Outgoing
 from activities.send.throttle import Throttle, account_of
 from core.enums import Channel
 from core.settings import Settings
+from providers.accounts import Sender
 from providers.backoff import retry_delay
 from providers.email_content import EmailEnvelope, wire_email
 from providers.sms import SmsClient, SmsResult, SmsVerdict
@@ -75,10 +76,18 @@ class _Gate:
     or for an account without limits, it admits at once and keeps all the channel's slots."""
 
     def __init__(
-        self, throttle: Throttle | None, channel: Channel, tenant_id: str, slots: int, weight: float
+        self,
+        throttle: Throttle | None,
+        channel: Channel,
+        tenant_id: str,
+        slots: int,
+        weight: float,
+        account: str | None = None,
     ) -> None:
-        self._throttle = throttle if throttle is not None and throttle.limited(account_of(channel)) else None
-        self._account = account_of(channel)
+        # A tenant's own provider account is its own rate-limit account (`account:<id>`, limited
+        # only when CAMPAIGNS_RATE_LIMITS names it); the platform's is the channel's.
+        self._account = account or account_of(channel)
+        self._throttle = throttle if throttle is not None and throttle.limited(self._account) else None
         self._tenant = tenant_id
         self._weight = weight
         self._all_slots = slots
@@ -121,12 +130,16 @@ class EmailDeliverer:
         tenant_id: str,
         throttle: Throttle | None = None,
         weight: float = 1.0,
+        sender: Sender | None = None,
     ) -> None:
         self._pool = pool
         self._settings = settings
         self._campaign = campaign_id
         self._tenant = tenant_id
-        self._gate = _Gate(throttle, self.channel, tenant_id, settings.smtp_pool_size, weight)
+        # From, Reply-To and the DKIM key of the campaign's identity (activities.send.identity).
+        self._sender = sender or Sender(email_from=settings.email_from, sms_from=settings.sms_from)
+        account = self._sender.account_name(Channel.EMAIL)
+        self._gate = _Gate(throttle, self.channel, tenant_id, settings.smtp_pool_size, weight, account)
         self.slots = self._gate.slots
 
     @contextlib.asynccontextmanager
@@ -154,8 +167,9 @@ class _EmailSlot:
             campaign_id=d._campaign,
             tenant_id=d._tenant,
             customer_id=customer["id"],
-            sender=d._settings.email_from,
+            sender=d._sender.email_from,
             to=customer["email"],
+            reply_to=d._sender.reply_to,
         )
         if item.parts is None:
             return Answer.failed(item, "the message has no rendered parts")
@@ -163,11 +177,12 @@ class _EmailSlot:
             wire = wire_email(envelope, item.parts, d._settings)
         except ValueError as err:  # e.g. an address that cannot be written in ASCII: nothing sent
             return Answer.failed(item, f"cannot build the message: {err}")
+        data = d._sender.signed(wire.data)  # DKIM, last: nothing may change the bytes after it
         for attempt in range(PROVIDER_TRIES):
             # The first attempt's token was taken before the claim; each retry takes its own.
             if attempt and not await d._gate.admit(wait):
                 return Answer.not_sent(item, HALTED_THROTTLED)
-            result = await self._connection.send(wire.sender, wire.to, wire.data, wire.message_id)
+            result = await self._connection.send(wire.sender, wire.to, data, wire.message_id)
             if result.verdict != SmtpVerdict.TEMPORARY or attempt == PROVIDER_TRIES - 1:
                 break
             if not await wait(retry_delay(attempt)):
@@ -196,9 +211,10 @@ class SmsDeliverer:
         tenant_id: str = "",
         throttle: Throttle | None = None,
         weight: float = 1.0,
+        account: str | None = None,
     ) -> None:
         self._client = client
-        self._gate = _Gate(throttle, self.channel, tenant_id, settings.sms_in_flight, weight)
+        self._gate = _Gate(throttle, self.channel, tenant_id, settings.sms_in_flight, weight, account)
         self.slots = self._gate.slots
 
     @contextlib.asynccontextmanager

@@ -9,6 +9,7 @@ from sqlalchemy.engine import RowMapping
 
 from core.enums import Channel, InteractionType, Outcome, SkipReason
 from db.ledger.sends import AnswerRow, Claim, FinalRow
+from providers.accounts import Sender
 from providers.email_content import EmailParts
 
 
@@ -27,6 +28,9 @@ class Content:
     email: Mapping[str, Any] | None
     sms: Mapping[str, Any] | None
     variants: dict[str, dict[Channel, Mapping[str, Any] | None]] = field(default_factory=dict)
+    # Who the page sends as, and through which accounts (activities.send.identity); None: the
+    # platform's From, sender and accounts.
+    sender: Sender | None = None
 
     def template(self, channel: str, variant: str | None) -> Mapping[str, Any] | None:
         if variant is not None and variant in self.variants:

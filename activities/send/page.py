@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.deps import ActivityDeps
 from activities.send.deliverers import Deliverer, EmailDeliverer, SmsDeliverer
+from activities.send.identity import platform_sender, resolve_sender, sms_client, smtp_pool
 from activities.send.model import Content, Message
 from activities.send.pipeline import Pipeline
 from activities.send.renderer import Renderer
@@ -55,8 +56,13 @@ async def load_content(deps: ActivityDeps, *, campaign_id: str, tenant_id: str, 
             type=ERR_CAMPAIGN_INVALID,
             non_retryable=True,
         )
+    sender = await resolve_sender(deps, campaign_id, tenant_id, content.channels)
     return Content(
-        content.channels, content.templates[Channel.EMAIL], content.templates[Channel.SMS], content.variants
+        content.channels,
+        content.templates[Channel.EMAIL],
+        content.templates[Channel.SMS],
+        content.variants,
+        sender=sender,
     )
 
 
@@ -85,17 +91,24 @@ class SendPage:
         self.writer = LedgerWriter(
             deps.engine, campaign_id=campaign_id, tenant_id=tenant_id, existing_rows=existing_rows
         )
+        sender = content.sender or platform_sender(deps.settings)
         deliverers: list[Deliverer] = [
             EmailDeliverer(
-                deps.smtp,
+                smtp_pool(deps, sender),
                 deps.settings,
                 campaign_id=campaign_id,
                 tenant_id=tenant_id,
                 throttle=deps.throttle,
                 weight=rate_weight,
+                sender=sender,
             ),
             SmsDeliverer(
-                deps.sms, deps.settings, tenant_id=tenant_id, throttle=deps.throttle, weight=rate_weight
+                sms_client(deps, sender),
+                deps.settings,
+                tenant_id=tenant_id,
+                throttle=deps.throttle,
+                weight=rate_weight,
+                account=sender.account_name(Channel.SMS),
             ),
         ]
         self.pipeline = Pipeline(

@@ -9,11 +9,13 @@ import logging
 from collections.abc import Sequence
 
 from activities.deps import ActivityDeps
+from activities.send.identity import platform_sender, sms_client, smtp_pool
 from activities.send.model import Content, Message, Outgoing
 from activities.send.renderer import Renderer
 from core.enums import Channel
 from core.policy import Seeds
 from db import test_sends
+from providers.accounts import Sender
 from providers.email_content import EmailEnvelope, wire_email
 from providers.sms import SmsVerdict
 from providers.smtp import SmtpVerdict
@@ -62,27 +64,32 @@ async def _copies(
         rendered = await Renderer(deps.render_pool, tenant_id, content).render([first])
         if not rendered.ready:
             return [(a, False, "the message could not be rendered") for a in to]
-        return [await _send(deps, campaign_id, tenant_id, rendered.ready[0], a) for a in to]
+        sender = content.sender or platform_sender(deps.settings)
+        return [await _send(deps, campaign_id, tenant_id, rendered.ready[0], a, sender) for a in to]
     except Exception as err:  # a seed copy never fails the page
         log.warning("seed copies of campaign %s (%s) failed: %s", campaign_id, first.channel, err)
         return [(a, False, str(err)) for a in to]
 
 
 async def _send(
-    deps: ActivityDeps, campaign_id: str, tenant_id: str, item: Outgoing, address: str
+    deps: ActivityDeps, campaign_id: str, tenant_id: str, item: Outgoing, address: str, sender: Sender
 ) -> tuple[str, bool, str]:
+    """One copy, as the campaign's identity sends it (From, Reply-To, DKIM, account)."""
     if item.message.channel == Channel.EMAIL and item.parts is not None:
         envelope = EmailEnvelope(
             delivery_id=f"seed-{item.delivery_id}",
             campaign_id=campaign_id,
             tenant_id=tenant_id,
             customer_id=item.message.customer_id,
-            sender=deps.settings.email_from,
+            sender=sender.email_from,
             to=address,
             mark="Seed",
+            reply_to=sender.reply_to,
         )
         wire = wire_email(envelope, item.parts, deps.settings)
-        result = await deps.smtp.send(wire.sender, wire.to, wire.data, wire.message_id)
+        data = sender.signed(wire.data)
+        result = await smtp_pool(deps, sender).send(wire.sender, wire.to, data, wire.message_id)
         return address, result.verdict == SmtpVerdict.ACCEPTED, result.detail
-    sms = await deps.sms.send(address, f"[SEED] {item.body or ''}", f"seed-{item.delivery_id}-{address}")
+    client = sms_client(deps, sender)
+    sms = await client.send(address, f"[SEED] {item.body or ''}", f"seed-{item.delivery_id}-{address}")
     return address, sms.verdict == SmsVerdict.ACCEPTED, sms.detail

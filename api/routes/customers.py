@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.deps import ConnDep, PrincipalDep, StateDep
+from api.deps import CUSTOMER, ConnDep, OwnedCustomer, PrincipalDep, StateDep, get_owned
 from api.errors import Problem
-from api.owned import CUSTOMER, OwnedCustomer, get_owned
 from api.schemas.common import ClubIdQuery, PageWindow, TenantIdQuery, paginate
 from api.schemas.customer_import import (
     CustomerImport,

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Query
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.deps import ConnDep, PrincipalDep
+from api.deps import SEGMENT, ConnDep, OwnedSegment, PrincipalDep, get_owned
 from api.errors import Problem, invalid
-from api.owned import SEGMENT, OwnedSegment, get_owned
 from api.schemas.common import ClubIdQuery, PageWindow, TenantIdQuery, paginate
 from api.schemas.customers import CustomerPublic
 from api.schemas.segments import (

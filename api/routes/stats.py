@@ -1,10 +1,15 @@
-"""GET /campaigns/:id/stats and /campaigns/:id/interactions: read from the roll-ups (README "Stats")."""
+"""GET /campaigns/:id/stats and /campaigns/:id/interactions: read from the roll-ups (README "Stats").
 
-from typing import Annotated
+Both show human and machine engagement apart (README "Honest engagement"): /stats adds the human and
+machine counts and the human rates, and the tenant's policy (`engagement.rates`) says whether the
+seed's rates use all counts (the default) or human ones; each interaction carries its class.
+"""
+
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import ConnDep, PrincipalDep
+from api.deps import ConnDep, PrincipalDep, SettingsDep
 from api.experiments import experiment_stats, holdout_view
 from api.routes.campaigns import load_campaign
 from api.schemas.common import PageMeta
@@ -20,8 +25,11 @@ from api.schemas.stats import (
     TriggerStats,
 )
 from core.enums import CampaignType, Channel, InteractionType
+from core.policy import RateBasis, defaults
 from db.campaign_counts import RecipientCounts, rate
+from db.policies import tenant_policy
 from db.stats import (
+    HumanCounts,
     InteractionFilter,
     campaign_stats,
     count_interactions,
@@ -37,10 +45,43 @@ Skip = Annotated[int, Query(ge=0, le=10_000_000)]
 Take = Annotated[int, Query(ge=1, le=1000)]
 
 
+def _engagement_fields(t: RecipientCounts, human: HumanCounts, basis: RateBasis) -> dict[str, Any]:
+    """The seed's rates (on all or human counts, as the tenant chose) and the human/machine split
+    (README "Honest engagement"): machine = all - human, so the two always add up."""
+    human_rates = {
+        "open_rate": rate(human.opened, t.delivered),
+        "click_rate": rate(human.clicked, human.opened),
+        "conversion_rate": rate(t.converted, human.clicked),
+    }
+    seed_rates = (
+        human_rates
+        if basis == RateBasis.HUMAN
+        else {
+            "open_rate": rate(t.opened, t.delivered),
+            "click_rate": rate(t.clicked, t.opened),
+            "conversion_rate": rate(t.converted, t.clicked),
+        }
+    )
+    return {
+        **seed_rates,
+        "human_opened_count": human.opened,
+        "machine_opened_count": t.opened - human.opened,
+        "human_clicked_count": human.clicked,
+        "machine_clicked_count": t.clicked - human.clicked,
+        "human_open_rate": human_rates["open_rate"],
+        "human_click_rate": human_rates["click_rate"],
+        "human_conversion_rate": human_rates["conversion_rate"],
+        "rate_basis": basis,
+    }
+
+
 @router.get("/{campaign_id}/stats", response_model=CampaignStatsPublic, response_model_by_alias=True)
-async def get_campaign_stats(campaign_id: str, principal: PrincipalDep, conn: ConnDep) -> CampaignStatsPublic:
+async def get_campaign_stats(
+    campaign_id: str, principal: PrincipalDep, conn: ConnDep, settings: SettingsDep
+) -> CampaignStatsPublic:
     row = await load_campaign(conn, principal, campaign_id)
     stats = await campaign_stats(conn, campaign_id)
+    policy = await tenant_policy(conn, row["tenant_id"], defaults(settings.sms_quiet_hours_default))
     t = stats.totals
     email = stats.by_channel.get(Channel.EMAIL, RecipientCounts())
     sms = stats.by_channel.get(Channel.SMS, RecipientCounts())
@@ -55,9 +96,7 @@ async def get_campaign_stats(campaign_id: str, principal: PrincipalDep, conn: Co
         unsubscribed_count=t.unsubscribed,
         bounced_count=t.bounced,
         delivery_rate=rate(t.delivered, t.sent),
-        open_rate=rate(t.opened, t.delivered),
-        click_rate=rate(t.clicked, t.opened),
-        conversion_rate=rate(t.converted, t.clicked),
+        **_engagement_fields(t, stats.human, policy.engagement.rates),
         by_channel=ChannelStats(
             email=EmailChannelStats(
                 sent=email.sent,
@@ -68,7 +107,10 @@ async def get_campaign_stats(campaign_id: str, principal: PrincipalDep, conn: Co
             ),
             sms=SmsChannelStats(sent=sms.sent, delivered=sms.delivered, failed=sms.failed),
         ),
-        timeline=[TimelineBucket(hour=b.hour, sent=b.sent, opened=b.opened) for b in stats.timeline],
+        timeline=[
+            TimelineBucket(hour=b.hour, sent=b.sent, opened=b.opened, human_opened=b.human_opened)
+            for b in stats.timeline
+        ],
         # The same sources as GET /campaigns/:id, so both always agree.
         skipped_count=row["skipped_count"],
         failed_count=t.failed,
@@ -119,6 +161,8 @@ async def list_interactions(
             channel=r["channel"],
             occurred_at=r["occurred_at"],
             metadata=r["metadata"] or {},
+            class_=r["engagement_class"],
+            class_reason=r["class_reason"],
         )
         for r in rows
     ]

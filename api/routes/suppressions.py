@@ -11,9 +11,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import ConnDep, PrincipalDep
+from api.deps import ConnDep, OwnedSuppression, PrincipalDep
 from api.errors import PROBLEM, invalid, not_found
-from api.owned import OwnedSuppression
 from api.schemas.common import PageWindow, TenantIdQuery, paginate
 from api.schemas.customers import NoNul
 from api.schemas.suppressions import (

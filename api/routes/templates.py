@@ -15,9 +15,8 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.deps import ConnDep, PrincipalDep, RenderPoolDep
+from api.deps import TEMPLATE, ConnDep, EditedTemplate, OwnedTemplate, PrincipalDep, RenderPoolDep, get_owned
 from api.errors import Problem, invalid
-from api.owned import TEMPLATE, EditedTemplate, OwnedTemplate, get_owned
 from api.schemas.common import ClubIdQuery, PageWindow, TenantIdQuery, paginate
 from api.schemas.templates import (
     CHANNEL_FIELDS,

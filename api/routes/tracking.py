@@ -6,8 +6,9 @@ a click is refused with a plain 404/400 page (never redirected anywhere), an uns
 says the link is not valid.
 
 - GET  /t/o/{token}: records OPENED (every open is an interaction, replays aside; the opener
-  counts once).
-- GET  /t/c/{token}: records CLICKED with `linkId`/`linkUrl`, then 302 to the signed URL.
+  counts once). HEAD too (recorded as a machine's).
+- GET  /t/c/{token}: records CLICKED with `linkId`/`linkUrl`, then 302 to the signed URL. HEAD
+  too: a scanner's HEAD is recorded as a machine's click and still gets the redirect.
 - GET  /t/u/{token}: a confirmation page with a one-button form; records nothing, because mail
   scanners prefetch links (RFC 8058 §1).
 - POST /t/u/{token}: unsubscribes (the form above, and RFC 8058 one-click POSTs with the body
@@ -22,6 +23,10 @@ the background roll-up (api.rollup); /stats adds the interactions it has not rea
 stays exact (README "Stats"). Opens and clicks are recorded best-effort: if the database is
 unreachable the error is logged and the reader still gets the pixel or the redirect. An
 unsubscribe is never acknowledged unless stored.
+
+Each open and click is classified `human` or `machine` as it is recorded (core.engagement; README
+"Honest engagement"): this module gives the request's verdict (method, User-Agent, client address);
+the database adds the timing rules.
 
 Replays count once: the same link fetched by the same client (address and User-Agent) within
 `CAMPAIGNS_TRACKING_DEDUPE_SECONDS` records one interaction. Mail clients and image proxies refetch,
@@ -44,6 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import AppState, SettingsDep, StateDep
 from api.errors import loggable_error
+from core.engagement import request_verdict
 from core.enums import InteractionType
 from db.interactions import TrackedEvent, unsubscribe_recipient
 from providers.tracking import LinkKind, TrackingClaim, is_trackable_url, token_signer
@@ -96,6 +102,7 @@ async def _record_best_effort(
     state: AppState,
     claim: TrackingClaim,
     type_: InteractionType,
+    request: Request,
     metadata: dict[str, str] | None = None,
     event_key: str | None = None,
 ) -> None:
@@ -103,6 +110,12 @@ async def _record_best_effort(
     (no image, a dead link). It is logged (without the statement's values), and the reader still
     gets the pixel or the page. A token whose delivery is not of its campaign records nothing."""
     assert state.tracking is not None  # built with the state
+    verdict = request_verdict(
+        type_.value,
+        request.method,
+        request.headers.get("user-agent"),
+        request.client.host if request.client else None,
+    )
     event = TrackedEvent(
         delivery_id=claim.delivery_id,
         campaign_id=claim.campaign_id,
@@ -110,6 +123,8 @@ async def _record_best_effort(
         occurred_at=datetime.now(UTC),
         metadata=metadata or {},
         event_key=event_key,
+        engagement_class=verdict.klass.value if verdict else None,
+        class_reason=verdict.reason if verdict else None,
     )
     try:
         await state.tracking.append(event)
@@ -119,17 +134,17 @@ async def _record_best_effort(
         )
 
 
-@router.get("/o/{token}", include_in_schema=False)
+@router.api_route("/o/{token}", methods=["GET", "HEAD"], include_in_schema=False)
 async def open_pixel(token: str, request: Request, state: StateDep) -> Response:
     settings = state.settings  # one dependency fewer on the hottest route
     claim = token_signer(settings.tracking_secret).verify(token, LinkKind.OPEN)
     if claim is not None:
         key = replay_key(claim, request, settings.tracking_dedupe_seconds)
-        await _record_best_effort(state, claim, InteractionType.OPENED, event_key=key)
+        await _record_best_effort(state, claim, InteractionType.OPENED, request, event_key=key)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
-@router.get("/c/{token}", include_in_schema=False)
+@router.api_route("/c/{token}", methods=["GET", "HEAD"], include_in_schema=False)
 async def click_redirect(token: str, request: Request, state: StateDep) -> Response:
     settings = state.settings
     claim = token_signer(settings.tracking_secret).verify(token, LinkKind.CLICK)
@@ -139,7 +154,7 @@ async def click_redirect(token: str, request: Request, state: StateDep) -> Respo
         return _invalid_link(400)  # signed, but not a web URL: never redirect to it
     metadata = {"linkId": claim.link_id, "linkUrl": claim.url}
     key = replay_key(claim, request, settings.tracking_dedupe_seconds)
-    await _record_best_effort(state, claim, InteractionType.CLICKED, metadata, key)
+    await _record_best_effort(state, claim, InteractionType.CLICKED, request, metadata, key)
     # The target was signed into the token when the email was built: a URL of that message.
     return RedirectResponse(claim.url, status_code=302, headers=NO_STORE)
 

@@ -25,7 +25,6 @@ valid event at all is a 422.
 import hashlib
 import hmac
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,10 +42,8 @@ from api.schemas.events import (
     SmsWebhook,
     WebhookResult,
 )
+from api.webhook_ledger import Outcome, Recorder, resolve
 from core.enums import Channel, InteractionType
-from db.ledger.outcomes import mark_email_bounced
-from db.ledger.reads import MessageRef, resolve_messages
-from db.rollups import NewInteraction, insert_interaction, roll_up
 
 SIGNATURE_HEADER = "X-Campaigns-Signature"
 
@@ -66,97 +63,42 @@ async def require_signature(request: Request, settings: SettingsDep) -> None:
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[Depends(require_signature)])
 
 
-def _bare(message_id: str) -> str:
-    return message_id.strip().strip("<>").strip()
-
-
-async def _resolve(
-    conn: AsyncConnection, events: Sequence[ProviderEvent]
-) -> tuple[dict[str, MessageRef], dict[str, MessageRef]]:
-    """All messages named by a batch in one query: (by delivery id, by bare provider message id).
-    An email's Message-ID may be stored with or without angle brackets: both spellings are asked."""
-    ids = [e.delivery_id for e in events if e.delivery_id]
-    pmids: list[str] = []
-    for e in events:
-        if e.provider_message_id:
-            bare = _bare(e.provider_message_id)
-            pmids += [bare, f"<{bare}>"]
-    by_id: dict[str, MessageRef] = {}
-    by_pmid: dict[str, MessageRef] = {}
-    for message in await resolve_messages(conn, ids, pmids):
-        by_id[message.delivery_id] = message
-        if message.provider_message_id:
-            by_pmid.setdefault(_bare(message.provider_message_id), message)
-    return by_id, by_pmid
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """What one provider event records, or None when it records nothing."""
-
-    type: InteractionType
-    metadata: dict[str, Any]
-    hard_bounce: bool = False
-
-
-def _email_outcome(e: EmailProviderEvent) -> _Outcome | None:
+def _email_outcome(e: EmailProviderEvent) -> Outcome | None:
     meta: dict[str, Any] = {"providerEventId": e.id}
     if e.type == "DELIVERED":
-        return _Outcome(InteractionType.DELIVERED, meta)
+        return Outcome(InteractionType.DELIVERED, meta)
     if e.bounce_type == "SOFT":
         return None
     meta.update(bounceType=e.bounce_type, reason=e.reason)
-    return _Outcome(InteractionType.BOUNCED, meta, hard_bounce=True)
+    return Outcome(InteractionType.BOUNCED, meta, hard_bounce=True)
 
 
-def _sms_outcome(e: SmsProviderEvent) -> _Outcome | None:
+def _sms_outcome(e: SmsProviderEvent) -> Outcome | None:
     meta: dict[str, Any] = {"providerEventId": e.id}
     if e.type == "DELIVERED":
-        return _Outcome(InteractionType.DELIVERED, meta)
+        return Outcome(InteractionType.DELIVERED, meta)
     meta.update(errorCode=e.error_code, reason=e.reason)
-    return _Outcome(InteractionType.FAILED, meta)
+    return Outcome(InteractionType.FAILED, meta)
 
 
 async def _process(
-    conn: AsyncConnection, channel: Channel, items: Sequence[tuple[ProviderEvent, _Outcome | None]]
+    conn: AsyncConnection, channel: Channel, items: Sequence[tuple[ProviderEvent, Outcome | None]]
 ) -> WebhookResult:
-    by_id, by_pmid = await _resolve(conn, [e for e, _ in items])
-    recorded: list[str] = []
-    bounces: dict[str, dict[str, datetime]] = {}  # tenant -> customer -> first bounce of the batch
+    messages = await resolve(conn, [(e.delivery_id, e.provider_message_id) for e, _ in items])
+    recorder = Recorder(conn)
     duplicates = ignored = 0
     now = datetime.now(UTC)
     for e, outcome in sorted(items, key=lambda item: item[0].id):
-        message = by_id.get(e.delivery_id or "") or by_pmid.get(_bare(e.provider_message_id or ""))
+        message = messages.find(e.delivery_id, e.provider_message_id)
         if message is None or message.channel != channel or outcome is None:
             ignored += 1
             continue
-        at = e.occurred_at or now
-        interaction_id = await insert_interaction(
-            conn,
-            NewInteraction(
-                tenant_id=message.tenant_id,
-                campaign_id=message.campaign_id,
-                customer_id=message.customer_id,
-                channel=message.channel,
-                type=outcome.type.value,
-                occurred_at=at,
-                delivery_id=message.delivery_id,
-                metadata={k: v for k, v in outcome.metadata.items() if v is not None},
-                event_key=f"webhook:{channel.value.lower()}:{e.id}",
-            ),
-        )
-        if interaction_id is None:
+        key = f"webhook:{channel.value.lower()}:{e.id}"
+        if not await recorder.record(message, outcome, e.occurred_at or now, key):
             duplicates += 1
-            continue
-        recorded.append(interaction_id)
-        if outcome.hard_bounce:
-            bounces.setdefault(message.tenant_id, {}).setdefault(message.customer_id, at)
-    if recorded:
-        await roll_up(conn, ids=recorded)
-    for tenant_id in sorted(bounces):
-        customers = bounces[tenant_id]
-        await mark_email_bounced(conn, tenant_id, list(customers), list(customers.values()))
-    return WebhookResult(received=len(items), recorded=len(recorded), duplicates=duplicates, ignored=ignored)
+    await recorder.finish()
+    recorded = len(recorder.recorded)
+    return WebhookResult(received=len(items), recorded=recorded, duplicates=duplicates, ignored=ignored)
 
 
 def _with_rejected(result: WebhookResult, problems: list[dict[str, Any]], total: int) -> WebhookResult:

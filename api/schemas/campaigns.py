@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from api.schemas.common import ApiIn, ApiOut, FiniteFloat, PageMeta, SafeStr, SaneDatetime, UtcDatetime
+from api.schemas.common import ApiIn, ApiOut, FiniteFloat, Page, SafeStr, SaneDatetime, UtcDatetime
 from core.enums import CampaignStatus, CampaignType, Channel
 from core.experiments import ABTest
 from core.policy import CampaignPolicy, DeliverAt
@@ -22,7 +22,10 @@ Timezone = Annotated[SafeStr, Field(max_length=64)]  # the column is varchar(64)
 ConversionEvent = Annotated[SafeStr, Field(min_length=1, max_length=200)]
 
 
-def check_timezone(value: str) -> str:
+def check_timezone(value: str | None) -> str | None:
+    """An IANA zone name (None passes: an optional field left out or null)."""
+    if value is None:
+        return None
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as err:
@@ -106,30 +109,43 @@ class ScheduleIn(ApiIn):
         return schedule.model_dump(by_alias=True, mode="json")
 
 
-class CampaignCreate(ApiIn):
-    tenant_id: TenantId
-    club_id: ClubId | None = None
-    name: Name
+class _CampaignFields(ApiIn):
+    """The fields a create and a PATCH take alike (all optional on both); a new campaign field
+    that both take goes here."""
+
     description: Description | None = None
-    type: CampaignType = CampaignType.ONE_TIME
     segment_id: Id | None = None
-    channels: list[Channel]
     email_template_id: Id | None = None
     sms_template_id: Id | None = None
-    timezone: Timezone = "UTC"
     conversion_event: ConversionEvent | None = None
     conversion_window_hours: Annotated[int, Field(ge=1, le=24 * 90)] | None = None
     schedule: ScheduleIn | None = None
     trigger_event: TriggerEvent | None = None
     trigger_conditions: TriggerConditions | None = None
-    # Overrides of the tenant's sending policy (README "Sending policies").
+    # Overrides of the tenant's sending policy (README "Sending policies"); on a PATCH it
+    # replaces the campaign's overrides whole (null: none) and the next page applies it.
     policy: CampaignPolicy | None = None
-    # ONE_TIME and RECURRING: deliver at this local time in each recipient's zone, in waves.
+    # ONE_TIME and RECURRING: deliver at this local time in each recipient's zone, in waves. A
+    # PATCH may change it before sending starts only (DRAFT or SCHEDULED); null: not used.
     deliver_at: DeliverAt | None = None
-    # Percent of the audience held out as a control group (skipped HOLDOUT; README "Holdout groups").
+    # Percent of the audience held out as a control group (skipped HOLDOUT; README "Holdout
+    # groups"). A PATCH may change it in DRAFT only (the groups are drawn when sending starts).
     holdout_percent: Annotated[float, Field(ge=0, le=50)] | None = None
-    # ONE_TIME: an A/B test of up to 4 variants (README "A/B tests").
+    # ONE_TIME: an A/B test of up to 4 variants (README "A/B tests"). A PATCH may change it in
+    # DRAFT only; null removes the test.
     ab_test: ABTest | None = None
+    # The sender identity it sends as (docs/tenants-and-providers.md); null: the tenant's default
+    # identity, else the platform's From and sender. It must be the tenant's, and verified for EMAIL.
+    sender_identity_id: Id | None = None
+
+
+class CampaignCreate(_CampaignFields):
+    tenant_id: TenantId
+    club_id: ClubId | None = None
+    name: Name
+    type: CampaignType = CampaignType.ONE_TIME
+    channels: list[Channel]
+    timezone: Timezone = "UTC"
     # Create and schedule in one call (the seed's type examples carry it); without an offset it
     # is read in `timezone`.
     scheduled_at: SaneDatetime | None = None
@@ -138,27 +154,10 @@ class CampaignCreate(ApiIn):
     _ch = field_validator("channels")(check_channels)
 
 
-class CampaignUpdate(ApiIn):
+class CampaignUpdate(_CampaignFields):
     name: Name | None = None
-    description: Description | None = None
-    segment_id: Id | None = None
     channels: list[Channel] | None = None
-    email_template_id: Id | None = None
-    sms_template_id: Id | None = None
     timezone: Timezone | None = None
-    conversion_event: ConversionEvent | None = None
-    conversion_window_hours: Annotated[int, Field(ge=1, le=24 * 90)] | None = None
-    schedule: ScheduleIn | None = None
-    trigger_event: TriggerEvent | None = None
-    trigger_conditions: TriggerConditions | None = None
-    # Replaces the campaign's overrides whole (null: none); the next page applies it.
-    policy: CampaignPolicy | None = None
-    # Before sending starts only (DRAFT or SCHEDULED); null: no local-time delivery.
-    deliver_at: DeliverAt | None = None
-    # DRAFT only (the groups are drawn when sending starts).
-    holdout_percent: Annotated[float, Field(ge=0, le=50)] | None = None
-    # DRAFT only; null removes the test.
-    ab_test: ABTest | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -186,9 +185,8 @@ class CampaignSummary(ApiOut):
     created_at: UtcDatetime
 
 
-class CampaignsPublic(ApiOut):
-    data: list[CampaignSummary]
-    meta: PageMeta
+class CampaignsPublic(Page[CampaignSummary]):
+    """Newest first."""
 
 
 class CampaignPublic(ApiOut):
@@ -237,6 +235,9 @@ class CampaignPublic(ApiOut):
     holdout_percent: float = 0.0
     ab_test: dict[str, Any] | None = None
     ab_winner: str | None = None
+    sender_identity_id: str | None = None
+    # A follow-up's source campaign (POST /campaigns/:id/follow-up); null for any other campaign.
+    source_campaign_id: str | None = None
     # When the run will be sent at its rate limits' current pace; null when nothing is limited.
     expected_finish_at: UtcDatetime | None = None
     # Who approved the campaign and when (README "Approvals"); null: not approved.
@@ -311,6 +312,5 @@ class RecipientPublic(ApiOut):
     updated_at: UtcDatetime
 
 
-class RecipientsPublic(ApiOut):
-    data: list[RecipientPublic]
-    meta: PageMeta
+class RecipientsPublic(Page[RecipientPublic]):
+    """The campaign's ledger rows, one per recipient and channel."""

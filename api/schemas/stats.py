@@ -5,8 +5,10 @@ from typing import Any
 from pydantic import Field
 
 from api.schemas.common import ApiOut, PageMeta, UtcDatetime
+from core.engagement import EngagementClass
 from core.enums import Channel, InteractionType
 from core.experiments import Lift
+from core.policy import RateBasis
 
 
 class EmailChannelStats(ApiOut):
@@ -33,6 +35,8 @@ class TimelineBucket(ApiOut):
     hour: UtcDatetime
     sent: int
     opened: int
+    # Recipients whose first open that was not a machine's fell in this hour (README "Honest engagement").
+    human_opened: int = 0
 
 
 class RunStats(ApiOut):
@@ -90,6 +94,18 @@ class CampaignStatsPublic(ApiOut):
     # An A/B test: each variant's counts and rates, and the decision (README "A/B tests").
     by_variant: list[dict[str, Any]] | None = None
     ab_decision: dict[str, Any] | None = None
+    # Honest engagement (README "Honest engagement"): distinct recipients with an open (click) that
+    # was not a machine's, and those whose opens (clicks) were all a machine's, so human + machine =
+    # openedCount (clickedCount). The human rates are the seed's formulas on human counts;
+    # `rateBasis` says which counts the seed's rates above use (the tenant's policy).
+    human_opened_count: int = 0
+    machine_opened_count: int = 0
+    human_clicked_count: int = 0
+    machine_clicked_count: int = 0
+    human_open_rate: float | None = None
+    human_click_rate: float | None = None
+    human_conversion_rate: float | None = None
+    rate_basis: RateBasis = RateBasis.ALL
 
 
 class InteractionPublic(ApiOut):
@@ -101,6 +117,10 @@ class InteractionPublic(ApiOut):
     channel: Channel
     occurred_at: UtcDatetime
     metadata: dict[str, Any]
+    # Opens and clicks: `human` | `machine` and why (core.engagement); null for other types and for
+    # opens and clicks reported by a provider's webhook (counted as human).
+    class_: EngagementClass | None = Field(None, alias="class")
+    class_reason: str | None = None
 
 
 class InteractionsPublic(ApiOut):
