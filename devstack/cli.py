@@ -70,14 +70,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     from core.settings import Settings
     from devstack.status import StatusError, watch
 
+    code = 0
     try:
         asyncio.run(watch(Settings(), args.campaign_id, sys.stdout, once=args.once, interval=args.interval))
     except StatusError as err:
         print(f"campaigns status: {err}", file=sys.stderr)
-        return 1
+        code = 1
     except KeyboardInterrupt:
         print()
-    return 0
+    _exit_past_the_temporal_client(code)
+    return code  # pragma: no cover - _exit does not return
+
+
+def _exit_past_the_temporal_client(code: int) -> None:
+    """End a short-lived command that used a Temporal client without interpreter teardown.
+
+    The client's Rust runtime keeps threads that may call into Python while the interpreter
+    finalizes, which now and then aborts the process ("PyGILState_Release: thread state must be
+    current", temporalio/sdk-python#300) after the work is done. Nothing is left to clean up here:
+    flush what was printed and leave.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

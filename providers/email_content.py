@@ -236,6 +236,9 @@ def wire_email(envelope: EmailEnvelope, parts: EmailParts, settings: Settings) -
         f"Message-ID: {message_id}",
         f"X-Campaign-Id: {_header(envelope.campaign_id)}",
         f"X-Delivery-Id: {_header(envelope.delivery_id)}",
+        # Postmark echoes X-PM-Metadata-* in its webhooks (its own MessageID is not ours); other
+        # relays pass it through unread (docs/provider-webhooks.md, "Correlation").
+        f"X-PM-Metadata-deliveryId: {_header(envelope.delivery_id)}",
         f"List-Unsubscribe: <{unsubscribe}>",
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         "MIME-Version: 1.0",
