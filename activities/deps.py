@@ -27,16 +27,7 @@ class ActivityDeps:
 
     @classmethod
     def build(cls, settings: Settings, engine: AsyncEngine) -> "ActivityDeps":
-        smtp = SmtpPool(
-            SmtpConfig(
-                host=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_username,
-                password=settings.smtp_password,
-                starttls=settings.smtp_starttls,
-                pool_size=settings.smtp_pool_size,
-            )
-        )
+        smtp = SmtpPool(SmtpConfig.platform(settings))
         sms = SmsClient(
             settings.sms_url, settings.sms_token, settings.sms_from, max_in_flight=settings.sms_in_flight
         )

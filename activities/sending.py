@@ -69,21 +69,11 @@ class SendingActivities:
             tenant_id=inp.tenant_id,
             run_id=rows[0]["run_id"] if rows else "",
         )
-        halt = HaltWatch(inp.run_id, inp.epoch)
         page_complete = True
         auto_pause, answered, refused = None, 0, 0
         if rows:
-            page = await _send(
-                deps,
-                inp.campaign_id,
-                inp.tenant_id,
-                rows,
-                content,
-                _bounds(rows),
-                When(inp.now, inp.anchor),
-                halt,
-                channels_of=lambda row: [row["held_channel"]],
-            )
+            when = When(inp.now, inp.anchor)
+            page = await _send(deps, inp, rows, content, _bounds(rows), when, channels_of=_held_channel)
             page_complete = not page.halted
             auto_pause, answered, refused = page.auto_pause, page.pipeline.answered, page.pipeline.refused
         async with deps.engine.connect() as conn:
@@ -122,17 +112,7 @@ async def send_rows(
         )
     bounds = _bounds(rows)
     when = When(inp.now or datetime.now(UTC), inp.anchor)
-    page = await _send(
-        deps,
-        inp.campaign_id,
-        inp.tenant_id,
-        rows,
-        content,
-        bounds,
-        when,
-        HaltWatch(inp.run_id, inp.epoch),
-        channels_of=lambda _row: content.channels,
-    )
+    page = await _send(deps, inp, rows, content, bounds, when, channels_of=lambda _row: content.channels)
     sent = await sent_recipients(deps, inp.campaign_id)
     if page.halted:
         return SendBatchResult(
@@ -163,6 +143,11 @@ async def send_rows(
     )
 
 
+def _held_channel(row: RowMapping) -> list[str]:
+    """A held row is one message: the channel quiet hours held."""
+    return [row["held_channel"]]
+
+
 def _bounds(rows: Sequence[RowMapping]) -> PageBounds:
     """What a page's rows cover in the ledger: their runs and customer id range."""
     customers = [r["id"] for r in rows]
@@ -181,17 +166,17 @@ def _counts(by_outcome: dict[str, int]) -> Counts:
 
 async def _send(
     deps: ActivityDeps,
-    campaign_id: str,
-    tenant_id: str,
+    inp: SendBatchInput | SendHeldInput,
     rows: Sequence[RowMapping],
     content: Content,
     bounds: PageBounds,
     when: When,
-    halt: HaltWatch,
     *,
     channels_of: Callable[[RowMapping], Sequence[str]],
 ) -> SendPage:
-    """Screen the rows' messages, send the admitted ones, roll up; the page says how it went."""
+    """Screen the rows' messages, send the admitted ones, roll up; the page says how it went.
+    Pause and cancel halt it through the halt epoch of `inp`'s run."""
+    campaign_id, tenant_id, halt = inp.campaign_id, inp.tenant_id, HaltWatch(inp.run_id, inp.epoch)
     policy = await page_policy(deps, campaign_id, tenant_id)
     messages, held = await _unsent(deps, campaign_id, tenant_id, rows, bounds, when, policy, channels_of)
     page = SendPage(

@@ -97,16 +97,7 @@ async def _emails(
     if isinstance(parts, RenderProblem):
         raise Problem(422, f"the email template cannot be rendered: {parts}")
     parts = EmailParts(f"[TEST] {parts.subject}", parts.html, parts.text, parts.links)
-    smtp = SmtpPool(
-        SmtpConfig(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            username=settings.smtp_username,
-            password=settings.smtp_password,
-            starttls=settings.smtp_starttls,
-            pool_size=1,
-        )
-    )
+    smtp = SmtpPool(SmtpConfig.platform(settings, pool_size=1))
     outcomes: list[TestSendOutcome] = []
     try:
         for address in to:

@@ -34,6 +34,7 @@ from functools import lru_cache
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, field_validator
 
 MAX_EMAIL_LENGTH = 320
 E164 = re.compile(r"\+[1-9]\d{6,14}")
@@ -114,3 +115,18 @@ def canonical_phone(value: str) -> str:
     if verdict != phonenumbers.ValidationResult.IS_POSSIBLE:
         raise ValueError(f"phone {_IMPOSSIBLE.get(verdict, 'is not a possible number')}")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class AddressLists(BaseModel):
+    """Mixin for a model with `emails` and `phones` lists (seed addresses, test-send targets):
+    each address is put into its canonical form, and one that has none fails validation."""
+
+    @field_validator("emails", check_fields=False)
+    @classmethod
+    def _canonical_emails(cls, value: list[str]) -> list[str]:
+        return [canonical_email(v) for v in value]
+
+    @field_validator("phones", check_fields=False)
+    @classmethod
+    def _canonical_phones(cls, value: list[str]) -> list[str]:
+        return [canonical_phone(v) for v in value]

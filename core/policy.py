@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from core.addresses import canonical_email, canonical_phone
+from core.addresses import AddressLists
 from core.enums import Channel
 from core.experiments import ABTest
 
@@ -134,22 +134,12 @@ class AutoPause(_Model):
     min_messages: int = Field(100, ge=1, le=100_000)
 
 
-class Seeds(_Model):
+class Seeds(_Model, AddressLists):
     """Addresses that get a copy of each campaign's first message per channel (inbox monitoring);
     the copies are marked and counted in no stats."""
 
     emails: list[Address] = Field(default_factory=list, max_length=20)
     phones: list[Address] = Field(default_factory=list, max_length=20)
-
-    @field_validator("emails")
-    @classmethod
-    def _emails(cls, value: list[str]) -> list[str]:
-        return [canonical_email(v) for v in value]
-
-    @field_validator("phones")
-    @classmethod
-    def _phones(cls, value: list[str]) -> list[str]:
-        return [canonical_phone(v) for v in value]
 
     def of(self, channel: str) -> list[str]:
         return self.emails if channel == Channel.EMAIL else self.phones

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from types import TracebackType
+from typing import TypedDict, Unpack
 
 from core import tracing
 from providers.backoff import retry_delay
@@ -106,6 +107,14 @@ class _Slots:
         self._free += 1
 
 
+class Retry(TypedDict, total=False):
+    """How a send retries (`SmsLease.send`'s keywords): `attempts` posts at most (3), and
+    `wait(seconds)` between them, which returns False to stop (the caller was halted)."""
+
+    attempts: int
+    wait: Callable[[float], Awaitable[bool]]
+
+
 class SmsClient:
     """Posts SMS to the provider; at most `max_in_flight` requests (and connections) at once."""
 
@@ -148,20 +157,13 @@ class SmsClient:
         until the block ends; `lease.send` has the signature of `SmsClient.send`."""
         return SmsLease(self)
 
-    async def send(
-        self,
-        to: str,
-        body: str,
-        idempotency_key: str,
-        attempts: int = 3,
-        wait: Callable[[float], Awaitable[bool]] = _sleep,
-    ) -> SmsResult:
+    async def send(self, to: str, body: str, idempotency_key: str, **retry: Unpack[Retry]) -> SmsResult:
         """Post one message, retrying up to `attempts` times with one idempotency key.
 
         `wait(seconds)` sleeps between attempts and returns False to stop retrying (the caller
         was halted)."""
         async with SmsLease(self) as lease:
-            return await lease.send(to, body, idempotency_key, attempts, wait)
+            return await lease.send(to, body, idempotency_key, **retry)
 
     def _request(self, to: str, body: str, key: str) -> bytes:
         # What aiohttp sends for data={"To":..,"From":..,"Body":..}: urlencode's quote_plus, in order.
@@ -237,10 +239,11 @@ class SmsLease:
         to: str,
         body: str,
         idempotency_key: str,
+        *,
         attempts: int = 3,
         wait: Callable[[float], Awaitable[bool]] = _sleep,
     ) -> SmsResult:
-        """`SmsClient.send` on this lease's connection."""
+        """`SmsClient.send` on this lease's connection (the retry knobs by name only)."""
         if not self._held or self._busy:
             raise RuntimeError("a lease sends inside its `async with`, one message at a time")
         self._busy = True

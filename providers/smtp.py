@@ -24,6 +24,7 @@ from enum import StrEnum
 import aiosmtplib
 
 from core import tracing
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,18 @@ class SmtpConfig:
     starttls: bool = False
     pool_size: int = 4
     timeout: float = 30.0
+
+    @classmethod
+    def platform(cls, settings: Settings, pool_size: int | None = None) -> "SmtpConfig":
+        """The platform's relay (`CAMPAIGNS_SMTP_*`): the fallback of tenants without their own."""
+        return cls(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            pool_size=settings.smtp_pool_size if pool_size is None else pool_size,
+        )
 
 
 class SmtpPool:

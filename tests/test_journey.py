@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import text
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import CancelledError
 
@@ -15,6 +16,8 @@ from tests.conftest import Stack, StackFactory
 from tests.factories import Audience, make_audience, make_templates
 from tests.helpers import ledger
 
+MAIL_CLIENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.5.0"
+GMAIL_PROXY = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
 PIXEL = re.compile(r'<img src="([^"]+/t/o/[^"]+)"')
 
 
@@ -96,11 +99,22 @@ async def test_journey_sends_waits_and_branches_on_the_childs_outcome(make_stack
     h_open = await start(stack, opener["id"], steps)
     h_ignore = await start(stack, ignorer["id"], steps)
 
-    # The opener opens the welcome email during the wait.
+    # The opener opens the welcome email during the wait, in a mail client, but a privacy proxy
+    # fetched the ignorer's pixel (a machine's open: no signal for the branch). The sent time is
+    # moved an hour back so the person's open is not mistaken for a prefetch (docs/engagement.md).
     message = await email_to(stack, opener["email"])
     pixel = PIXEL.search(message.part("html"))
     assert pixel, message.part("html")
-    r = await stack.api.get(pixel.group(1))
+    async with stack.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE deliveries SET sent_at = sent_at - interval '1 hour' WHERE customer_id = :c"),
+            {"c": opener["id"]},
+        )
+    r = await stack.api.get(pixel.group(1), headers={"User-Agent": MAIL_CLIENT})
+    assert r.status_code == 200
+    proxied = PIXEL.search((await email_to(stack, ignorer["email"])).part("html"))
+    assert proxied
+    r = await stack.api.get(proxied.group(1), headers={"User-Agent": GMAIL_PROXY})
     assert r.status_code == 200
 
     opened: JourneyResult = await h_open.result()
@@ -117,7 +131,8 @@ async def test_journey_sends_waits_and_branches_on_the_childs_outcome(make_stack
     assert opened.sends[0].counts.sent == 1 and opened.sends[0].target_count == 1
     rows = await ledger(stack, welcome)
     assert sorted(r["customerId"] for r in rows) == sorted([opener["id"], ignorer["id"]])
-    assert (await stack.call("GET", f"/campaigns/{welcome}/stats")).json()["openedCount"] == 1
+    stats = (await stack.call("GET", f"/campaigns/{welcome}/stats")).json()
+    assert (stats["openedCount"], stats["humanOpenedCount"], stats["machineOpenedCount"]) == (2, 1, 1)
 
     # Waiting for an event that another service posts to POST /events.
     h_event = await start(

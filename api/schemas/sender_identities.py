@@ -112,14 +112,16 @@ class DkimPublic(ApiOut):
 
 
 class SenderIdentityPublic(ApiOut):
+    """An identity as the API returns it: never its DKIM private key, only the DNS record to publish."""
+
     id: str
     tenant_id: str
-    club_id: str | None
+    club_id: str | None = Field(description="the club it belongs to; null: the whole tenant")
     name: str
-    from_name: str | None
-    from_address: str | None
+    from_name: str | None = Field(description="the From header's display name")
+    from_address: str | None = Field(description="the From address; its domain is the DKIM `d=`")
     reply_to: str | None
-    sms_sender: str | None
+    sms_sender: str | None = Field(description="an E.164 number, a short code or an alphanumeric id")
     email_account_id: str | None
     sms_account_id: str | None
     dkim: DkimPublic | None

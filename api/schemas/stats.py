@@ -42,10 +42,10 @@ class TimelineBucket(ApiOut):
 class RunStats(ApiOut):
     """One run of a RECURRING campaign: its audience snapshot and ledger outcomes (messages)."""
 
-    run_number: int
+    run_number: int = Field(description="1 for the first run")
     started_at: UtcDatetime
-    completed_at: UtcDatetime | None
-    target_count: int
+    completed_at: UtcDatetime | None = Field(description="null while the run sends")
+    target_count: int = Field(description="recipients in the run's audience snapshot")
     sent: int
     skipped: int
     failed: int
@@ -65,11 +65,15 @@ class TriggerStats(ApiOut):
 
 class CampaignStatsPublic(ApiOut):
     campaign_id: str
-    target_count: int | None
-    sent_count: int
+    target_count: int | None = Field(description="recipients of the audience snapshot(s); null before any")
+    sent_count: int = Field(description="recipients with at least one message SENT")
     delivered_count: int
-    opened_count: int
-    clicked_count: int
+    opened_count: int = Field(
+        description="recipients who opened: people and machines (humanOpenedCount: people)"
+    )
+    clicked_count: int = Field(
+        description="recipients who clicked: people and machines (humanClickedCount: people)"
+    )
     converted_count: int
     unsubscribed_count: int
     bounced_count: int

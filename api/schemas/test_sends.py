@@ -2,31 +2,21 @@
 
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from api.schemas.common import ApiIn, ApiOut, SafeStr
-from core.addresses import canonical_email, canonical_phone
+from core.addresses import AddressLists
 
 Address = Annotated[SafeStr, Field(min_length=3, max_length=320)]
 
 
-class TestSendBody(ApiIn):
+class TestSendBody(ApiIn, AddressLists):
     """Where the test goes (addresses need not be customers) and who it renders as."""
 
     __test__ = False  # not a pytest class
     emails: Annotated[list[Address], Field(max_length=10)] = Field(default_factory=list)
     phones: Annotated[list[Address], Field(max_length=10)] = Field(default_factory=list)
     customer_id: Annotated[SafeStr, Field(max_length=40)] | None = None
-
-    @field_validator("emails")
-    @classmethod
-    def _emails(cls, value: list[str]) -> list[str]:
-        return [canonical_email(v) for v in value]
-
-    @field_validator("phones")
-    @classmethod
-    def _phones(cls, value: list[str]) -> list[str]:
-        return [canonical_phone(v) for v in value]
 
     @model_validator(mode="after")
     def _some(self) -> "TestSendBody":

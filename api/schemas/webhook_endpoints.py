@@ -70,12 +70,15 @@ class WebhookEndpointUpdate(ApiIn):
 
 
 class WebhookEndpointPublic(ApiOut):
+    """An endpoint as its tenant sees it: never its signing secret (shown once, at create and at
+    rotation)."""
+
     id: str
     tenant_id: str
-    url: str
-    event_types: list[str]
+    url: str = Field(description="where the signed batches are POSTed (https unless an operator allows http)")
+    event_types: list[str] = Field(description="the event types delivered; the others are passed over")
     description: str | None
-    enabled: bool
+    enabled: bool = Field(description="false: paused; events keep queueing and arrive once re-enabled")
     created_by: str | None
     created_at: UtcDatetime
     updated_at: UtcDatetime

@@ -7,10 +7,26 @@
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@dataclass(frozen=True)
+class MessageOutcome:
+    """What every ledger row says about its message: whose, on which channel, to which address,
+    and how it ended (outcome, reason, detail). The rows of the ledger's readers and writers
+    extend it."""
+
+    customer_id: str
+    channel: str
+    outcome: str
+    reason: str | None
+    detail: str | None
+    address: str | None
+
 
 # The in-flight rule, once; each scope below only narrows the rows it applies to.
 _PENDING_TO_UNKNOWN = (

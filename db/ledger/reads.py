@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.enums import Outcome
 from core.messages import Counts
+from db.ledger.outcomes import MessageOutcome
 from db.models import Delivery
 
 
@@ -184,6 +185,9 @@ _ENGAGEMENT = text(
     " LEFT JOIN deliveries d ON d.id = i.delivery_id"
     " WHERE i.campaign_id = :c AND i.customer_id = :cu"
     "   AND i.type IN ('OPENED', 'CLICKED')"
+    # A journey decides on people: a machine's open or click (docs/engagement.md) is no signal;
+    # unclassified ones (provider webhooks, older rows) count as human, as in the stats.
+    "   AND i.engagement_class IS DISTINCT FROM 'machine'"
     "   AND (CAST(:r AS text) IS NULL OR d.run_id = :r)"
 )
 
@@ -191,8 +195,8 @@ _ENGAGEMENT = text(
 async def engagement_types(
     conn: AsyncConnection, campaign_id: str, customer_id: str, run_id: str | None
 ) -> set[str]:
-    """Which of OPENED and CLICKED the customer did on the campaign's messages (of that run, if
-    one is named: the run is known only through the message's ledger row)."""
+    """Which of OPENED and CLICKED the customer did on the campaign's messages, as a person (of
+    that run, if one is named: the run is known only through the message's ledger row)."""
     rows = await conn.execute(_ENGAGEMENT, {"c": campaign_id, "cu": customer_id, "r": run_id})
     return {str(t) for t in rows.scalars()}
 
@@ -236,15 +240,9 @@ async def recent_runs(conn: AsyncConnection, campaign_id: str, limit: int) -> li
 
 
 @dataclass(frozen=True)
-class DeliveryRow:
-    """One ledger row as the recipients listing shows it."""
+class DeliveryRow(MessageOutcome):
+    """One ledger row as the recipients listing shows it (positional: the order of `_LISTED`)."""
 
-    customer_id: str
-    channel: str
-    outcome: str
-    reason: str | None
-    detail: str | None
-    address: str | None
     sent_at: datetime | None
     provider_message_id: str | None
     run_id: str

@@ -23,7 +23,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.audience import RECIPIENT_COLUMNS
-from db.ledger.outcomes import mark_orphans_unknown
+from db.ledger.outcomes import MessageOutcome, mark_orphans_unknown
 
 # ---- a page of a run's recipients -------------------------------------------------------------------
 
@@ -105,17 +105,11 @@ async def page_outcomes(conn: AsyncConnection, bounds: PageBounds) -> dict[str, 
 
 
 @dataclass(frozen=True)
-class FinalRow:
+class FinalRow(MessageOutcome):
     """A message decided without a provider call (SKIPPED by a gate, FAILED to render)."""
 
     id: str
     run_id: str
-    customer_id: str
-    channel: str
-    outcome: str
-    reason: str | None
-    detail: str | None
-    address: str | None
 
 
 _INSERT_FINALS = text(
