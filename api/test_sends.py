@@ -1,14 +1,16 @@
 """Test sends (README "Test sends"): the campaign's current content, rendered as one customer (or
 its first member, or a made-up one), sent to the given addresses only, marked as a test, and
 recorded apart from the ledger so that no stat counts it. Any status; at most TEST_SEND_LIMIT
-test messages per tenant every TEST_SEND_WINDOW, so the door is not a bulk-send bypass.
+test messages per tenant every TEST_SEND_WINDOW, so the door is not a bulk-send bypass. A test goes
+out as the campaign would: from its sender identity, DKIM-signed, through its provider accounts
+(providers.senders).
 """
 
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.errors import Problem
 from api.schemas.test_sends import TestSendBody, TestSendOutcome
@@ -20,9 +22,11 @@ from db import test_sends
 from db.audience import member_ids_after
 from db.campaign_content import SendContent
 from db.segments import load_segment
+from providers.accounts import Sender, twilio_client
 from providers.email_content import EmailEnvelope, EmailParts, wire_email
 from providers.render_pool import EmailSource, RenderPool, RenderProblem
 from providers.rendering import recipient_context
+from providers.senders import SenderUnusable, resolve_sender
 from providers.sms import SmsClient, SmsVerdict
 from providers.smtp import SmtpConfig, SmtpPool, SmtpVerdict
 
@@ -62,6 +66,7 @@ async def check_budget(conn: AsyncConnection, tenant_id: str, wanted: int) -> No
 
 async def send_tests(
     *,
+    engine: AsyncEngine,
     settings: Settings,
     pool: RenderPool,
     campaign_id: str,
@@ -70,19 +75,26 @@ async def send_tests(
     customer: Mapping[str, Any],
     body: TestSendBody,
 ) -> list[TestSendOutcome]:
-    """Render once per channel and send to each address; what each provider said."""
+    """Render once per channel and send to each address, as the campaign would send (its sender
+    identity, DKIM key and provider accounts); what each provider said."""
     ctx = recipient_context(dict(customer))
+    channels = [c for c, wanted in ((Channel.EMAIL, body.emails), (Channel.SMS, body.phones)) if wanted]
+    try:
+        sender = await resolve_sender(engine, settings, campaign_id, tenant_id, channels)
+    except SenderUnusable as err:
+        raise Problem(409, f"the campaign cannot send as it is set up: {err}") from None
     outcomes: list[TestSendOutcome] = []
     if body.emails:
-        outcomes += await _emails(settings, pool, campaign_id, tenant_id, content, ctx, body.emails)
+        outcomes += await _emails(settings, pool, sender, campaign_id, tenant_id, content, ctx, body.emails)
     if body.phones:
-        outcomes += await _sms(settings, pool, tenant_id, content, ctx, body.phones)
+        outcomes += await _sms(settings, pool, sender, tenant_id, content, ctx, body.phones)
     return outcomes
 
 
 async def _emails(
     settings: Settings,
     pool: RenderPool,
+    sender: Sender,
     campaign_id: str,
     tenant_id: str,
     content: SendContent,
@@ -97,7 +109,8 @@ async def _emails(
     if isinstance(parts, RenderProblem):
         raise Problem(422, f"the email template cannot be rendered: {parts}")
     parts = EmailParts(f"[TEST] {parts.subject}", parts.html, parts.text, parts.links)
-    smtp = SmtpPool(SmtpConfig.platform(settings, pool_size=1))
+    account = sender.smtp_account
+    smtp = SmtpPool(SmtpConfig.platform(settings, pool_size=1) if account is None else account.config(1))
     outcomes: list[TestSendOutcome] = []
     try:
         for address in to:
@@ -106,12 +119,14 @@ async def _emails(
                 campaign_id=campaign_id,
                 tenant_id=tenant_id,
                 customer_id=str(ctx.get("id") or SAMPLE["id"]),
-                sender=settings.email_from,
+                sender=sender.email_from,
                 to=address,
                 mark="Test",
+                reply_to=sender.reply_to,
             )
             wire = wire_email(envelope, parts, settings)
-            result = await smtp.send(wire.sender, wire.to, wire.data, wire.message_id)
+            data = sender.signed(wire.data)  # DKIM last, as in a campaign
+            result = await smtp.send(wire.sender, wire.to, data, wire.message_id)
             sent = result.verdict == SmtpVerdict.ACCEPTED
             outcomes.append(
                 TestSendOutcome(channel="EMAIL", address=address, sent=sent, detail=result.detail)
@@ -124,6 +139,7 @@ async def _emails(
 async def _sms(
     settings: Settings,
     pool: RenderPool,
+    sender: Sender,
     tenant_id: str,
     content: SendContent,
     ctx: dict[str, Any],
@@ -135,7 +151,10 @@ async def _sms(
     (text,) = await pool.render_sms(tenant_id, template["body"], [ctx])
     if isinstance(text, RenderProblem):
         raise Problem(422, f"the SMS template cannot be rendered: {text}")
-    client = SmsClient(settings.sms_url, settings.sms_token, settings.sms_from, max_in_flight=1)
+    if sender.sms_account is None:
+        client = SmsClient(settings.sms_url, settings.sms_token, sender.sms_from, max_in_flight=1)
+    else:
+        client = twilio_client(sender.sms_account, sender.sms_from, max_in_flight=1)
     outcomes: list[TestSendOutcome] = []
     try:
         for number in to:

@@ -45,6 +45,16 @@ class SmtpAccount:
     username: str | None
     password: str | None
 
+    def config(self, pool_size: int) -> SmtpConfig:
+        return SmtpConfig(
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            starttls=self.starttls,
+            pool_size=pool_size,
+        )
+
 
 @dataclass(frozen=True)
 class SmsAccount:
@@ -114,15 +124,7 @@ class AccountPools:
         key = (account.id, account.version)
         pool = self._smtp.get(key)
         if pool is None:
-            config = SmtpConfig(
-                host=account.host,
-                port=account.port,
-                username=account.username,
-                password=account.password,
-                starttls=account.starttls,
-                pool_size=pool_size,
-            )
-            pool = self._smtp[key] = SmtpPool(config)
+            pool = self._smtp[key] = SmtpPool(account.config(pool_size))
             self._evict_smtp()
         self._smtp.move_to_end(key)
         return pool

@@ -181,6 +181,18 @@ async def test_two_tenants_send_through_their_own_relays_signed_by_their_own_key
     # Nothing of either went through the platform's relay.
     assert stack.smtp.counts(audiences[0].emails() | audiences[1].emails()) == {}
 
+    # A test send goes out as the campaign would: tenant B's identity, relay and key.
+    qa = "qa@review.example"
+    r = await stack.call(
+        "POST", f"/campaigns/{campaigns[1]}/test-send", tenant=tenants[1], json={"emails": [qa]}
+    )
+    assert r.status_code == 200 and r.json()["results"][0]["sent"], r.text
+    (test,) = [m for m in relays[1].snapshot() if m.to == qa]
+    assert test.message["From"].addresses[0].addr_spec == identities[1]["fromAddress"]
+    assert test.message["X-Campaigns-Test"] == "true"
+    assert dkim_verifies(test, identities[1]["dkim"]["dnsRecord"])
+    assert relays[0].counts({qa}) == {} and stack.smtp.counts({qa}) == {}
+
 
 async def test_an_unverified_domain_sends_nothing_until_verified(
     make_stack: StackFactory, relays: tuple[SmtpSink, SmtpSink], dns: DnsStub

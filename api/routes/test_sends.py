@@ -29,6 +29,7 @@ async def test_send(
         customer = await sample_customer(conn, tenant_id, row["segment_id"], body.customer_id)
     pool = state.render_pool or RenderPool.shared(state.settings)
     outcomes = await send_tests(
+        engine=state.engine,
         settings=state.settings,
         pool=pool,
         campaign_id=campaign_id,
