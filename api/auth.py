@@ -2,6 +2,7 @@
 
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,8 +37,40 @@ class Principal:
             raise Problem(403, "this needs the `admin` role in the token's `roles` claim")
 
 
+# Verified tokens, so a request (and the next ones with the same token) pays for the signature
+# check once: the edge's rate limiter, the log context and the route's principal all ask. Keyed by
+# the token and everything of the settings that decides whether it is valid (another key, issuer or
+# audience is another entry); an entry is dropped at the token's `exp`, so a cached token expires
+# exactly when a decoded one would. Only valid tokens are kept: a bad one is checked every time.
+TOKEN_CACHE_SIZE = 4096
+_verified: "OrderedDict[tuple[object, ...], tuple[Principal, float]]" = OrderedDict()
+
+
 def decode(token: str, settings: Settings) -> Principal:
-    """Verify a bearer token and say who it is for; anything wrong with it is a 401.
+    """`verify`, through the cache of tokens already verified (see `_verified`)."""
+    key = (
+        token,
+        settings.jwt_secret,
+        settings.jwt_public_key,
+        settings.jwt_algorithm,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        settings.jwt_max_age,
+    )
+    hit = _verified.get(key)
+    if hit is not None:
+        if time.time() < hit[1]:
+            return hit[0]
+        del _verified[key]
+    principal, exp = verify(token, settings)
+    _verified[key] = (principal, exp)
+    if len(_verified) > TOKEN_CACHE_SIZE:
+        _verified.popitem(last=False)
+    return principal
+
+
+def verify(token: str, settings: Settings) -> tuple[Principal, float]:
+    """Verify a bearer token and say who it is for, and until when; anything wrong is a 401.
 
     Beyond the signature: `exp` and `sub` are required (a token without an expiry would be a
     credential forever), the lifetime is bounded by `CAMPAIGNS_JWT_MAX_AGE` (a signed `exp` of 1e308
@@ -75,7 +108,8 @@ def decode(token: str, settings: Settings) -> Principal:
         tenants.extend(t for t in claims["tenants"] if isinstance(t, str))
     if not isinstance(sub, str) or not sub or not tenants:
         raise Problem(401, "the token needs a `sub` and a `tenant_id` or `tenants` claim")
-    return Principal(subject=sub, tenants=frozenset(tenants), roles=_roles(claims.get("roles")))
+    principal = Principal(subject=sub, tenants=frozenset(tenants), roles=_roles(claims.get("roles")))
+    return principal, float(claims["exp"])
 
 
 def _roles(claim: object) -> frozenset[str]:

@@ -37,14 +37,25 @@ async def to_public(conn: AsyncConnection, row: CampaignRow) -> CampaignPublic:
     """The full campaign: its row, its figures, its segment's name and its waiting waves."""
     counts = (await recipient_counts(conn, [row.id]))[row.id]
     segment = await owned_segment(conn, [row.tenant_id], row.segment_id) if row.segment_id else None
-    waves = None
-    if row.deliver_at:
-        waves = [WavePublic(at=w.at, held=w.held) for w in await policies.waves(conn, row.id)]
+    return public_of(row, counts, segment.name if segment is not None else None, await waves_of(conn, row))
+
+
+async def waves_of(conn: AsyncConnection, row: CampaignRow) -> list[WavePublic] | None:
+    """The waves still waiting, for a campaign that delivers in waves (None for the others)."""
+    if not row.deliver_at:
+        return None
+    return [WavePublic(at=w.at, held=w.held) for w in await policies.waves(conn, row.id)]
+
+
+def public_of(
+    row: CampaignRow, counts: RecipientCounts, segment_name: str | None, waves: list[WavePublic] | None
+) -> CampaignPublic:
+    """The response of GET /campaigns/:id from what was read (however it was read)."""
     return CampaignPublic.model_validate(
         {
-            **row.as_mapping(),
+            **vars(row),  # the row's columns as they are (as_mapping deep-copies: 5 % of the route)
             **_figures(counts),
-            "segment_name": segment.name if segment is not None else None,
+            "segment_name": segment_name,
             "holdout_percent": row.holdout_percent or 0.0,
             # Only a sending campaign has a pace to finish at.
             "expected_finish_at": row.expected_finish_at if row.status == CampaignStatus.ACTIVE else None,
@@ -56,5 +67,5 @@ async def to_public(conn: AsyncConnection, row: CampaignRow) -> CampaignPublic:
 async def to_page(conn: AsyncConnection, rows: Slice[CampaignRow], window: Window) -> CampaignsPublic:
     """A page of the campaign list: each row's summary with its sent count and open rate."""
     counts = await recipient_counts(conn, [r.id for r in rows.rows])
-    summaries = [{**r.as_mapping(), **_figures(counts[r.id])} for r in rows.rows]
+    summaries = [{**vars(r), **_figures(counts[r.id])} for r in rows.rows]  # vars: no deep copy
     return paginate(CampaignsPublic, Slice(rows.total, summaries), window)

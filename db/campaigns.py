@@ -10,15 +10,17 @@ campaign").
 """
 
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, RowMapping, and_, delete, func, insert, select, update
+import psycopg
+from psycopg.rows import dict_row
+from sqlalchemy import CursorResult, RowMapping, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.models import Campaign
-from db.pages import Slice, Window, newest_first
+from db.pages import Slice, Window
 from db.rows import row_of
 
 FINAL_STATUSES = ("COMPLETED", "CANCELLED")
@@ -104,17 +106,6 @@ class CampaignFilter:
     status: str | None = None
     type: str | None = None
 
-    def where(self) -> ColumnElement[bool]:
-        conditions = [Campaign.tenant_id == self.tenant_id]
-        for column, value in (
-            (Campaign.club_id, self.club_id),
-            (Campaign.status, self.status),
-            (Campaign.type, self.type),
-        ):
-            if value is not None:
-                conditions.append(column == value)
-        return and_(*conditions)
-
 
 # The columns a PATCH writes outside the workflow (the DRAFT-only ones go through its edit).
 PLAIN_FIELDS = frozenset(
@@ -138,12 +129,34 @@ def _one(result: CursorResult[Any]) -> CampaignRow | None:
     return None if row is None else CampaignRow.of(row)
 
 
+async def driver_of(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under `conn`, in `conn`'s transaction (or autocommit), for the
+    statements of the hottest reads (issue 19): SQLAlchemy's execution layer (compiling an
+    expanding IN, building result metadata) cost more than the statement's own client side."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if not isinstance(driver, psycopg.AsyncConnection):
+        raise TypeError("the hot reads need the psycopg driver")
+    return driver
+
+
+def campaign_of(row: Mapping[str, Any]) -> CampaignRow:
+    """A `CampaignRow` from a driver row holding (at least) every column of `campaigns`."""
+    return CampaignRow(**{f.name: row[f.name] for f in fields(CampaignRow)})
+
+
+_OWNED = "SELECT * FROM campaigns WHERE id = %(id)s AND tenant_id = ANY(%(tenants)s) LIMIT 1"
+
+
 async def owned_campaign(
     conn: AsyncConnection, tenants: Collection[str], campaign_id: str
 ) -> CampaignRow | None:
-    """The campaign with this id if it belongs to one of `tenants`."""
-    owned = select(Campaign.__table__).where(Campaign.id == campaign_id, Campaign.tenant_id.in_(tenants))
-    return _one(await conn.execute(owned.limit(1)))
+    """The campaign with this id if it belongs to one of `tenants`. Every route naming a campaign
+    reads it first, so it goes straight to the driver, prepared (`driver_of`)."""
+    driver = await driver_of(conn)
+    async with driver.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(_OWNED, {"id": campaign_id, "tenants": list(tenants)}, prepare=True)
+        row = await cursor.fetchone()
+    return None if row is None else campaign_of(row)
 
 
 async def lock_idempotency_key(conn: AsyncConnection, tenant_id: str, key: str) -> None:
@@ -192,9 +205,39 @@ async def delete_unconfirmed(conn: AsyncConnection, campaign_id: str) -> bool:
     return bool(result.rowcount)
 
 
+# The list's count and page in ONE statement, a constant (so psycopg prepares one plan): a filter
+# not given is NULL and drops out; the tenant's (tenant_id, created_at) index serves both parts.
+_FILTERS = """tenant_id = %(tenant_id)s
+    AND (CAST(%(club_id)s AS text) IS NULL OR club_id = %(club_id)s)
+    AND (CAST(%(status)s AS text) IS NULL OR status = %(status)s)
+    AND (CAST(%(type)s AS text) IS NULL OR type = %(type)s)"""
+_PAGE = f"""
+    SELECT t.page_total, p.* FROM (SELECT count(*) AS page_total FROM campaigns WHERE {_FILTERS}) t
+    LEFT JOIN LATERAL (
+        SELECT * FROM campaigns WHERE {_FILTERS}
+        ORDER BY created_at DESC, id DESC OFFSET %(skip)s LIMIT %(take)s
+    ) p ON true
+"""
+
+
 async def campaign_page(conn: AsyncConnection, where: CampaignFilter, window: Window) -> Slice[CampaignRow]:
-    """One page of a tenant's campaigns, newest first."""
-    return await newest_first(conn, Campaign.__table__, where.where(), window, CampaignRow.of)
+    """One page of a tenant's campaigns, newest first (the order and count of db.pages.newest_first),
+    as ONE prepared statement straight to the driver (`driver_of`): the count, and the page joined
+    to it laterally, so an empty page still carries the count (a row whose columns are all null)."""
+    params = {
+        "tenant_id": where.tenant_id,
+        "club_id": where.club_id,
+        "status": where.status,
+        "type": where.type,
+        "skip": window.skip,
+        "take": window.take,
+    }
+    driver = await driver_of(conn)
+    async with driver.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(_PAGE, params, prepare=True)
+        rows = await cursor.fetchall()
+    total = int(rows[0]["page_total"]) if rows else 0
+    return Slice(total, [campaign_of(r) for r in rows if r["id"] is not None])
 
 
 async def unconfirmed_campaigns(

@@ -7,9 +7,9 @@ seed's rates use all counts (the default) or human ones; each interaction carrie
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
-from api.deps import ConnDep, PrincipalDep, SettingsDep
+from api.deps import PrincipalDep, ReadConnDep, SettingsDep, json_response
 from api.experiments import experiment_stats, holdout_view
 from api.routes.campaigns import load_campaign
 from api.schemas.common import PageMeta
@@ -77,15 +77,15 @@ def _engagement_fields(t: RecipientCounts, human: HumanCounts, basis: RateBasis)
 
 @router.get("/{campaign_id}/stats", response_model=CampaignStatsPublic, response_model_by_alias=True)
 async def get_campaign_stats(
-    campaign_id: str, principal: PrincipalDep, conn: ConnDep, settings: SettingsDep
-) -> CampaignStatsPublic:
+    campaign_id: str, principal: PrincipalDep, conn: ReadConnDep, settings: SettingsDep
+) -> Response:
     row = await load_campaign(conn, principal, campaign_id)
     stats = await campaign_stats(conn, campaign_id)
     policy = await tenant_policy(conn, row["tenant_id"], defaults(settings.sms_quiet_hours_default))
     t = stats.totals
     email = stats.by_channel.get(Channel.EMAIL, RecipientCounts())
     sms = stats.by_channel.get(Channel.SMS, RecipientCounts())
-    return CampaignStatsPublic(
+    stats_public = CampaignStatsPublic(
         campaign_id=campaign_id,
         target_count=row["target_count"],
         sent_count=t.sent,
@@ -130,19 +130,20 @@ async def get_campaign_stats(
         holdout=await holdout_view(conn, campaign_id) if row.get("holdout_percent") else None,
         **await experiment_stats(conn, campaign_id, row),
     )
+    return json_response(stats_public)  # serialised once (api.deps.json_response)
 
 
 @router.get("/{campaign_id}/interactions", response_model=InteractionsPublic, response_model_by_alias=True)
 async def list_interactions(
     campaign_id: str,
     principal: PrincipalDep,
-    conn: ConnDep,
+    conn: ReadConnDep,
     type: InteractionType | None = None,
     channel: Channel | None = None,
     customer_id: Annotated[str | None, Query(alias="customerId", min_length=1, max_length=40)] = None,
     skip: Skip = 0,
     take: Take = 25,
-) -> InteractionsPublic:
+) -> Response:
     await load_campaign(conn, principal, campaign_id)
     f = InteractionFilter(
         type=type.value if type else None,
@@ -166,4 +167,4 @@ async def list_interactions(
         )
         for r in rows
     ]
-    return InteractionsPublic(data=data, meta=PageMeta(total=total, skip=skip, take=take))
+    return json_response(InteractionsPublic(data=data, meta=PageMeta(total=total, skip=skip, take=take)))
