@@ -3,6 +3,7 @@ token stops working at its `exp`, and a token is valid only for the settings tha
 
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from api.errors import Problem
 from core.settings import Settings
 
 
-def _settings(**values: str) -> Settings:
+def _settings(**values: Any) -> Settings:
     return Settings(environment="test", **values)
 
 
