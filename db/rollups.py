@@ -112,13 +112,17 @@ _CLAIM_BY_CAMPAIGN = text(
     {_RETURNING}
     """
 )
+# The batch is picked once (a MATERIALIZED CTE), then its rows are flipped by primary key. As
+# `WHERE id IN (subquery)`, a generic plan of the prepared statement could rescan the pick for each
+# row of the table: a burst's pass then ran into the statement timeout again and again.
 _CLAIM_PENDING = text(
     f"""
-    UPDATE interactions SET rolled_up = true
-    WHERE id IN (
+    WITH picked AS MATERIALIZED (
         SELECT id FROM interactions WHERE NOT rolled_up AND {_SETTLED}
         LIMIT :limit FOR UPDATE SKIP LOCKED
-    ) AND NOT rolled_up
+    )
+    UPDATE interactions SET rolled_up = true
+    FROM picked WHERE interactions.id = picked.id
     {_RETURNING}
     """
 )
