@@ -8,6 +8,7 @@ verified body that is not the provider's format raises `Malformed` (a 400).
 """
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -117,3 +118,15 @@ def text_of(value: Any, limit: int = 500) -> str | None:
 def obj(value: Any) -> dict[str, Any]:
     """A JSON object field of a payload; {} when absent or not an object."""
     return value if isinstance(value, dict) else {}
+
+
+def json_object(body: bytes, what: str) -> dict[str, Any]:
+    """A body that must be one JSON object before its signature can be checked; anything else is
+    `Unverified` ("the body is not {what}")."""
+    try:
+        raw = json.loads(body)
+    except ValueError as err:
+        raise Unverified(f"the body is not {what}") from err
+    if not isinstance(raw, dict):
+        raise Unverified(f"the body is not {what}")
+    return raw

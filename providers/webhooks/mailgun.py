@@ -9,12 +9,20 @@ and, when the message carried it as a variable, `user-variables.deliveryId`.
 
 import hashlib
 import hmac
-import json
 import time
 from typing import Any
 
 from core.enums import Outcome
-from providers.webhooks import EventKind, Malformed, MessageEvent, Unverified, epoch, obj, text_of
+from providers.webhooks import (
+    EventKind,
+    Malformed,
+    MessageEvent,
+    Unverified,
+    epoch,
+    json_object,
+    obj,
+    text_of,
+)
 
 MAX_AGE = 15 * 60
 
@@ -32,13 +40,7 @@ def signature(signing_key: str, timestamp: str, token: str) -> str:
 
 
 def load(body: bytes) -> dict[str, Any]:
-    try:
-        raw = json.loads(body)
-    except ValueError as err:
-        raise Unverified("the body is not a signed Mailgun webhook") from err
-    if not isinstance(raw, dict):
-        raise Unverified("the body is not a signed Mailgun webhook")
-    return raw
+    return json_object(body, "a signed Mailgun webhook")
 
 
 def verify(signing_key: str, payload: dict[str, Any], now: float | None = None) -> None:

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from core.enums import Outcome
-from providers.webhooks import EventKind, Malformed, MessageEvent, Unverified, iso, obj, text_of
+from providers.webhooks import EventKind, Malformed, MessageEvent, Unverified, iso, json_object, obj, text_of
 
 Fetcher = Callable[[str], Awaitable[bytes]]
 
@@ -64,13 +64,7 @@ def canonical(message: dict[str, Any]) -> bytes:
 
 
 def load(body: bytes) -> dict[str, Any]:
-    try:
-        raw = json.loads(body)
-    except ValueError as err:
-        raise Unverified("the body is not an SNS message") from err
-    if not isinstance(raw, dict):
-        raise Unverified("the body is not an SNS message")
-    return raw
+    return json_object(body, "an SNS message")
 
 
 async def verify(message: dict[str, Any], topic_arn: str, fetch: Fetcher) -> None:
