@@ -59,6 +59,27 @@ async def email_to(stack: Stack, address: str, timeout: float = 20) -> Any:
         await asyncio.sleep(0.05)
 
 
+async def move_sent_time_back(stack: Stack, customer_id: str, timeout: float = 20) -> None:
+    """Move the customer's delivery an hour into the past, once the worker has recorded it as sent.
+
+    The sink holds the message before the worker writes `sent_at` (the answer is recorded after the
+    wire), so the row is awaited: shifting a NULL would leave the open looking like a prefetch."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with stack.engine.begin() as conn:
+            moved = await conn.execute(
+                text(
+                    "UPDATE deliveries SET sent_at = sent_at - interval '1 hour'"
+                    " WHERE customer_id = :c AND sent_at IS NOT NULL"
+                ),
+                {"c": customer_id},
+            )
+        if moved.rowcount:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "the delivery was never recorded as sent"
+        await asyncio.sleep(0.02)
+
+
 async def until_waiting_for_event(handle: WorkflowHandle[Any, Any], timeout: float = 20) -> None:
     """Until the journey has begun its wait_for_event step: it has taken the instant it watches
     from and asked the event store once. An event posted earlier would predate the wait."""
@@ -105,11 +126,7 @@ async def test_journey_sends_waits_and_branches_on_the_childs_outcome(make_stack
     message = await email_to(stack, opener["email"])
     pixel = PIXEL.search(message.part("html"))
     assert pixel, message.part("html")
-    async with stack.engine.begin() as conn:
-        await conn.execute(
-            text("UPDATE deliveries SET sent_at = sent_at - interval '1 hour' WHERE customer_id = :c"),
-            {"c": opener["id"]},
-        )
+    await move_sent_time_back(stack, opener["id"])
     r = await stack.api.get(pixel.group(1), headers={"User-Agent": MAIL_CLIENT})
     assert r.status_code == 200
     proxied = PIXEL.search((await email_to(stack, ignorer["email"])).part("html"))
