@@ -18,6 +18,7 @@ from activities.deps import ActivityDeps
 from activities.registry import all_activities
 from activities.webhook_delivery import webhook_activities
 from core import logs, metrics, tracing
+from core.gc_tuning import tune_for_service
 from core.interceptors import ObservabilityInterceptor
 from core.settings import Settings, get_settings
 from core.temporal import connect
@@ -80,6 +81,7 @@ async def run_worker(settings: Settings) -> None:
     client = await connect(settings, runtime=runtime)
     worker = build_worker(client, settings, deps)
     log.info("worker polling task queue %s at %s", settings.task_queue, settings.temporal_address)
+    tune_for_service()  # core.gc_tuning: no stalls of the event loop on walks of the imported code
     try:
         await run_until_signalled(worker)
     finally:

@@ -19,8 +19,9 @@ from api.lifecycle import CampaignControl
 from api.schemas.common import NUL_MESSAGE
 from api.tracking_writer import TrackingWriter
 from core.settings import Settings
-from db.campaigns import CampaignRow, owned_campaign
+from db.campaigns import CampaignRow, driver_of, owned_campaign
 from db.customers import CustomerRow, owned_customer
+from db.read_pool import Driver, ReadPool
 from db.segments import SegmentRow, owned_segment
 from db.suppressions import SuppressionRow, owned_suppression
 from db.templates import TemplateRow, owned_template
@@ -42,6 +43,9 @@ class AppState:
     # GET requests read here, in READ ONLY transactions (db.engine.make_engine(read_only=True) in
     # production: a pool of its own; `engine` with read-only transactions when not given).
     read_engine: AsyncEngine | None = None
+    # The one-statement polled reads take a driver connection from here (db.read_pool); an app
+    # built without one (in-process tests, benches) lends them one of `read_engine`'s.
+    read_pool: ReadPool | None = None
 
     def __post_init__(self) -> None:
         if self.render_pool is None:
@@ -112,6 +116,14 @@ async def single_statement(state: AppState) -> AsyncIterator[AsyncConnection]:
     async with state.read_engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
+
+
+async def hot_read(state: AppState, read: Callable[[Driver], Awaitable[R]]) -> R:
+    """`read` (one statement, straight to psycopg) on a connection of the read pool, in autocommit."""
+    if state.read_pool is not None:
+        return await state.read_pool.run(read)
+    async with single_statement(state) as conn:
+        return await read(await driver_of(conn))
 
 
 def json_response(model: BaseModel, headers: dict[str, str] | None = None) -> Response:

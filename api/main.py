@@ -38,10 +38,12 @@ from api.routes import (
     webhooks,
 )
 from core import logs, tracing
+from core.gc_tuning import tune_for_service
 from core.settings import Settings, get_settings
 from core.temporal import connect
 from db.engine import api_timeouts, make_engine, resolve_database_url
 from db.health import ping
+from db.read_pool import ReadPool
 from providers.render_pool import RenderPool
 
 log = logging.getLogger("campaigns.api")
@@ -61,7 +63,16 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         tracing.configure(cfg.otlp_endpoint, "campaigns-api")
         url = resolve_database_url(cfg)
         engine = make_engine(url, timeouts=api_timeouts(cfg), pre_ping=False)
-        read_engine = make_engine(url, timeouts=api_timeouts(cfg), pre_ping=False, read_only=True)
+        read_engine = make_engine(
+            url,
+            pool_size=cfg.api_read_pool_size,
+            max_overflow=0,
+            timeouts=api_timeouts(cfg),
+            pre_ping=False,
+            read_only=True,
+        )
+        read_pool = ReadPool(url, cfg.api_read_pool_size, api_timeouts(cfg))
+        await read_pool.open()
         client = await connect(cfg)
         render_pool = RenderPool.from_settings(cfg)
         app.state.campaigns = AppState(
@@ -70,12 +81,14 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
             control=CampaignControl(client, cfg.task_queue, batches_per_run=cfg.batches_per_run),
             render_pool=render_pool,
             read_engine=read_engine,
+            read_pool=read_pool,
         )
         rollup = BackgroundRollup(engine)  # counts what tracking appends (api.rollup)
         rollup.start()
         # Finishes or removes the creates a crash cut short (api.campaign_create).
         reconcile = BackgroundReconcile(engine, app.state.campaigns.control)
         reconcile.start()
+        tune_for_service()
         try:
             yield
         finally:
@@ -83,6 +96,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
             await reconcile.stop()
             await rollup.stop()
             await render_pool.close()
+            await read_pool.close()
             await read_engine.dispose()
             await engine.dispose()
             tracing.shutdown()

@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         15_000, ge=0, description="longest statement of the API, milliseconds (over: 503)"
     )
     db_lock_timeout_ms: int = Field(5_000, ge=0, description="longest lock wait of the API, milliseconds")
+    # The API's reads (db.read_pool, docs/read-path.md): a fixed number of connections per process;
+    # requests beyond it wait their turn instead of opening (and closing) one more each.
+    api_read_pool_size: int = Field(
+        10, ge=1, le=200, description="read connections per API process (each of two read pools)"
+    )
     worker_db_statement_timeout_ms: int = Field(
         600_000, ge=0, description="longest statement of a worker, milliseconds (over: the activity retries)"
     )

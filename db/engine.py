@@ -81,6 +81,7 @@ def make_engine(
     *,
     pre_ping: bool = True,
     read_only: bool = False,
+    max_overflow: int | None = None,
 ) -> AsyncEngine:
     """The async engine. `pre_ping=False` (the API) spares every request a round trip: a connection
     found dead fails its statement instead, and SQLAlchemy then discards every connection of the
@@ -89,14 +90,17 @@ def make_engine(
 
     `read_only=True` (the API's reads): every transaction of its connections is READ ONLY
     (`default_transaction_read_only`, set when the connection opens, so no request pays for it):
-    a read can never write, and Postgres skips a writer's bookkeeping."""
+    a read can never write, and Postgres skips a writer's bookkeeping.
+
+    `max_overflow` (default: `pool_size`) connections are opened beyond the pool under load and
+    closed as they come back; the API's read engine has none (docs/read-path.md)."""
     options = "" if timeouts is None else timeouts.options()
     if read_only:
         options = (options + " -c default_transaction_read_only=on").strip()
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_pre_ping=pre_ping,
         connect_args={"options": options} if options else {},
         # An error's text must not carry the statement's values (customer data, secrets) into logs.

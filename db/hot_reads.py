@@ -17,10 +17,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from psycopg.rows import dict_row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.campaign_counts import RecipientCounts, counts_from
-from db.campaigns import CampaignRow, campaign_of, driver_of
+from db.campaigns import CampaignRow, campaign_of
+from db.read_pool import Driver
 from db.rollups import ALL
 
 
@@ -63,14 +63,11 @@ _CAMPAIGN_VIEW = """
 """
 
 
-async def campaign_view(
-    conn: AsyncConnection, tenants: Collection[str], campaign_id: str
-) -> CampaignView | None:
+async def campaign_view(driver: Driver, tenants: Collection[str], campaign_id: str) -> CampaignView | None:
     """The campaign `campaign_id` if one of `tenants` owns it, with its segment name and counts.
 
-    Straight to the driver (psycopg, prepared), as db.ledger.sends does for its hot statement:
+    On a driver connection (db.read_pool, or db.campaigns.driver_of under SQLAlchemy), prepared:
     SQLAlchemy's execution layer cost more than the statement's own client side."""
-    driver = await driver_of(conn)
     params = {"id": campaign_id, "tenants": list(tenants), "all": ALL}
     async with driver.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(_CAMPAIGN_VIEW, params, prepare=True)

@@ -5,6 +5,7 @@ create runs through api.campaign_create (row first, then an idempotent workflow 
 answer is built by api.campaign_views.
 """
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -25,6 +26,7 @@ from api.deps import (
     ReadConnDep,
     StateDep,
     get_owned,
+    hot_read,
     json_response,
     single_statement,
 )
@@ -125,11 +127,13 @@ async def get_campaign(campaign_id: str, principal: PrincipalDep, state: StateDe
     (db.hot_reads); a campaign of another tenant is the 404 of a missing one, as everywhere."""
     if "\x00" in campaign_id:  # no id holds one, and Postgres would refuse to compare it
         raise not_found("campaign", repr(campaign_id))
-    async with single_statement(state) as conn:
-        view = await campaign_view(conn, principal.tenants, campaign_id)
-        if view is None:
-            raise not_found("campaign", campaign_id)
-        waves = await waves_of(conn, view.row)
+    view = await hot_read(state, partial(campaign_view, tenants=principal.tenants, campaign_id=campaign_id))
+    if view is None:
+        raise not_found("campaign", campaign_id)
+    waves = None
+    if view.row.deliver_at:  # only a campaign that delivers in waves has them: a second statement
+        async with single_statement(state) as conn:
+            waves = await waves_of(conn, view.row)
     return json_response(public_of(view.row, view.counts, view.segment_name, waves))
 
 
