@@ -9,89 +9,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+# The workflow's state and the ledger counts live in core/campaign_state.py; re-exported here, where
+# the workflows, activities and API have always imported them from.
+from core.campaign_state import CampaignState as CampaignState
+from core.campaign_state import Counts as Counts
 from core.enums import CampaignStatus, CampaignType
 from core.policy import AutoPause
 from core.recurrence import RecurringSchedule
-
-
-class Counts(BaseModel):
-    """Ledger outcomes of completed pages (messages, per channel summed)."""
-
-    sent: int = 0
-    skipped: int = 0
-    failed: int = 0
-    bounced: int = 0
-    unknown: int = 0
-
-    def plus(self, other: "Counts") -> "Counts":
-        return Counts(
-            sent=self.sent + other.sent,
-            skipped=self.skipped + other.skipped,
-            failed=self.failed + other.failed,
-            bounced=self.bounced + other.bounced,
-            unknown=self.unknown + other.unknown,
-        )
-
-
-class CampaignState(BaseModel):
-    """Everything the workflow knows; carried whole across continue-as-new."""
-
-    status: CampaignStatus = CampaignStatus.DRAFT
-    scheduled_at: datetime | None = None
-    started_at: datetime | None = None
-    paused_at: datetime | None = None
-    resumed_at: datetime | None = None
-    cancelled_at: datetime | None = None
-    completed_at: datetime | None = None
-    target_count: int | None = None
-    run_number: int = 0
-    snapshot_cursor: str | None = None
-    snapshot_complete: bool = False
-    send_cursor: str | None = None
-    # Bumped on every pause/cancel so a halt reaches only the batches started before it.
-    epoch: int = 1
-    processed: int = 0
-    counts: Counts = Field(default_factory=Counts)
-    sent_recipients: int = 0
-    last_error: str | None = None
-    version: int = 1
-    discarded: bool = False
-    # RECURRING: the schedule pinned at execute/schedule time, and where the recurrence stands.
-    schedule: RecurringSchedule | None = None
-    next_run_at: datetime | None = None
-    last_run_at: datetime | None = None
-    # The scheduled instant of the latest run: the next run is the first slot after it (or after
-    # now, so that slots missed while paused are skipped, not sent late).
-    last_slot: datetime | None = None
-    run_count: int = 0
-    run_active: bool = False
-    # Recipients targeted by the runs before the current one (target_count sums all runs).
-    target_base: int = 0
-    # Pages sent (all runs) and the largest page seen: "page 12 of 40" in the Temporal UI.
-    pages: int = 0
-    page_size: int = 0
-    # The page window of the current run: planned page upper bounds above `send_cursor` (in
-    # order), those of them already sent, whether the plan reached the run's end, and how many
-    # pages may be in flight at once (the worker's `pages_in_flight`).
-    pages_ahead: list[str] = Field(default_factory=list)
-    pages_done: list[str] = Field(default_factory=list)
-    plan_exhausted: bool = False
-    window: int = 1
-    # Quiet hours (README "Sending policies"): messages held back, when the earliest is due, and
-    # the number of the next sweep that sends the due ones.
-    held: int = 0
-    held_until: datetime | None = None
-    sweep: int = 1
-    # Auto-pause: [messages, failures] of the latest pages, as many as cover its window.
-    recent: list[list[int]] = Field(default_factory=list)
-    # An A/B test waits for its decision (README "A/B tests"), and the winner once known.
-    ab_pending: bool = False
-    ab_winner: str | None = None
-    # At the rate limits' current pace, when the run's remaining recipients will have been sent.
-    expected_finish_at: datetime | None = None
-    # Who approved the campaign and when (README "Approvals"); cleared by an edit.
-    approved_by: str | None = None
-    approved_at: datetime | None = None
 
 
 class CampaignWorkflowInput(BaseModel):

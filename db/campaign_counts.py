@@ -28,7 +28,7 @@ class RecipientCounts:
 
 
 def rate(numerator: int, denominator: int) -> float | None:
-    """Contract §9: rounded to 4 places, null when the denominator is 0."""
+    """Rounded to 4 places, null when the denominator is 0 (README "Stats": the rates)."""
     return None if denominator == 0 else round(numerator / denominator, 4)
 
 

@@ -74,23 +74,23 @@ async def write_state(conn: AsyncConnection, campaign_id: str, version: int, st:
         update(Campaign)
         .where(Campaign.id == campaign_id, Campaign.state_version < version)
         .values(
-            status=st.status.value,
-            scheduled_at=st.scheduled_at,
-            started_at=st.started_at,
-            paused_at=st.paused_at,
-            resumed_at=st.resumed_at,
-            cancelled_at=st.cancelled_at,
-            completed_at=st.completed_at,
-            target_count=st.target_count,
+            status=st.lifecycle.status.value,
+            scheduled_at=st.lifecycle.scheduled_at,
+            started_at=st.lifecycle.started_at,
+            paused_at=st.lifecycle.paused_at,
+            resumed_at=st.lifecycle.resumed_at,
+            cancelled_at=st.lifecycle.cancelled_at,
+            completed_at=st.lifecycle.completed_at,
+            target_count=st.tally.target_count,
             # `failed_count` is not written: the API's failed count comes from the roll-ups
             # (db.campaign_counts), and nothing reads the column.
-            skipped_count=st.counts.skipped,
-            unknown_count=st.counts.unknown,
-            next_run_at=st.next_run_at,
-            last_run_at=st.last_run_at,
-            run_count=st.run_count,
-            last_error=st.last_error,
-            expected_finish_at=st.expected_finish_at,
+            skipped_count=st.tally.counts.skipped,
+            unknown_count=st.tally.counts.unknown,
+            next_run_at=st.recurrence.next_run_at,
+            last_run_at=st.recurrence.last_run_at,
+            run_count=st.recurrence.run_count,
+            last_error=st.lifecycle.last_error,
+            expected_finish_at=st.tally.expected_finish_at,
             state_version=version,
             updated_at=datetime.now(UTC),
         )

@@ -139,12 +139,13 @@ async def driver_of(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
     return driver
 
 
-_CAMPAIGN_COLUMNS = tuple(f.name for f in fields(CampaignRow))
+# Every column of `campaigns`, in CampaignRow's field order.
+CAMPAIGN_COLUMNS = tuple(f.name for f in fields(CampaignRow))
 
 
 def campaign_of(row: Mapping[str, Any]) -> CampaignRow:
     """A `CampaignRow` from a driver row holding (at least) every column of `campaigns`."""
-    return CampaignRow(**{name: row[name] for name in _CAMPAIGN_COLUMNS})
+    return CampaignRow(**{name: row[name] for name in CAMPAIGN_COLUMNS})
 
 
 _OWNED = "SELECT * FROM campaigns WHERE id = %(id)s AND tenant_id = ANY(%(tenants)s) LIMIT 1"

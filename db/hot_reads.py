@@ -16,10 +16,8 @@ list and /stats cannot disagree.
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from psycopg.rows import dict_row
-
 from db.campaign_counts import RecipientCounts, counts_from
-from db.campaigns import CampaignRow, campaign_of
+from db.campaigns import CAMPAIGN_COLUMNS, CampaignRow
 from db.read_pool import Driver
 from db.rollups import ALL
 
@@ -33,11 +31,13 @@ class CampaignView:
     counts: RecipientCounts
 
 
-# The segment is joined on the campaign's own tenant (as db.segments.owned_segment reads it). The
-# counts: the counter rows of channel ALL, plus per type the distinct recipients of pending
-# interactions whose (type, recipient) no counted interaction has, as one JSON object by type.
+# The campaign's columns are named in CampaignRow's order, so a row is spread into it by position
+# (no dict per row). The segment is joined on the campaign's own tenant (as
+# db.segments.owned_segment reads it). The counts: the counter rows of channel ALL, plus per type
+# the distinct recipients of pending interactions whose (type, recipient) no counted interaction
+# has, as one JSON object by type.
 _CAMPAIGN_VIEW = """
-    SELECT c.*, s.name AS hot_segment_name,
+    SELECT {columns}, s.name AS hot_segment_name,
            (SELECT COALESCE(jsonb_object_agg(u.type, u.n), '{}'::jsonb)
             FROM (
                 SELECT k.type, sum(k.n) AS n
@@ -60,7 +60,7 @@ _CAMPAIGN_VIEW = """
     LEFT JOIN segments s ON s.id = c.segment_id AND s.tenant_id = c.tenant_id
     WHERE c.id = %(id)s AND c.tenant_id = ANY(%(tenants)s)
     LIMIT 1
-"""
+""".replace("{columns}", ", ".join(f"c.{name}" for name in CAMPAIGN_COLUMNS))
 
 
 async def campaign_view(driver: Driver, tenants: Collection[str], campaign_id: str) -> CampaignView | None:
@@ -69,12 +69,11 @@ async def campaign_view(driver: Driver, tenants: Collection[str], campaign_id: s
     On a driver connection (db.read_pool, or db.campaigns.driver_of under SQLAlchemy), prepared:
     SQLAlchemy's execution layer cost more than the statement's own client side."""
     params = {"id": campaign_id, "tenants": list(tenants), "all": ALL}
-    async with driver.cursor(row_factory=dict_row) as cursor:
+    async with driver.cursor() as cursor:
         await cursor.execute(_CAMPAIGN_VIEW, params, prepare=True)
         row = await cursor.fetchone()
     if row is None:
         return None
-    counts = {str(k): int(v) for k, v in (row["hot_counts"] or {}).items()}
-    return CampaignView(
-        row=campaign_of(row), segment_name=row["hot_segment_name"], counts=counts_from(counts)
-    )
+    *columns, segment_name, by_type = row
+    counts = {str(k): int(v) for k, v in (by_type or {}).items()}
+    return CampaignView(row=CampaignRow(*columns), segment_name=segment_name, counts=counts_from(counts))

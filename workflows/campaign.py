@@ -58,12 +58,12 @@ class CampaignWorkflow(RunSteps):
     async def run(self, input: CampaignWorkflowInput) -> CampaignProgress:
         while True:
             await self._sync()
-            if self._window and self._state.status != S.ACTIVE:
+            if self._window and self._state.lifecycle.status != S.ACTIVE:
                 # Paused or cancelled while pages were in flight (also during the sync above).
-                await self._drain_window(run_id_for(self._input.campaign_id, self._state.run_number))
+                await self._drain_window(run_id_for(self._input.campaign_id, self._state.run.run_number))
                 continue
-            status = self._state.status
-            if self._state.discarded or status.is_final:
+            status = self._state.lifecycle.status
+            if self._state.lifecycle.discarded or status.is_final:
                 break
             if status in (S.DRAFT, S.PAUSED):
                 await self._wait_for_change()
@@ -79,11 +79,11 @@ class CampaignWorkflow(RunSteps):
             if self._should_continue_as_new():
                 await self._sync()
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if not self._state.discarded and not self._state.status.is_final:
+                if not self._state.lifecycle.discarded and not self._state.lifecycle.status.is_final:
                     # Everything the next run needs travels in its input (handlers' update ids
                     # do not carry over; the state does).
                     workflow.continue_as_new(input.model_copy(update={"state": self._state}))
-        if self._input.type == T.TRIGGERED and not self._state.discarded:
+        if self._input.type == T.TRIGGERED and not self._state.lifecycle.discarded:
             # Events still queued for a finished campaign will never be sent: say so in the queue.
             await workflow.execute_activity(
                 "close_triggers",
@@ -92,7 +92,7 @@ class CampaignWorkflow(RunSteps):
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
-        if not self._state.discarded and workflow.patched(PATCH_LEDGER_RECOUNT):
+        if not self._state.lifecycle.discarded and workflow.patched(PATCH_LEDGER_RECOUNT):
             # The page counts leave out what a cancel cut short (skips the snapshot recorded for
             # pages never sent, UNKNOWNs of a halted page): the final counts are the ledger's.
             counts: Counts = await workflow.execute_activity(
@@ -103,8 +103,8 @@ class CampaignWorkflow(RunSteps):
                 start_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RETRY,
             )
-            if counts != self._state.counts:
-                self._state.counts = counts
+            if counts != self._state.tally.counts:
+                self._state.tally.counts = counts
                 self._changed()
         await self._sync()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -112,31 +112,31 @@ class CampaignWorkflow(RunSteps):
         return self.progress()
 
     async def _wait_for_change(self) -> None:
-        version = self._state.version
-        await workflow.wait_condition(lambda: self._state.version != version)
+        version = self._state.lifecycle.version
+        await workflow.wait_condition(lambda: self._state.lifecycle.version != version)
 
     async def _sleep_until_scheduled(self) -> None:
-        at = self._state.scheduled_at
+        at = self._state.lifecycle.scheduled_at
         if at is None:
             raise invalid("a SCHEDULED campaign has no scheduledAt", {}, kind=ERR_CAMPAIGN_INVALID)
         # A reschedule or cancel bumps the version and wakes us at once.
         if not await self._sleep_until(at):
             return
-        if self._state.status == S.SCHEDULED and self._state.scheduled_at == at:
-            self._state.status = S.ACTIVE
-            self._state.started_at = workflow.now()
+        if self._state.lifecycle.status == S.SCHEDULED and self._state.lifecycle.scheduled_at == at:
+            self._state.lifecycle.status = S.ACTIVE
+            self._state.lifecycle.started_at = workflow.now()
             self._changed()
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
     def _require(self, action: Action) -> None:
-        require(action, self._state.status, self._state.discarded)
+        require(action, self._state.lifecycle.status, self._state.lifecycle.discarded)
 
     def _require_sendable_type(self, action: str) -> None:
         if self._input.type == T.JOURNEY:
             raise ApplicationError(
                 f"cannot {action} a JOURNEY campaign: journeys send it as a child workflow",
-                {"status": self._state.status.value, "action": action},
+                {"status": self._state.lifecycle.status.value, "action": action},
                 type=ERR_ILLEGAL_TRANSITION,
                 non_retryable=True,
             )
@@ -162,10 +162,10 @@ class CampaignWorkflow(RunSteps):
     def _adopt(self, check: CheckCampaignResult) -> None:
         """What the pre-send check pins: the planned audience size, a RECURRING schedule."""
         if self._input.type == T.ONE_TIME:
-            self._state.target_count = check.segment_size
+            self._state.tally.target_count = check.segment_size
         else:
-            self._state.target_count = 0
-        self._state.schedule = check.schedule
+            self._state.tally.target_count = 0
+        self._state.recurrence.schedule = check.schedule
 
     def _result(self) -> TransitionResult:
         return projections.transition_result(self._input, self._state)
@@ -176,8 +176,8 @@ class CampaignWorkflow(RunSteps):
             self._require("schedule")
             check = await self._check()
             self._require("schedule")
-            self._state.status = S.SCHEDULED
-            self._state.scheduled_at = req.scheduled_at
+            self._state.lifecycle.status = S.SCHEDULED
+            self._state.lifecycle.scheduled_at = req.scheduled_at
             self._adopt(check)
             self._changed()
         await self._wait_settled()
@@ -203,14 +203,14 @@ class CampaignWorkflow(RunSteps):
             self._require("execute")
             check = await self._check()
             self._require("execute")
-            self._state.status = S.ACTIVE
-            self._state.started_at = workflow.now()
+            self._state.lifecycle.status = S.ACTIVE
+            self._state.lifecycle.started_at = workflow.now()
             self._adopt(check)
-            if self._state.schedule is not None:
+            if self._state.recurrence.schedule is not None:
                 # Shown at once (GET right after execute); the main loop computes the same.
-                self._state.next_run_at = await self._next_run(workflow.now())
+                self._state.recurrence.next_run_at = await self._next_run(workflow.now())
             self._changed()
-        version = self._state.version
+        version = self._state.lifecycle.version
         await workflow.wait_condition(lambda: self._synced_version >= version)
         return self._result()
 
@@ -220,23 +220,26 @@ class CampaignWorkflow(RunSteps):
         self._require("execute")
 
     def _do_pause(self) -> None:
-        self._state.status = S.PAUSED
-        self._state.paused_at = workflow.now()
-        self._state.next_run_at = None  # nothing is planned while paused
-        self._state.epoch += 1
+        life = self._state.lifecycle
+        life.status = S.PAUSED
+        life.paused_at = workflow.now()
+        self._state.recurrence.next_run_at = None  # nothing is planned while paused
+        life.epoch += 1
         self._changed()
 
     def _do_resume(self) -> None:
-        self._state.status = S.ACTIVE
-        self._state.resumed_at = workflow.now()
-        self._state.last_error = None
-        self._state.recent = []  # a person resumed: auto-pause judges the messages from here on
+        life = self._state.lifecycle
+        life.status = S.ACTIVE
+        life.resumed_at = workflow.now()
+        life.last_error = None
+        self._state.policies.recent = []  # a person resumed: auto-pause judges messages from here on
         self._changed()
 
     def _do_cancel(self) -> None:
-        self._state.status = S.CANCELLED
-        self._state.cancelled_at = workflow.now()
-        self._state.epoch += 1
+        life = self._state.lifecycle
+        life.status = S.CANCELLED
+        life.cancelled_at = workflow.now()
+        life.epoch += 1
         self._changed()
 
     @workflow.update(name="pause")
@@ -255,12 +258,11 @@ class CampaignWorkflow(RunSteps):
         self._require("resume")
         self._do_resume()
         st = self._state
-        if st.schedule is not None and not st.run_active:
+        if st.recurrence.schedule is not None and not st.run.run_active:
             # Runs whose time passed while paused are skipped: the next one is after now.
-            after = workflow.now() if st.last_slot is None else max(st.last_slot, workflow.now())
-            st.next_run_at = await self._next_run(after)
+            st.recurrence.next_run_at = await self._next_run(self._skip_missed_slots())
             self._changed()
-        version = self._state.version
+        version = self._state.lifecycle.version
         await workflow.wait_condition(lambda: self._synced_version >= version)
         return self._result()
 
@@ -303,7 +305,7 @@ class CampaignWorkflow(RunSteps):
         """DELETE of a DRAFT campaign: the workflow ends; the API removes the row."""
         async with self._lock:
             self._require("discard")
-            self._state.discarded = True
+            self._state.lifecycle.discarded = True
             self._changed()
         return self._result()
 
@@ -316,9 +318,10 @@ class CampaignWorkflow(RunSteps):
         """Record (or, after an edit, withdraw) the approval, and show it in the memo so the
         Temporal UI tells who approved the send (README "Approvals")."""
         self._require("approve")
-        self._state.approved_by = req.by
-        self._state.approved_at = workflow.now() if req.by else None
-        approved_at = self._state.approved_at.isoformat() if self._state.approved_at else None
+        life = self._state.lifecycle
+        life.approved_by = req.by
+        life.approved_at = workflow.now() if req.by else None
+        approved_at = life.approved_at.isoformat() if life.approved_at else None
         workflow.upsert_memo({"approvedBy": req.by, "approvedAt": approved_at})
         return self._result()
 
@@ -335,7 +338,7 @@ class CampaignWorkflow(RunSteps):
             self._require("winner")
             self._require_pending_test(req)
             await self._decide(req.variant)
-            self._state.held_until = workflow.now()
+            self._state.policies.held_until = workflow.now()
         return self._result()
 
     @pick_winner.validator
@@ -344,10 +347,10 @@ class CampaignWorkflow(RunSteps):
         self._require_pending_test(req)
 
     def _require_pending_test(self, req: WinnerRequest) -> None:
-        if not self._state.ab_pending:
+        if not self._state.policies.ab_pending:
             raise ApplicationError(
                 "the campaign has no A/B test waiting for its winner",
-                {"status": self._state.status.value, "action": "pick the winner of"},
+                {"status": self._state.lifecycle.status.value, "action": "pick the winner of"},
                 type=ERR_ILLEGAL_TRANSITION,
                 non_retryable=True,
             )
@@ -362,12 +365,12 @@ class CampaignWorkflow(RunSteps):
     # ---- signals (operators, parent workflows) ---------------------------------------------
 
     def _signal(self, action: Action, apply: Callable[[], None]) -> None:
-        if not allows(action, self._state.status, self._state.discarded):
+        if not allows(action, self._state.lifecycle.status, self._state.lifecycle.discarded):
             workflow.logger.warning(
                 "ignored %s signal: campaign %s is %s",
                 action,
                 self._input.campaign_id,
-                self._state.status.value,
+                self._state.lifecycle.status.value,
             )
             return
         apply()

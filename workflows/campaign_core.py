@@ -37,7 +37,7 @@ class CampaignCore:
     def __init__(self, input: CampaignWorkflowInput) -> None:
         self._input = input
         self._state = input.state.model_copy(deep=True) if input.state else CampaignState()
-        self._synced_version = 0 if input.state is None else self._state.version - 1
+        self._synced_version = 0 if input.state is None else self._state.lifecycle.version - 1
         self._batch_running = False
         self._lock = asyncio.Lock()
         self._batches_this_run = 0
@@ -49,18 +49,18 @@ class CampaignCore:
     # ---- read model & search attributes -----------------------------------------------------
 
     def _changed(self) -> None:
-        self._state.version += 1
+        self._state.lifecycle.version += 1
 
     async def _sync(self) -> None:
         """Write the state to the Postgres read model and the search attributes, once per change."""
-        while self._synced_version < self._state.version:
-            version = self._state.version
+        while self._synced_version < self._state.lifecycle.version:
+            version = self._state.lifecycle.version
             projections.upsert_search_attributes(self._input, self._state)
             workflow.set_current_details(projections.details(self._input.type, self._state))
             await workflow.execute_activity(
                 "sync_campaign",
                 SyncCampaignInput(campaign_id=self._input.campaign_id, version=version, state=self._state),
-                summary=f"read model: {self._state.status.value} (v{version})",
+                summary=f"read model: {self._state.lifecycle.status.value} (v{version})",
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
@@ -72,39 +72,49 @@ class CampaignCore:
         remaining = (at - workflow.now()).total_seconds()
         if remaining <= 0:
             return True
-        version = self._state.version
+        version = self._state.lifecycle.version
         try:
             await workflow.wait_condition(
-                lambda: self._state.version != version, timeout=timedelta(seconds=remaining)
+                lambda: self._state.lifecycle.version != version, timeout=timedelta(seconds=remaining)
             )
         except TimeoutError:
             return True
         return False
 
+    def _not_active(self) -> bool:
+        """The campaign left ACTIVE (paused, cancelled): what a page in flight is raced against."""
+        return self._state.lifecycle.status != S.ACTIVE
+
     async def _wait_settled(self) -> None:
         """Return once no batch runs and the read model shows the current state."""
         await workflow.wait_condition(lambda: not self._batch_running)
-        version = self._state.version
+        version = self._state.lifecycle.version
         await workflow.wait_condition(lambda: self._synced_version >= version)
 
     async def _next_run(self, after: datetime) -> datetime | None:
         """Local times in the schedule's zone, resolved in a local activity (so replay does not
         depend on the tz database the worker has then)."""
-        if self._state.schedule is None:
+        if self._state.recurrence.schedule is None:
             raise invalid("only a RECURRING campaign has a next run", {}, kind=ERR_CAMPAIGN_INVALID)
         result: NextRunResult = await workflow.execute_local_activity(
             "next_run_time",
-            NextRunInput(schedule=self._state.schedule, after=after),
+            NextRunInput(schedule=self._state.recurrence.schedule, after=after),
             result_type=NextRunResult,
             start_to_close_timeout=timedelta(seconds=10),
         )
         return result.at
 
+    def _skip_missed_slots(self) -> datetime:
+        """Where the next RECURRING slot is looked for: after the latest run's slot and never
+        before now, so slots that passed while paused (or while a long run sent) are skipped."""
+        last = self._state.recurrence.last_slot
+        return workflow.now() if last is None else max(last, workflow.now())
+
     def _complete(self) -> None:
-        if self._state.status == S.ACTIVE:
-            self._state.status = S.COMPLETED
-            self._state.completed_at = workflow.now()
-            self._state.next_run_at = None
+        if self._state.lifecycle.status == S.ACTIVE:
+            self._state.lifecycle.status = S.COMPLETED
+            self._state.lifecycle.completed_at = workflow.now()
+            self._state.recurrence.next_run_at = None
             self._changed()
 
     def _pause_on_error(self, err: ActivityError) -> None:
@@ -115,11 +125,11 @@ class CampaignCore:
     def _pause_with(self, reason: str) -> None:
         """Pause the campaign by itself, saying why in `lastError`; only a person resumes it."""
         st = self._state
-        st.last_error = reason
-        workflow.logger.error("pausing campaign: %s", st.last_error)
-        if st.status == S.ACTIVE:
-            st.status = S.PAUSED
-            st.paused_at = workflow.now()
-            st.next_run_at = None
-            st.epoch += 1
+        st.lifecycle.last_error = reason
+        workflow.logger.error("pausing campaign: %s", st.lifecycle.last_error)
+        if st.lifecycle.status == S.ACTIVE:
+            st.lifecycle.status = S.PAUSED
+            st.lifecycle.paused_at = workflow.now()
+            st.recurrence.next_run_at = None
+            st.lifecycle.epoch += 1
             self._changed()

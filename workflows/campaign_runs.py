@@ -49,40 +49,39 @@ class RunSteps(PolicySteps):
     async def _recurring_step(self) -> None:
         """Sleep until the next run, snapshot and send it, then continue-as-new (README "Campaign types")."""
         st = self._state
-        if st.run_active:
+        if st.run.run_active:
             await self._send_step()
             return
-        schedule = st.schedule
+        schedule = st.recurrence.schedule
         if schedule is None:
             raise invalid("a RECURRING campaign has no schedule", {}, kind=ERR_CAMPAIGN_INVALID)
-        if schedule.max_runs is not None and st.run_count >= schedule.max_runs:
+        if schedule.max_runs is not None and st.recurrence.run_count >= schedule.max_runs:
             self._complete()
             return
-        # Slots that passed while paused (or while a long run was sending) are skipped.
-        after = workflow.now() if st.last_slot is None else max(st.last_slot, workflow.now())
-        at = await self._next_run(after)
+        at = await self._next_run(self._skip_missed_slots())
         if at is None:  # endAt reached
             self._complete()
             return
-        if st.next_run_at != at:
-            st.next_run_at = at
+        if st.recurrence.next_run_at != at:
+            st.recurrence.next_run_at = at
             self._changed()
             await self._sync()
         if not await self._sleep_until(at):
             return  # paused, cancelled or edited: decide again
-        if st.status != S.ACTIVE:
+        if st.lifecycle.status != S.ACTIVE:
             return
-        st.run_number += 1
-        st.run_active = True
-        st.last_slot = at
-        st.last_run_at = workflow.now()
-        st.snapshot_cursor = None
-        st.snapshot_complete = False
-        st.send_cursor = None
-        st.pages_ahead, st.pages_done, st.plan_exhausted = [], [], False
-        st.target_base = st.target_count or 0
-        last = schedule.max_runs is not None and st.run_count + 1 >= schedule.max_runs
-        st.next_run_at = None if last else await self._next_run(at)
+        cursor = st.run
+        cursor.run_number += 1
+        cursor.run_active = True
+        st.recurrence.last_slot = at
+        st.recurrence.last_run_at = workflow.now()
+        cursor.snapshot_cursor = None
+        cursor.snapshot_complete = False
+        cursor.send_cursor = None
+        cursor.pages_ahead, cursor.pages_done, cursor.plan_exhausted = [], [], False
+        st.tally.target_base = st.tally.target_count or 0
+        last = schedule.max_runs is not None and st.recurrence.run_count + 1 >= schedule.max_runs
+        st.recurrence.next_run_at = None if last else await self._next_run(at)
         self._changed()
 
     # ---- TRIGGERED -----------------------------------------------------------------------------
@@ -95,14 +94,18 @@ class RunSteps(PolicySteps):
             return
         self._batches_this_run += 1
         if result.recipients:
-            st.processed += result.recipients
-            st.target_count = st.processed
-            st.counts = st.counts.plus(result.counts)
-            st.sent_recipients = result.sent_recipients
+            st.tally.processed += result.recipients
+            st.tally.target_count = st.tally.processed
+            st.tally.counts = st.tally.counts.plus(result.counts)
+            st.tally.sent_recipients = result.sent_recipients
             self._changed()
         if workflow.patched(PATCH_POLICIES):
             self._take_in_policies(result)
-            if st.held_until is not None and st.held_until <= workflow.now() and st.status == S.ACTIVE:
+            if (
+                st.policies.held_until is not None
+                and st.policies.held_until <= workflow.now()
+                and st.lifecycle.status == S.ACTIVE
+            ):
                 await self._sweep(trigger_control_run_id(self._input.campaign_id))
 
     # ---- ONE_TIME and each RECURRING run ---------------------------------------------------
@@ -112,7 +115,7 @@ class RunSteps(PolicySteps):
         st = self._state
         self._batch_running = True
         try:
-            return await self._run_batch(activity, run_id, st.epoch)
+            return await self._run_batch(activity, run_id, st.lifecycle.epoch)
         except ActivityError as err:
             self._pause_on_error(err)
             return None
@@ -121,11 +124,11 @@ class RunSteps(PolicySteps):
 
     async def _send_step(self) -> None:
         st = self._state
-        if st.run_number == 0:
-            st.run_number = 1
+        if st.run.run_number == 0:
+            st.run.run_number = 1
             self._changed()
-        run_id = run_id_for(self._input.campaign_id, st.run_number)
-        if not st.snapshot_complete:
+        run_id = run_id_for(self._input.campaign_id, st.run.run_number)
+        if not st.run.snapshot_complete:
             try:
                 snap = await workflow.execute_activity(
                     "snapshot_audience",
@@ -133,10 +136,10 @@ class RunSteps(PolicySteps):
                         campaign_id=self._input.campaign_id,
                         tenant_id=self._input.tenant_id,
                         run_id=run_id,
-                        run_number=st.run_number,
-                        after=st.snapshot_cursor,
+                        run_number=st.run.run_number,
+                        after=st.run.snapshot_cursor,
                     ),
-                    summary=f"snapshot run {st.run_number} (after {st.snapshot_cursor or 'start'})",
+                    summary=f"snapshot run {st.run.run_number} (after {st.run.snapshot_cursor or 'start'})",
                     result_type=SnapshotResult,
                     start_to_close_timeout=timedelta(minutes=5),
                     retry_policy=RETRY,
@@ -146,10 +149,10 @@ class RunSteps(PolicySteps):
                 # pause with the reason instead of failing the workflow.
                 self._pause_on_error(err)
                 return
-            st.snapshot_cursor = snap.last_customer_id
+            st.run.snapshot_cursor = snap.last_customer_id
             if snap.done:
-                st.snapshot_complete = True
-                st.target_count = st.target_base + snap.target_count
+                st.run.snapshot_complete = True
+                st.tally.target_count = st.tally.target_base + snap.target_count
                 self._changed()
             return
         if workflow.patched(PATCH_PAGE_WINDOW):
@@ -159,15 +162,15 @@ class RunSteps(PolicySteps):
         if result is None:
             return
         self._batches_this_run += 1
-        st.sent_recipients = result.sent_recipients
+        st.tally.sent_recipients = result.sent_recipients
         if result.page_complete:
-            st.send_cursor = result.next_cursor
-            st.processed += result.recipients
-            st.pages += 1
-            st.page_size = max(st.page_size, result.recipients)
-            st.counts = st.counts.plus(result.counts)
+            st.run.send_cursor = result.next_cursor
+            st.tally.processed += result.recipients
+            st.tally.pages += 1
+            st.tally.page_size = max(st.tally.page_size, result.recipients)
+            st.tally.counts = st.tally.counts.plus(result.counts)
         self._changed()
-        if result.exhausted and st.status == S.ACTIVE:
+        if result.exhausted and st.lifecycle.status == S.ACTIVE:
             await self._finish_run(run_id)
 
     async def _finish_run(self, run_id: str) -> None:
@@ -175,17 +178,17 @@ class RunSteps(PolicySteps):
         await workflow.execute_activity(
             "finish_run",
             FinishRunInput(run_id=run_id),
-            summary=f"close run {st.run_number}",
+            summary=f"close run {st.run.run_number}",
             start_to_close_timeout=SHORT,
             retry_policy=RETRY,
         )
         if self._input.type == T.RECURRING:
-            st.run_active = False
-            st.run_count += 1
+            st.run.run_active = False
+            st.recurrence.run_count += 1
             self._run_finished = True
             self._changed()
-            limit = st.schedule.max_runs if st.schedule is not None else None
-            if limit is not None and st.run_count >= limit:
+            limit = st.recurrence.schedule.max_runs if st.recurrence.schedule is not None else None
+            if limit is not None and st.recurrence.run_count >= limit:
                 self._complete()
             return
         # A cancel or pause that arrived meanwhile has already been answered: it stands.
@@ -201,11 +204,11 @@ class RunSteps(PolicySteps):
         finished, or once everything in flight has been drained (pause, cancel, error, or a due
         continue-as-new)."""
         st = self._state
-        undone = [b for b in st.pages_ahead if b not in st.pages_done]
-        if len(undone) <= st.window and not st.plan_exhausted and not self._can_due():
+        undone = [b for b in st.run.pages_ahead if b not in st.run.pages_done]
+        if len(undone) <= st.run.window and not st.run.plan_exhausted and not self._can_due():
             await self._plan_pages(run_id)
             return
-        if not st.pages_ahead:
+        if not st.run.pages_ahead:
             await self._end_of_plan(run_id)
             return
         if not self._can_due():
@@ -220,24 +223,24 @@ class RunSteps(PolicySteps):
             "plan_pages",
             PlanPagesInput(
                 run_id=run_id,
-                after=st.pages_ahead[-1] if st.pages_ahead else st.send_cursor,
+                after=st.run.pages_ahead[-1] if st.run.pages_ahead else st.run.send_cursor,
                 pages=PLAN_PAGES,
             ),
-            summary=f"plan the next pages of run {st.run_number}",
+            summary=f"plan the next pages of run {st.run.run_number}",
             result_type=PlanPagesResult,
             start_to_close_timeout=SHORT,
             retry_policy=RETRY,
         )
-        st.pages_ahead.extend(plan.bounds)
-        st.plan_exhausted = plan.exhausted
-        st.window = max(1, plan.window)
+        st.run.pages_ahead.extend(plan.bounds)
+        st.run.plan_exhausted = plan.exhausted
+        st.run.window = max(1, plan.window)
 
     async def _end_of_plan(self, run_id: str) -> None:
         """No page is left ahead: once the plan is done and nothing is in flight, the run ends
         (after the held messages' sweeps, if any are held)."""
         st = self._state
-        if st.plan_exhausted and not self._window and st.status == S.ACTIVE:
-            if st.held_until is not None and workflow.patched(PATCH_POLICIES):
+        if st.run.plan_exhausted and not self._window and st.lifecycle.status == S.ACTIVE:
+            if st.policies.held_until is not None and workflow.patched(PATCH_POLICIES):
                 await self._wait_and_sweep(run_id)
                 return
             await self._finish_run(run_id)
@@ -246,13 +249,13 @@ class RunSteps(PolicySteps):
         """Start the next pages not done nor in flight, up to the window."""
         st = self._state
         if not self._window:
-            self._window.epoch = st.epoch  # pages in flight together share one epoch
-        for index, bound in enumerate(st.pages_ahead):
-            if len(self._window) >= st.window:
+            self._window.epoch = st.lifecycle.epoch  # pages in flight together share one epoch
+        for index, bound in enumerate(st.run.pages_ahead):
+            if len(self._window) >= st.run.window:
                 break
-            if bound in st.pages_done or bound in self._window:
+            if bound in st.run.pages_done or bound in self._window:
                 continue
-            after = st.pages_ahead[index - 1] if index else st.send_cursor
+            after = st.run.pages_ahead[index - 1] if index else st.run.send_cursor
             self._window.add(bound, self._start_page(run_id, after, bound))
 
     async def _wait_for_a_page(self, run_id: str) -> None:
@@ -260,7 +263,7 @@ class RunSteps(PolicySteps):
         finished, and drain the rest if it left."""
         st = self._state
         self._batch_running = True
-        stop = asyncio.ensure_future(workflow.wait_condition(lambda: self._state.status != S.ACTIVE))
+        stop = asyncio.ensure_future(workflow.wait_condition(self._not_active))
         waiting: list[asyncio.Future[Any]] = [*self._window.handles(), stop]
         await workflow.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if not stop.done():
@@ -268,7 +271,7 @@ class RunSteps(PolicySteps):
         failure = await self._window.collect_done(self._page_done)
         if failure is not None:
             self._pause_on_error(failure)
-        if st.status != S.ACTIVE:
+        if st.lifecycle.status != S.ACTIVE:
             await self._drain_window(run_id)
         self._batch_running = bool(self._window)
 
@@ -295,27 +298,27 @@ class RunSteps(PolicySteps):
                 run_id=run_id,
                 after=after,
                 upto=upto,
-                limit=st.page_size or None,
+                limit=st.tally.page_size or None,
                 epoch=self._window.epoch,
                 now=workflow.now(),
                 anchor=self._anchor(),
             ),
-            f"send run {st.run_number} page ({after or 'start'}, {upto}]",
+            f"send run {st.run.run_number} page ({after or 'start'}, {upto}]",
         )
 
     def _page_done(self, bound: str, result: SendBatchResult) -> None:
-        st = self._state
+        cursor, tally = self._state.run, self._state.tally
         self._batches_this_run += 1
-        st.sent_recipients = max(st.sent_recipients, result.sent_recipients)
+        tally.sent_recipients = max(tally.sent_recipients, result.sent_recipients)
         if result.page_complete:
-            st.pages_done.append(bound)
-            st.processed += result.recipients
-            st.pages += 1
-            st.page_size = max(st.page_size, result.recipients)
-            st.counts = st.counts.plus(result.counts)
-            while st.pages_ahead and st.pages_ahead[0] in st.pages_done:
-                st.send_cursor = st.pages_ahead.pop(0)
-                st.pages_done.remove(st.send_cursor)
+            cursor.pages_done.append(bound)
+            tally.processed += result.recipients
+            tally.pages += 1
+            tally.page_size = max(tally.page_size, result.recipients)
+            tally.counts = tally.counts.plus(result.counts)
+            while cursor.pages_ahead and cursor.pages_ahead[0] in cursor.pages_done:
+                cursor.send_cursor = cursor.pages_ahead.pop(0)
+                cursor.pages_done.remove(cursor.send_cursor)
             if workflow.patched(PATCH_POLICIES):
                 self._take_in_policies(result)
         self._changed()
@@ -328,18 +331,19 @@ class RunSteps(PolicySteps):
         )
 
     async def _run_batch(self, activity: str, run_id: str, epoch: int) -> SendBatchResult:
-        st = self._state
+        cursor = self._state.run
         summary = (
             "send the queued events"
             if activity == "send_triggered"
-            else f"send page {st.pages + 1} of run {st.run_number} (after {st.send_cursor or 'start'})"
+            else f"send page {self._state.tally.pages + 1} of run {cursor.run_number}"
+            f" (after {cursor.send_cursor or 'start'})"
         )
         handle = start_page(
             SendBatchInput(
                 campaign_id=self._input.campaign_id,
                 tenant_id=self._input.tenant_id,
                 run_id=run_id,
-                after=self._state.send_cursor,
+                after=self._state.run.send_cursor,
                 epoch=epoch,
                 now=workflow.now(),
                 anchor=self._anchor(),
@@ -347,7 +351,7 @@ class RunSteps(PolicySteps):
             summary,
             activity,
         )
-        stop = asyncio.ensure_future(workflow.wait_condition(lambda: self._state.status != S.ACTIVE))
+        stop = asyncio.ensure_future(workflow.wait_condition(self._not_active))
         waiting: list[asyncio.Future[Any]] = [handle, stop]
         await workflow.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if handle.done():
@@ -365,15 +369,15 @@ class RunSteps(PolicySteps):
             result = SendBatchResult(
                 page_complete=False,
                 exhausted=False,
-                next_cursor=self._state.send_cursor,
+                next_cursor=self._state.run.send_cursor,
                 recipients=0,
                 counts=Counts(),
-                sent_recipients=self._state.sent_recipients,
+                sent_recipients=self._state.tally.sent_recipients,
             )
         return result
 
     def _should_continue_as_new(self) -> bool:
-        if self._batch_running or self._state.status.is_final:
+        if self._batch_running or self._state.lifecycle.status.is_final:
             return False
         return (
             self._run_finished

@@ -1,4 +1,5 @@
-"""JourneyWorkflow: the reference journey, composing campaign sends as child workflows (§6).
+"""JourneyWorkflow: the reference journey, composing campaign sends as child workflows
+(README "Journeys: the child-workflow contract").
 
 One journey instance walks one customer through its steps:
 - `send`: start a `CampaignSendWorkflow` child for a JOURNEY campaign and this customer, and wait

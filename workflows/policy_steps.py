@@ -39,32 +39,37 @@ class PolicySteps(CampaignCore):
         from here, so every page and sweep of the run computes the same instants."""
         st = self._state
         if self._input.type == T.RECURRING:
-            return st.last_slot
-        return None if self._input.type == T.TRIGGERED else st.started_at
+            return st.recurrence.last_slot
+        return None if self._input.type == T.TRIGGERED else st.lifecycle.started_at
 
     def _take_in_policies(self, result: SendBatchResult) -> None:
         """Note what quiet hours held back, and pause when the failure rate over the latest
         messages passes the campaign's auto-pause rule (README "Sending policies")."""
-        st = self._state
+        tally, policies = self._state.tally, self._state.policies
         if result.rate is not None:
-            remaining = max(0, (st.target_count or 0) - st.processed)
+            remaining = max(0, (tally.target_count or 0) - tally.processed)
             pace = timedelta(seconds=remaining / result.rate) if result.rate > 0 else None
-            st.expected_finish_at = None if pace is None else workflow.now() + pace
+            tally.expected_finish_at = None if pace is None else workflow.now() + pace
         if result.awaiting_winner:
-            st.ab_pending = True
+            policies.ab_pending = True
         if result.held:
-            st.held += result.held
+            policies.held += result.held
         if result.held_until is not None or result.held:
-            st.held_until = result.held_until
+            policies.held_until = result.held_until
         rule = result.auto_pause
         if rule is None or not rule.enabled or not result.answered:
             return
-        st.recent.append([result.answered, result.refused])
-        while len(st.recent) > 1 and sum(m for m, _ in st.recent[1:]) >= rule.window:
-            st.recent.pop(0)
-        total = sum(m for m, _ in st.recent)
-        failures = sum(f for _, f in st.recent)
-        if total >= rule.min_messages and failures > rule.failure_rate * total and st.status == S.ACTIVE:
+        recent = policies.recent
+        recent.append([result.answered, result.refused])
+        while len(recent) > 1 and sum(m for m, _ in recent[1:]) >= rule.window:
+            recent.pop(0)
+        total = sum(m for m, _ in recent)
+        failures = sum(f for _, f in recent)
+        if (
+            total >= rule.min_messages
+            and failures > rule.failure_rate * total
+            and self._state.lifecycle.status == S.ACTIVE
+        ):
             self._pause_with(
                 f"auto-paused: the provider refused {failures} of the last {total} messages (bounced or"
                 f" failed: {failures / total:.0%}, over the {rule.failure_rate:.0%} threshold);"
@@ -75,11 +80,11 @@ class PolicySteps(CampaignCore):
         """The run's pages are done but quiet hours hold messages back: sleep until the earliest
         is due (a pause, cancel or edit wakes the loop), then send the due ones."""
         st = self._state
-        if st.held_until is not None and not await self._sleep_until(st.held_until):
+        if st.policies.held_until is not None and not await self._sleep_until(st.policies.held_until):
             return  # paused, cancelled or edited: decide again
-        if st.status != S.ACTIVE:
+        if st.lifecycle.status != S.ACTIVE:
             return
-        if st.ab_pending and workflow.patched(PATCH_EXPERIMENTS):
+        if st.policies.ab_pending and workflow.patched(PATCH_EXPERIMENTS):
             await self._decide(None)
         await self._sweep(run_id)
 
@@ -100,8 +105,8 @@ class PolicySteps(CampaignCore):
             start_to_close_timeout=SHORT,
             retry_policy=RETRY,
         )
-        st.ab_pending = False
-        st.ab_winner = result.winner
+        st.policies.ab_pending = False
+        st.policies.ab_winner = result.winner
         self._changed()
 
     async def _sweep(self, run_id: str) -> None:
@@ -116,19 +121,19 @@ class PolicySteps(CampaignCore):
                     campaign_id=self._input.campaign_id,
                     tenant_id=self._input.tenant_id,
                     run_id=run_id,
-                    epoch=st.epoch,
-                    sweep=st.sweep,
+                    epoch=st.lifecycle.epoch,
+                    sweep=st.policies.sweep,
                     now=workflow.now(),
                     anchor=self._anchor(),
                 ),
-                summary=f"send the messages quiet hours held (sweep {st.sweep})",
+                summary=f"send the messages quiet hours held (sweep {st.policies.sweep})",
                 result_type=SendBatchResult,
                 start_to_close_timeout=BATCH_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT,
                 retry_policy=RETRY,
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             )
-            result = await self._until_done_or_halted(handle, run_id, st.epoch)
+            result = await self._until_done_or_halted(handle, run_id, st.lifecycle.epoch)
         except ActivityError as err:
             self._pause_on_error(err)
             return
@@ -136,12 +141,13 @@ class PolicySteps(CampaignCore):
             self._batch_running = False
         if result is None or not result.page_complete:
             return  # halted: the next sweep (same number) takes the same messages again
-        st.sweep += 1
-        st.counts = st.counts.plus(result.counts)
-        st.sent_recipients = max(st.sent_recipients, result.sent_recipients)
-        st.held = max(
+        tally, policies = st.tally, st.policies
+        policies.sweep += 1
+        tally.counts = tally.counts.plus(result.counts)
+        tally.sent_recipients = max(tally.sent_recipients, result.sent_recipients)
+        policies.held = max(
             0,
-            st.held
+            policies.held
             - (
                 result.counts.sent
                 + result.counts.skipped
@@ -150,10 +156,10 @@ class PolicySteps(CampaignCore):
                 + result.counts.unknown
             ),
         )
-        st.held_until = result.held_until
-        if st.held_until is None:
-            st.held = 0
-        self._take_in_policies(result.model_copy(update={"held": 0, "held_until": st.held_until}))
+        policies.held_until = result.held_until
+        if policies.held_until is None:
+            policies.held = 0
+        self._take_in_policies(result.model_copy(update={"held": 0, "held_until": policies.held_until}))
         self._changed()
 
     async def _until_done_or_halted(
@@ -161,7 +167,7 @@ class PolicySteps(CampaignCore):
     ) -> SendBatchResult | None:
         """Wait for a page; on pause or cancel halt it and take what it returns (None: cancelled
         before it ran)."""
-        stop = asyncio.ensure_future(workflow.wait_condition(lambda: self._state.status != S.ACTIVE))
+        stop = asyncio.ensure_future(workflow.wait_condition(self._not_active))
         waiting: list[asyncio.Future[Any]] = [handle, stop]
         await workflow.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if handle.done():
