@@ -3,9 +3,10 @@
 Every dependency is `async def`, even the ones that never wait: FastAPI runs a plain `def`
 dependency in a worker thread, and that hop cost more than the rest of a cheap route."""
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Annotated, Generic, TypeVar
 
@@ -46,8 +47,12 @@ class AppState:
     # The one-statement polled reads take a driver connection from here (db.read_pool); an app
     # built without one (in-process tests, benches) lends them one of `read_engine`'s.
     read_pool: ReadPool | None = None
+    # The polled reads on `read_engine` queue here for one of its connections (db.read_pool says
+    # why: the pool's own waiting cost more than a read once clients outnumbered connections).
+    read_turns: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
+        self.read_turns = asyncio.Semaphore(self.settings.api_read_pool_size)
         if self.render_pool is None:
             self.render_pool = RenderPool.shared(self.settings)
         if self.tracking is None:
@@ -113,7 +118,7 @@ async def single_statement(state: AppState) -> AsyncIterator[AsyncConnection]:
     spares two round trips and changes nothing a read sees. In production the read pool's sessions
     are read-only (`default_transaction_read_only`, db.engine.make_engine), so it cannot write."""
     assert state.read_engine is not None  # AppState sets read_engine
-    async with state.read_engine.connect() as conn:
+    async with state.read_turns, state.read_engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
 
