@@ -29,6 +29,7 @@ from api.lifecycle import CampaignControl
 from api.main import create_app
 from core.binaries import find_binary
 from core.constants import SEARCH_ATTRIBUTES
+from core.gc_tuning import tune_for_service
 from core.settings import Settings
 from db.engine import make_engine
 from db.migrate import upgrade
@@ -148,6 +149,9 @@ async def bench_stack(
                     timeout=60,
                 ) as api,
             ):
+                # As worker.py and the API do once started (core.gc_tuning): the figures are those
+                # of the service's processes.
+                tune_for_service()
                 yield BenchStack(cfg, engine, api, tenant, env.client, sinks.pid)
         finally:
             for proc in extra:
