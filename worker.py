@@ -8,7 +8,10 @@ logs per `CAMPAIGNS_LOG_LEVEL`/`CAMPAIGNS_LOG_FORMAT`, Prometheus metrics on
 import asyncio
 import logging
 import signal
+import sys
+from collections.abc import Coroutine
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.runtime import Runtime
@@ -113,11 +116,26 @@ async def run_until_signalled(worker: Worker) -> None:
             loop.remove_signal_handler(sig)
 
 
+def run_service(main: Coroutine[Any, Any, None]) -> None:
+    """Run a service process's main coroutine on uvloop (where it exists: not on Windows).
+
+    Its event loop is the worker's send path: measured with `bench.throughput` (20,000 recipients,
+    one run each), uvloop cut the worker's CPU per message by 9 % for EMAIL and 17 % for SMS
+    against asyncio's own loop (README "Performance"). Workflow code runs in the SDK's own
+    deterministic loop either way."""
+    if sys.platform != "win32":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
+
+
 def main() -> None:
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_format)
     try:
-        asyncio.run(run_worker(settings))
+        run_service(run_worker(settings))
     except KeyboardInterrupt:
         pass
 

@@ -23,6 +23,7 @@ from bench.ceiling import email_ceiling, sms_ceiling
 from bench.harness import BenchStack, bench_stack
 from db.ledger.reads import campaign_tally
 from db.seed import generated_audience, make_templates
+from worker import run_service
 
 TENANT = "tenant_throughput"
 
@@ -184,4 +185,5 @@ if __name__ == "__main__":
         help="workers in their own processes, beside the in-process one",
     )
     args = parser.parse_args()
-    asyncio.run(main(args.recipients, args.channels, args.ceiling_messages, args.worker_processes))
+    # On uvloop, as worker.py runs the worker (the ceiling's bare client runs on it too).
+    run_service(main(args.recipients, args.channels, args.ceiling_messages, args.worker_processes))
