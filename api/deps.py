@@ -20,8 +20,9 @@ from api.lifecycle import CampaignControl
 from api.schemas.common import NUL_MESSAGE
 from api.tracking_writer import TrackingWriter
 from core.settings import Settings
-from db.campaigns import CampaignRow, driver_of, owned_campaign
+from db.campaigns import CampaignRow, owned_campaign
 from db.customers import CustomerRow, owned_customer
+from db.driver import driver_of
 from db.read_pool import Driver, ReadPool
 from db.segments import SegmentRow, owned_segment
 from db.suppressions import SuppressionRow, owned_suppression

@@ -8,10 +8,10 @@ background roll-up has not counted yet, so they cannot disagree.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.enums import InteractionType as T
+from db.driver import driver_of
 from db.rollups import ALL
 
 
@@ -48,30 +48,33 @@ def counts_from(by_type: Mapping[str, int]) -> RecipientCounts:
 
 # The counters plus the recipients of interactions the background roll-up has not counted yet
 # (db.stats does the same for /stats), in one statement: one snapshot, exact whatever the lag.
-_RECIPIENTS = text(
-    """
+_RECIPIENTS = """
     WITH fresh AS (
         SELECT DISTINCT i.campaign_id, i.type, i.customer_id
         FROM interactions i
-        WHERE i.campaign_id = ANY(:ids) AND NOT i.rolled_up
+        WHERE i.campaign_id = ANY(%(ids)s) AND NOT i.rolled_up
           AND NOT EXISTS (
               SELECT 1 FROM interaction_firsts f
-              WHERE f.campaign_id = i.campaign_id AND f.type = i.type AND f.channel = :all
+              WHERE f.campaign_id = i.campaign_id AND f.type = i.type AND f.channel = %(all)s
                 AND f.customer_id = i.customer_id
           )
     )
     SELECT campaign_id, type, recipients FROM campaign_counters
-    WHERE campaign_id = ANY(:ids) AND channel = :all
+    WHERE campaign_id = ANY(%(ids)s) AND channel = %(all)s
     UNION ALL
     SELECT campaign_id, type, count(*) FROM fresh GROUP BY campaign_id, type
-    """
-)
+"""
 
 
 async def recipient_counts(conn: AsyncConnection, campaign_ids: Sequence[str]) -> dict[str, RecipientCounts]:
+    """Per campaign, its distinct recipients by type; straight to the driver, prepared (the list
+    asks it for every page: SQLAlchemy's execution layer cost more than the statement)."""
     if not campaign_ids:
         return {}
-    rows = await conn.execute(_RECIPIENTS, {"ids": list(campaign_ids), "all": ALL})
+    driver = await driver_of(conn)
+    async with driver.cursor() as cursor:
+        await cursor.execute(_RECIPIENTS, {"ids": list(campaign_ids), "all": ALL}, prepare=True)
+        rows = await cursor.fetchall()
     raw: dict[str, dict[str, int]] = {cid: {} for cid in campaign_ids}
     for campaign_id, type_, recipients in rows:
         by_type = raw[campaign_id]

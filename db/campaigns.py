@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 from psycopg.rows import dict_row
 from sqlalchemy import CursorResult, RowMapping, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from db.driver import driver_of
 from db.models import Campaign
 from db.pages import Slice, Window
 from db.rows import row_of
@@ -129,16 +129,6 @@ def _one(result: CursorResult[Any]) -> CampaignRow | None:
     return None if row is None else CampaignRow.of(row)
 
 
-async def driver_of(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
-    """The psycopg connection under `conn`, in `conn`'s transaction (or autocommit), for the
-    statements of the hottest reads (issue 19): SQLAlchemy's execution layer (compiling an
-    expanding IN, building result metadata) cost more than the statement's own client side."""
-    driver = (await conn.get_raw_connection()).driver_connection
-    if not isinstance(driver, psycopg.AsyncConnection):
-        raise TypeError("the hot reads need the psycopg driver")
-    return driver
-
-
 # Every column of `campaigns`, in CampaignRow's field order.
 CAMPAIGN_COLUMNS = tuple(f.name for f in fields(CampaignRow))
 
@@ -216,7 +206,8 @@ _FILTERS = """tenant_id = %(tenant_id)s
     AND (CAST(%(status)s AS text) IS NULL OR status = %(status)s)
     AND (CAST(%(type)s AS text) IS NULL OR type = %(type)s)"""
 _PAGE = f"""
-    SELECT t.page_total, p.* FROM (SELECT count(*) AS page_total FROM campaigns WHERE {_FILTERS}) t
+    SELECT t.page_total, {", ".join(f"p.{name}" for name in CAMPAIGN_COLUMNS)}
+    FROM (SELECT count(*) AS page_total FROM campaigns WHERE {_FILTERS}) t
     LEFT JOIN LATERAL (
         SELECT * FROM campaigns WHERE {_FILTERS}
         ORDER BY created_at DESC, id DESC OFFSET %(skip)s LIMIT %(take)s
@@ -237,11 +228,12 @@ async def campaign_page(conn: AsyncConnection, where: CampaignFilter, window: Wi
         "take": window.take,
     }
     driver = await driver_of(conn)
-    async with driver.cursor(row_factory=dict_row) as cursor:
+    async with driver.cursor() as cursor:
         await cursor.execute(_PAGE, params, prepare=True)
         rows = await cursor.fetchall()
-    total = int(rows[0]["page_total"]) if rows else 0
-    return Slice(total, [campaign_of(r) for r in rows if r["id"] is not None])
+    total = int(rows[0][0]) if rows else 0
+    # The columns are named in CampaignRow's order: each row is spread into it by position.
+    return Slice(total, [CampaignRow(*r[1:]) for r in rows if r[1] is not None])
 
 
 async def unconfirmed_campaigns(
