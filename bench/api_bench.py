@@ -280,6 +280,11 @@ def report(args: argparse.Namespace, levels: list[int], results: list[Result], l
         checks.append((f"{name} at {low} clients: p99 < 50 ms", by[(name, low)].pct(0.99) < 50))
     for label, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}: {label}")
+    failing = sorted({f"{r.name} at {r.clients} clients" for r in results if r.errors})
+    if failing:
+        # A route that answered anything but its status measured nothing (and the smoke run in
+        # tests/test_bench_smoke.py relies on this to see the served app's routes work).
+        sys.exit("routes that answered errors: " + "; ".join(failing))
 
 
 if __name__ == "__main__":
