@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg.rows import dict_row
 from sqlalchemy import CursorResult, RowMapping, and_, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -138,7 +137,11 @@ def campaign_of(row: Mapping[str, Any]) -> CampaignRow:
     return CampaignRow(**{name: row[name] for name in CAMPAIGN_COLUMNS})
 
 
-_OWNED = "SELECT * FROM campaigns WHERE id = %(id)s AND tenant_id = ANY(%(tenants)s) LIMIT 1"
+# The columns in CampaignRow's order: the row is spread into it by position.
+_OWNED = (
+    f"SELECT {', '.join(CAMPAIGN_COLUMNS)} FROM campaigns"
+    " WHERE id = %(id)s AND tenant_id = ANY(%(tenants)s) LIMIT 1"
+)
 
 
 async def owned_campaign(
@@ -147,10 +150,10 @@ async def owned_campaign(
     """The campaign with this id if it belongs to one of `tenants`. Every route naming a campaign
     reads it first, so it goes straight to the driver, prepared (`driver_of`)."""
     driver = await driver_of(conn)
-    async with driver.cursor(row_factory=dict_row) as cursor:
+    async with driver.cursor() as cursor:
         await cursor.execute(_OWNED, {"id": campaign_id, "tenants": list(tenants)}, prepare=True)
         row = await cursor.fetchone()
-    return None if row is None else campaign_of(row)
+    return None if row is None else CampaignRow(*row)
 
 
 async def lock_idempotency_key(conn: AsyncConnection, tenant_id: str, key: str) -> None:

@@ -26,15 +26,20 @@ from sqlalchemy.sql.expression import bindparam
 from core.experiments import ABTest
 from core.policy import CampaignPolicy, DeliverAt, Effective, TenantPolicy, effective
 from db.audience import RECIPIENT_COLUMNS
+from db.driver import driver_of
 
 # ---- the tenant's policy and a campaign's overrides ---------------------------------------------
 
 
+_TENANT_POLICY = "SELECT policy FROM tenant_policies WHERE tenant_id = %(t)s"
+
+
 async def tenant_policy(conn: AsyncConnection, tenant_id: str, defaults: TenantPolicy) -> TenantPolicy:
     """The tenant's stored policy, or `defaults` when it never set one."""
-    row = (
-        await conn.execute(text("SELECT policy FROM tenant_policies WHERE tenant_id = :t"), {"t": tenant_id})
-    ).first()
+    driver = await driver_of(conn)  # read by /stats on every poll: prepared, straight to psycopg
+    async with driver.cursor() as cursor:
+        await cursor.execute(_TENANT_POLICY, {"t": tenant_id}, prepare=True)
+        row = await cursor.fetchone()
     return defaults if row is None else TenantPolicy.model_validate(row[0])
 
 
