@@ -132,11 +132,6 @@ def _one(result: CursorResult[Any]) -> CampaignRow | None:
 CAMPAIGN_COLUMNS = tuple(f.name for f in fields(CampaignRow))
 
 
-def campaign_of(row: Mapping[str, Any]) -> CampaignRow:
-    """A `CampaignRow` from a driver row holding (at least) every column of `campaigns`."""
-    return CampaignRow(**{name: row[name] for name in CAMPAIGN_COLUMNS})
-
-
 # The columns in CampaignRow's order: the row is spread into it by position.
 _OWNED = (
     f"SELECT {', '.join(CAMPAIGN_COLUMNS)} FROM campaigns"

@@ -66,7 +66,7 @@ _CAMPAIGN_VIEW = """
 async def campaign_view(driver: Driver, tenants: Collection[str], campaign_id: str) -> CampaignView | None:
     """The campaign `campaign_id` if one of `tenants` owns it, with its segment name and counts.
 
-    On a driver connection (db.read_pool, or db.campaigns.driver_of under SQLAlchemy), prepared:
+    On a driver connection (db.read_pool, or db.driver.driver_of under SQLAlchemy), prepared:
     SQLAlchemy's execution layer cost more than the statement's own client side."""
     params = {"id": campaign_id, "tenants": list(tenants), "all": ALL}
     async with driver.cursor() as cursor:
