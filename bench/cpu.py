@@ -7,8 +7,12 @@ Temporal server. The sinks stand for the outside world and are left out, as the 
 the raw ceiling is what the ceiling measures.
 
 Read from /proc: a process's user + system time plus the time of its children it has waited for
-(so a Postgres backend that exits during the run is still counted, through the postmaster). Each
-part is the sum over its live processes; a figure is the difference between two readings.
+(so a Postgres backend that exits during the run is still counted, through the postmaster). A
+figure is the sum, over the processes of a part, of what each spent between two readings: a process
+that started meanwhile counts from zero, and one that is gone by the second reading counts nothing.
+Summing each part first and subtracting the sums instead let a whole process tree that exited
+mid-run (another benchmark's Postgres shutting down) cancel out what the others spent: a part then
+read 0.
 """
 
 import os
@@ -57,31 +61,39 @@ def _descends(proc: _Proc, ancestor: int, parents: dict[int, int]) -> bool:
     return False
 
 
-def reading(sink_pid: int | None = None) -> dict[str, float]:
-    """CPU seconds so far of each part (see PARTS): this benchmark process and the workers it
-    started, their render processes, every Postgres process of the machine (the benchmarks assume
-    nothing else uses the server meanwhile) and the Temporal dev server; the sinks are left out."""
+Reading = dict[str, dict[int, float]]  # part -> {pid: CPU seconds so far}
+
+
+def reading(sink_pid: int | None = None) -> Reading:
+    """CPU seconds so far of each process of each part (see PARTS): this benchmark process and the
+    workers it started, their render processes, every Postgres process of the machine (the
+    benchmarks assume nothing else uses the server meanwhile) and the Temporal dev server; the
+    sinks are left out."""
     me = os.getpid()
     procs = _processes()
     parents = {p.pid: p.ppid for p in procs}
     render_servers = [p.pid for p in procs if "providers.render_child" in p.cmdline]
-    parts = dict.fromkeys(PARTS, 0.0)
+    parts: Reading = {part: {} for part in PARTS}
     for p in procs:
         seconds = p.ticks / TICKS
         if p.pid == me:
-            parts["worker+API"] += seconds
+            parts["worker+API"][p.pid] = seconds
         elif p.comm.startswith("postgres"):
-            parts["Postgres"] += seconds
+            parts["Postgres"][p.pid] = seconds
         elif "temporal" in p.cmdline and "start-dev" in p.cmdline:
-            parts["Temporal"] += seconds
+            parts["Temporal"][p.pid] = seconds
         elif sink_pid is not None and (p.pid == sink_pid or _descends(p, sink_pid, parents)):
             continue
         elif p.pid in render_servers or any(_descends(p, r, parents) for r in render_servers):
-            parts["render"] += seconds  # a render pool's forking server and its render processes
+            parts["render"][p.pid] = seconds  # a render pool's forking server and its processes
         elif _descends(p, me, parents):
-            parts["worker+API"] += seconds  # a worker in its own process (--worker-processes)
+            parts["worker+API"][p.pid] = seconds  # a worker in its own process (--worker-processes)
     return parts
 
 
-def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {part: max(after[part] - before[part], 0.0) for part in PARTS}
+def spent(before: Reading, after: Reading) -> dict[str, float]:
+    """CPU seconds each part spent between the readings, process by process (see above)."""
+    return {
+        part: sum(max(seconds - before[part].get(pid, 0.0), 0.0) for pid, seconds in after[part].items())
+        for part in PARTS
+    }
