@@ -202,14 +202,23 @@ TEMPLATE_FOR_EDIT = Kind("template", partial(owned_template, for_update=True))
 SUPPRESSION = Kind("suppression", owned_suppression)
 
 
+def refuse_unstorable_id(name: str, id_: str) -> None:
+    """The 404 of a missing `name` for an id no record can hold (NUL: Postgres would refuse it)."""
+    if "\x00" in id_:
+        raise not_found(name, repr(id_))
+
+
+def found(name: str, id_: str, row: R | None) -> R:
+    """`row`, else the 404 of a `name` that does not exist (whether missing or another tenant's)."""
+    if row is None:
+        raise not_found(name, id_)
+    return row
+
+
 async def get_owned(kind: Kind[R], id_: str, tenants: Collection[str], conn: AsyncConnection) -> R:
     """The record `id_` of one of `tenants`, else the 404 of a record that does not exist."""
-    if "\x00" in id_:  # no id holds one, and Postgres would refuse to compare it
-        raise not_found(kind.name, repr(id_))
-    row = await kind.load(conn, tenants, id_)
-    if row is None:
-        raise not_found(kind.name, id_)
-    return row
+    refuse_unstorable_id(kind.name, id_)
+    return found(kind.name, id_, await kind.load(conn, tenants, id_))
 
 
 def owned(kind: Kind[R], param: str) -> Callable[..., Awaitable[R]]:

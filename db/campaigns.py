@@ -128,13 +128,15 @@ def _one(result: CursorResult[Any]) -> CampaignRow | None:
     return None if row is None else CampaignRow.of(row)
 
 
-# Every column of `campaigns`, in CampaignRow's field order.
-CAMPAIGN_COLUMNS = tuple(f.name for f in fields(CampaignRow))
+def campaign_columns(alias: str) -> str:
+    """Every column of `campaigns` as a select list (`alias.col, ...`), in CampaignRow's field
+    order: a driver row of them is spread into CampaignRow by position, without a dict per row."""
+    return ", ".join(f"{alias}.{f.name}" for f in fields(CampaignRow))
 
 
 # The columns in CampaignRow's order: the row is spread into it by position.
 _OWNED = (
-    f"SELECT {', '.join(CAMPAIGN_COLUMNS)} FROM campaigns"
+    f"SELECT {campaign_columns('c')} FROM campaigns c"
     " WHERE id = %(id)s AND tenant_id = ANY(%(tenants)s) LIMIT 1"
 )
 
@@ -204,7 +206,7 @@ _FILTERS = """tenant_id = %(tenant_id)s
     AND (CAST(%(status)s AS text) IS NULL OR status = %(status)s)
     AND (CAST(%(type)s AS text) IS NULL OR type = %(type)s)"""
 _PAGE = f"""
-    SELECT t.page_total, {", ".join(f"p.{name}" for name in CAMPAIGN_COLUMNS)}
+    SELECT t.page_total, {campaign_columns("p")}
     FROM (SELECT count(*) AS page_total FROM campaigns WHERE {_FILTERS}) t
     LEFT JOIN LATERAL (
         SELECT * FROM campaigns WHERE {_FILTERS}

@@ -17,7 +17,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from db.campaign_counts import RecipientCounts, counts_from
-from db.campaigns import CAMPAIGN_COLUMNS, CampaignRow
+from db.campaigns import CampaignRow, campaign_columns
 from db.read_pool import Driver
 from db.rollups import ALL
 
@@ -60,7 +60,7 @@ _CAMPAIGN_VIEW = """
     LEFT JOIN segments s ON s.id = c.segment_id AND s.tenant_id = c.tenant_id
     WHERE c.id = %(id)s AND c.tenant_id = ANY(%(tenants)s)
     LIMIT 1
-""".replace("{columns}", ", ".join(f"c.{name}" for name in CAMPAIGN_COLUMNS))
+""".replace("{columns}", campaign_columns("c"))
 
 
 async def campaign_view(driver: Driver, tenants: Collection[str], campaign_id: str) -> CampaignView | None:

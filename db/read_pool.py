@@ -34,6 +34,14 @@ def _conninfo(url: str) -> str:
     return f"postgresql://{rest}" if sep and scheme.startswith("postgres") else url
 
 
+class _DeadConnection(Exception):
+    """The lent connection was found dead (the database restarted): the read may be asked again."""
+
+    def __init__(self, error: psycopg.OperationalError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class ReadPool:
     """A fixed number of read-only, autocommit psycopg connections for one process."""
 
@@ -63,24 +71,29 @@ class ReadPool:
         await self._pool.close()
 
     async def run(self, read: Callable[[Driver], Awaitable[T]]) -> T:
-        """`read` on a lent connection; asked once more on a fresh one if the first was dead.
-
-        getconn/putconn rather than `connection()`: its exit also closes a transaction, which an
-        autocommit connection never has, and that was a tenth of the lending's cost."""
+        """`read` on a lent connection; asked once more on a fresh one if the first was dead."""
         async with self._turns:
-            conn = await self._pool.getconn()
             try:
-                return await read(conn)
-            except psycopg.OperationalError:
-                if not (conn.broken or conn.closed):
-                    raise  # a timeout or a cancel: the database answered, asking again adds load
-            finally:
-                await self._pool.putconn(conn)  # a broken connection is dropped, not kept
-            # The others made before a restart are found by the check, so the retry (and the
-            # next requests) get live ones.
-            await self._pool.check()
-            conn = await self._pool.getconn()
+                return await self._lent(read)
+            except _DeadConnection:
+                # The others made before a restart are found by the check, so the retry (and the
+                # next requests) get live ones.
+                await self._pool.check()
             try:
-                return await read(conn)
-            finally:
-                await self._pool.putconn(conn)
+                return await self._lent(read)
+            except _DeadConnection as dead:
+                raise dead.error from None  # dead twice: the database is down, say so as it did
+
+    async def _lent(self, read: Callable[[Driver], Awaitable[T]]) -> T:
+        """`read` on one connection, given back after. getconn/putconn rather than `connection()`:
+        its exit also closes a transaction, which an autocommit connection never has, and that was
+        a tenth of the lending's cost."""
+        conn = await self._pool.getconn()
+        try:
+            return await read(conn)
+        except psycopg.OperationalError as error:
+            if conn.broken or conn.closed:
+                raise _DeadConnection(error) from error
+            raise  # a timeout or a cancel: the database answered, asking again adds load
+        finally:
+            await self._pool.putconn(conn)  # a broken connection is dropped, not kept

@@ -25,12 +25,14 @@ from api.deps import (
     PrincipalDep,
     ReadConnDep,
     StateDep,
+    found,
     get_owned,
     hot_read,
     json_response,
+    refuse_unstorable_id,
     single_statement,
 )
-from api.errors import Problem, not_found
+from api.errors import Problem
 from api.lifecycle import CampaignControl
 from api.schemas.campaigns import (
     CampaignCreate,
@@ -125,11 +127,9 @@ async def list_campaigns(
 async def get_campaign(campaign_id: str, principal: PrincipalDep, state: StateDep) -> Response:
     """The hottest read (dashboards poll it): one statement without a transaction, serialised once
     (db.hot_reads); a campaign of another tenant is the 404 of a missing one, as everywhere."""
-    if "\x00" in campaign_id:  # no id holds one, and Postgres would refuse to compare it
-        raise not_found("campaign", repr(campaign_id))
-    view = await hot_read(state, partial(campaign_view, tenants=principal.tenants, campaign_id=campaign_id))
-    if view is None:
-        raise not_found("campaign", campaign_id)
+    refuse_unstorable_id(CAMPAIGN.name, campaign_id)
+    read = partial(campaign_view, tenants=principal.tenants, campaign_id=campaign_id)
+    view = found(CAMPAIGN.name, campaign_id, await hot_read(state, read))
     waves = None
     if view.row.deliver_at:  # only a campaign that delivers in waves has them: a second statement
         async with single_statement(state) as conn:
