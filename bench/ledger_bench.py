@@ -1,0 +1,158 @@
+"""Postgres CPU per message of the send path's ledger statements alone (issue 14).
+
+    .venv/bin/python -m bench.ledger_bench [--messages 40000] [--slots 16] [--page 1000]
+    .venv/bin/python -m bench.ledger_bench --session plan_cache_mode=auto   # before the writer's setting
+
+`bench.throughput` runs everything on two shared cores, so its per-part figures move by ±30 %
+from one run to the next and cannot tell a 10 % change in a statement apart from the box's mood.
+This bench replays only what a page asks of Postgres, with the real functions of db.ledger and
+db.rollups, in a scratch database: steps of `--slots` answers (SENT) and as many claims each, as
+the ledger writer group-commits them, and the page's roll-up every `--page` messages. It reads the
+CPU of the two Postgres backends (steps, roll-ups) and of the WAL writer from /proc, and prints
+microseconds of CPU per message (steps, roll-ups, all) and the WAL bytes per message, which do not
+depend on the box's mood at all. The writer's connection is set up as LedgerWriter sets it up
+(db.ledger.sends.prepare_writer); `--session name=value,...` overrides settings after that, and
+`--setup` runs SQL after the migrations, for experiments. Run it before and after a change, a few
+times each, on an otherwise idle box.
+"""
+
+import argparse
+import asyncio
+import os
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+
+from bench.harness import scratch_database
+from core.ids import new_id
+from db import rollups
+from db.engine import make_engine
+from db.ledger.sends import AnswerRow, Claim, prepare_writer, write_step
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _wal_writer_pids() -> list[int]:
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if cmd.startswith(b"postgres:") and b"walwriter" in cmd:
+            pids.append(int(pid))
+    return pids
+
+
+async def run(
+    url: str,
+    messages: int,
+    slots: int,
+    page: int,
+    session: str = "",
+    setup: str = "",
+    itype: str | None = "SENT",
+) -> dict[str, float]:
+    engine = make_engine(url, pool_size=2)
+    if setup:
+        async with engine.begin() as conn:
+            for stmt in setup.split(";"):
+                if stmt.strip():
+                    await conn.execute(text(stmt))
+    tenant, campaign, run_id = "tenant_ledger", "campaign_ledger", "campaign_ledger.r1"
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO campaigns (id, tenant_id, club_id, name, type, status, channels, created_at,"
+                " state_version) VALUES (:c, :t, 'club', 'ledger', 'ONE_TIME', 'ACTIVE', ARRAY['SMS'],"
+                " now(), 1)"
+            ),
+            {"c": campaign, "t": tenant},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO send_runs (id, campaign_id, tenant_id, number, snapshot_complete, target_count)"
+                " VALUES (:r, :c, :t, 1, true, :n)"
+            ),
+            {"r": run_id, "c": campaign, "t": tenant, "n": messages},
+        )
+    conn = await (await engine.connect()).execution_options(isolation_level="AUTOCOMMIT")
+    pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    await prepare_writer(conn)
+    for setting in filter(None, session.split(",")):
+        name, value = setting.split("=", 1)
+        await conn.execute(text("SELECT set_config(:n, :v, false)"), {"n": name, "v": value})
+    roller = await engine.connect()
+    roller_pid = (await roller.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    await roller.commit()
+    walwriters = _wal_writer_pids()
+    claims = [
+        Claim(new_id("delivery"), run_id, f"customer_{i:09d}", "SMS", f"+1555{i:07d}")
+        for i in range(messages)
+    ]
+    step_cpu = rollup_cpu = 0.0
+    held: list[Claim] = []
+    wal_start = (await conn.execute(text("SELECT pg_current_wal_lsn()"))).scalar_one()
+    pids = [pid, roller_pid, *walwriters]
+    started = {p: _cpu_seconds(p) for p in pids}
+    for i in range(0, messages + slots, slots):
+        now = datetime.now(UTC)
+        answers = [
+            AnswerRow(c.id, "SENT", None, None, now, f"SM{c.id}", new_id("interaction"), itype) for c in held
+        ]
+        held = claims[i : i + slots]
+        before = _cpu_seconds(pid)
+        await write_step(
+            conn, campaign_id=campaign, tenant_id=tenant, answers=answers, released=[], claims=held, at=now
+        )
+        step_cpu += _cpu_seconds(pid) - before
+        if (i // slots) % (page // slots) == 0 or not held:
+            before = _cpu_seconds(roller_pid)
+            async with roller.begin():
+                await rollups.roll_up(roller, campaign_id=campaign)
+            rollup_cpu += _cpu_seconds(roller_pid) - before
+    total = sum(_cpu_seconds(p) - started[p] for p in pids)
+    wal_sql = text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), :s)")
+    wal = (await conn.execute(wal_sql, {"s": wal_start})).scalar_one()
+    await conn.close()
+    await roller.close()
+    await engine.dispose()
+    per = 1e6 / messages
+    return {
+        "steps": step_cpu * per,
+        "roll-ups": rollup_cpu * per,
+        "all (with WAL writer)": total * per,
+        "WAL bytes": float(wal) / messages,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=40_000)
+    parser.add_argument("--slots", type=int, default=16)
+    parser.add_argument("--page", type=int, default=1_000)
+    parser.add_argument("--session", default="", help="name=value,... set on the writer's session")
+    parser.add_argument("--setup", default="", help="SQL run after the migrations (experiments)")
+    parser.add_argument("--no-interaction", action="store_true", help="answers log no SENT interaction")
+    args = parser.parse_args()
+    with scratch_database("ledger") as url:
+        itype = None if args.no_interaction else "SENT"
+        figures = asyncio.run(run(url, args.messages, args.slots, args.page, args.session, args.setup, itype))
+    print(f"Postgres CPU per message, {args.messages:,} messages, {args.slots} per step (µs):")
+    for name, value in figures.items():
+        print(f"  {name}: {value:.1f}")
+
+
+if __name__ == "__main__":
+    main()
