@@ -123,6 +123,13 @@ async def run(
     total = sum(_cpu_seconds(p) - started[p] for p in pids)
     wal_sql = text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), :s)")
     wal = (await conn.execute(wal_sql, {"s": wal_start})).scalar_one()
+    # What the statements left must be what a page leaves: every message SENT, each counted once.
+    sent_sql = text("SELECT count(*) FROM deliveries WHERE run_id = :r AND outcome = 'SENT'")
+    sent = (await conn.execute(sent_sql, {"r": run_id})).scalar_one()
+    counted = (await rollups.counters_for(conn, campaign)).get((rollups.ALL, "SENT"), (0, 0))[0]
+    if sent != messages or counted != (messages if itype else 0):
+        raise SystemExit(f"the ledger is wrong: {sent} SENT rows, {counted} counted, {messages} sent")
+    print(f"ledger checked: {sent:,} SENT rows, {counted:,} recipients counted")
     await conn.close()
     await roller.close()
     await engine.dispose()

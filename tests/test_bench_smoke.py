@@ -21,6 +21,7 @@ SMOKE = {
     "events_bench": ["--events", "200", "--customers", "50", "--clients", "8"],
     "api_bench": ["--campaigns", "300", "--deliveries", "300", "--requests", "100", "--clients", "8"],
     "stats_bench": ["--interactions", "3000", "--calls", "5"],
+    "ledger_bench": ["--messages", "2000"],
     "audience_bench": ["--recipients", "3000", "--pages", "1"],
     "rate_limits": (
         "--rate 100 --big 400 --small 20 --window 2 --warmup 1 --workers 1 --report-only".split()
@@ -33,6 +34,7 @@ SMOKE = {
 REPORTED = {
     "send_bench": ["messages sent: 380 (email 200, sms 180)"],
     "ceiling": ["| EMAIL | 300 |", "| SMS | 300 |"],
+    "ledger_bench": ["ledger checked: 2,000 SENT rows, 2,000 recipients counted"],
 }
 
 
