@@ -33,8 +33,13 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    """User + system CPU of a process so far; 0 once it is gone (a WAL writer of another cluster
+    that stopped meanwhile: its share is then left out rather than counted negative)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
@@ -120,7 +125,7 @@ async def run(
             async with roller.begin():
                 await rollups.roll_up(roller, campaign_id=campaign)
             rollup_cpu += _cpu_seconds(roller_pid) - before
-    total = sum(_cpu_seconds(p) - started[p] for p in pids)
+    total = sum(max(0.0, _cpu_seconds(p) - started[p]) for p in pids)
     wal_sql = text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), :s)")
     wal = (await conn.execute(wal_sql, {"s": wal_start})).scalar_one()
     # What the statements left must be what a page leaves: every message SENT, each counted once.

@@ -224,15 +224,23 @@ _Events = Counter[tuple[str, str, str]]
 _Firsts = dict[tuple[str, str, str, str], datetime]
 
 
+# SENT is counted per channel by its events alone: each message has one ledger row and one SENT,
+# and byChannel counts messages (db.stats), so a per-channel first-of-a-kind row per message would
+# be written and never read. Its distinct recipients are kept under ALL (top-level counts, timeline).
+_EVENTS_ONLY_PER_CHANNEL = frozenset({"SENT"})
+
+
 def _tally(rows: Iterable[_Claimed]) -> tuple[_Events, _Firsts]:
     """Events per (campaign, channel|ALL, type) and the earliest instant per first-of-a-kind key
-    (campaign, type, channel|ALL, customer)."""
+    (campaign, type, channel|ALL, customer); SENT has first-of-a-kind keys under ALL only."""
     events: _Events = Counter()
     firsts: _Firsts = {}
     for row in rows:
         for type_ in row.counted_types():
             for ch in (row.channel, ALL):
                 events[(row.campaign_id, ch, type_)] += 1
+                if ch != ALL and type_ in _EVENTS_ONLY_PER_CHANNEL:
+                    continue
                 key = (row.campaign_id, type_, ch, row.customer_id)
                 if key not in firsts or row.occurred_at < firsts[key]:
                     firsts[key] = row.occurred_at
