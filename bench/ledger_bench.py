@@ -11,9 +11,8 @@ the ledger writer group-commits them, and the page's roll-up every `--page` mess
 CPU of the two Postgres backends (steps, roll-ups) and of the WAL writer from /proc, and prints
 microseconds of CPU per message (steps, roll-ups, all) and the WAL bytes per message, which do not
 depend on the box's mood at all. The writer's connection is set up as LedgerWriter sets it up
-(db.ledger.sends.prepare_writer); `--session name=value,...` overrides settings after that, and
-`--setup` runs SQL after the migrations, for experiments. Run it before and after a change, a few
-times each, on an otherwise idle box.
+(db.ledger.sends.prepare_writer); `--session name=value,...` overrides settings after that, for
+experiments. Run it before and after a change, a few times each, on an otherwise idle box.
 """
 
 import argparse
@@ -21,11 +20,10 @@ import asyncio
 import os
 from datetime import UTC, datetime
 
-from sqlalchemy import text
-
 from bench.harness import scratch_database
 from core.ids import new_id
 from db import rollups
+from db.bench_seed import backend_pid, seed_ledger_run, sent_rows, set_session, wal_bytes_since, wal_position
 from db.engine import make_engine
 from db.ledger.sends import AnswerRow, Claim, prepare_writer, write_step
 
@@ -64,40 +62,20 @@ async def run(
     slots: int,
     page: int,
     session: str = "",
-    setup: str = "",
     itype: str | None = "SENT",
 ) -> dict[str, float]:
     engine = make_engine(url, pool_size=2)
-    if setup:
-        async with engine.begin() as conn:
-            for stmt in setup.split(";"):
-                if stmt.strip():
-                    await conn.execute(text(stmt))
     tenant, campaign, run_id = "tenant_ledger", "campaign_ledger", "campaign_ledger.r1"
     async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO campaigns (id, tenant_id, club_id, name, type, status, channels, created_at,"
-                " state_version) VALUES (:c, :t, 'club', 'ledger', 'ONE_TIME', 'ACTIVE', ARRAY['SMS'],"
-                " now(), 1)"
-            ),
-            {"c": campaign, "t": tenant},
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO send_runs (id, campaign_id, tenant_id, number, snapshot_complete, target_count)"
-                " VALUES (:r, :c, :t, 1, true, :n)"
-            ),
-            {"r": run_id, "c": campaign, "t": tenant, "n": messages},
-        )
+        await seed_ledger_run(conn, tenant=tenant, campaign=campaign, run=run_id, targets=messages)
     conn = await (await engine.connect()).execution_options(isolation_level="AUTOCOMMIT")
-    pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    pid = await backend_pid(conn)
     await prepare_writer(conn)
     for setting in filter(None, session.split(",")):
         name, value = setting.split("=", 1)
-        await conn.execute(text("SELECT set_config(:n, :v, false)"), {"n": name, "v": value})
+        await set_session(conn, name, value)
     roller = await engine.connect()
-    roller_pid = (await roller.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    roller_pid = await backend_pid(roller)
     await roller.commit()
     walwriters = _wal_writer_pids()
     claims = [
@@ -106,7 +84,7 @@ async def run(
     ]
     step_cpu = rollup_cpu = 0.0
     held: list[Claim] = []
-    wal_start = (await conn.execute(text("SELECT pg_current_wal_lsn()"))).scalar_one()
+    wal_start = await wal_position(conn)
     pids = [pid, roller_pid, *walwriters]
     started = {p: _cpu_seconds(p) for p in pids}
     for i in range(0, messages + slots, slots):
@@ -126,11 +104,9 @@ async def run(
                 await rollups.roll_up(roller, campaign_id=campaign)
             rollup_cpu += _cpu_seconds(roller_pid) - before
     total = sum(max(0.0, _cpu_seconds(p) - started[p]) for p in pids)
-    wal_sql = text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), :s)")
-    wal = (await conn.execute(wal_sql, {"s": wal_start})).scalar_one()
+    wal = await wal_bytes_since(conn, wal_start)
     # What the statements left must be what a page leaves: every message SENT, each counted once.
-    sent_sql = text("SELECT count(*) FROM deliveries WHERE run_id = :r AND outcome = 'SENT'")
-    sent = (await conn.execute(sent_sql, {"r": run_id})).scalar_one()
+    sent = await sent_rows(conn, run_id)
     counted = (await rollups.counters_for(conn, campaign)).get((rollups.ALL, "SENT"), (0, 0))[0]
     if sent != messages or counted != (messages if itype else 0):
         raise SystemExit(f"the ledger is wrong: {sent} SENT rows, {counted} counted, {messages} sent")
@@ -155,12 +131,11 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--page", type=int, default=1_000)
     parser.add_argument("--session", default="", help="name=value,... set on the writer's session")
-    parser.add_argument("--setup", default="", help="SQL run after the migrations (experiments)")
     parser.add_argument("--no-interaction", action="store_true", help="answers log no SENT interaction")
     args = parser.parse_args()
     with scratch_database("ledger") as url:
         itype = None if args.no_interaction else "SENT"
-        figures = asyncio.run(run(url, args.messages, args.slots, args.page, args.session, args.setup, itype))
+        figures = asyncio.run(run(url, args.messages, args.slots, args.page, args.session, itype))
     print(f"Postgres CPU per message, {args.messages:,} messages, {args.slots} per step (µs):")
     for name, value in figures.items():
         print(f"  {name}: {value:.1f}")

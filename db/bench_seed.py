@@ -360,3 +360,51 @@ async def naive_stats(conn: AsyncConnection, campaign_id: str) -> int:
     """The stats by scanning every interaction of the campaign (the contrast to the roll-ups):
     how many result rows."""
     return len((await conn.execute(text(_NAIVE_SQL), {"c": campaign_id})).all())
+
+
+# ---- bench.ledger_bench: one campaign and run, and what Postgres says of its own work --------------
+
+
+async def seed_ledger_run(
+    conn: AsyncConnection, *, tenant: str, campaign: str, run: str, targets: int
+) -> None:
+    """An ACTIVE SMS campaign with one run of `targets` recipients, for ledger steps to write to."""
+    await conn.execute(
+        text(
+            "INSERT INTO campaigns (id, tenant_id, club_id, name, type, status, channels, created_at,"
+            " state_version) VALUES (:c, :t, 'club', 'ledger', 'ONE_TIME', 'ACTIVE', ARRAY['SMS'], now(), 1)"
+        ),
+        {"c": campaign, "t": tenant},
+    )
+    await conn.execute(
+        text(
+            "INSERT INTO send_runs (id, campaign_id, tenant_id, number, snapshot_complete, target_count)"
+            " VALUES (:r, :c, :t, 1, true, :n)"
+        ),
+        {"r": run, "c": campaign, "t": tenant, "n": targets},
+    )
+
+
+async def backend_pid(conn: AsyncConnection) -> int:
+    """The operating-system process of this connection's Postgres backend (its CPU, in /proc)."""
+    return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def set_session(conn: AsyncConnection, name: str, value: str) -> None:
+    """A setting for the rest of this connection's session (an experiment's override)."""
+    await conn.execute(text("SELECT set_config(:n, :v, false)"), {"n": name, "v": value})
+
+
+async def wal_position(conn: AsyncConnection) -> str:
+    return str((await conn.execute(text("SELECT pg_current_wal_lsn()"))).scalar_one())
+
+
+async def wal_bytes_since(conn: AsyncConnection, position: str) -> int:
+    """WAL the whole server wrote since `position` (a wal_position)."""
+    sql = text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), CAST(:p AS pg_lsn))")
+    return int((await conn.execute(sql, {"p": position})).scalar_one())
+
+
+async def sent_rows(conn: AsyncConnection, run: str) -> int:
+    sql = text("SELECT count(*) FROM deliveries WHERE run_id = :r AND outcome = 'SENT'")
+    return int((await conn.execute(sql, {"r": run})).scalar_one())

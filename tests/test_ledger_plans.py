@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from activities.send.model import Answer, Message, Outgoing
 from activities.send.writer import LedgerWriter
 from core.ids import new_id
+from db.bench_seed import seed_ledger_run
 
 STEPS = 40
 
@@ -22,21 +23,7 @@ async def _campaign(engine: AsyncEngine) -> tuple[str, str, str]:
     tenant, campaign = new_id("tenant"), new_id("campaign")
     run = f"{campaign}.r1"
     async with engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO campaigns (id, tenant_id, club_id, name, type, status, channels, created_at,"
-                " state_version)"
-                " VALUES (:c, :t, 'club', 'plans', 'ONE_TIME', 'ACTIVE', ARRAY['SMS'], now(), 1)"
-            ),
-            {"c": campaign, "t": tenant},
-        )
-        await conn.execute(
-            text(
-                "INSERT INTO send_runs (id, campaign_id, tenant_id, number, snapshot_complete, target_count)"
-                " VALUES (:r, :c, :t, 1, true, :n)"
-            ),
-            {"r": run, "c": campaign, "t": tenant, "n": STEPS},
-        )
+        await seed_ledger_run(conn, tenant=tenant, campaign=campaign, run=run, targets=STEPS)
     return tenant, campaign, run
 
 

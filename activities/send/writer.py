@@ -119,6 +119,7 @@ class LedgerWriter:
                             conn, campaign_id=self._campaign, tenant_id=self._tenant, rows=rows
                         )
                         return set()
+                    await prepare_writer(conn, transaction=True)  # a pooled connection: this one only
                     return await self._write(conn, steps or [], interaction_ids, at)
             except (DBAPIError, psycopg.OperationalError) as err:
                 # The hot statement runs on the driver itself, so its errors come unwrapped: any

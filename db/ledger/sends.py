@@ -240,23 +240,25 @@ _STEP_EXISTING = (
 )
 
 
-# A session setting of the connection that runs `write_step`, set once when it opens. Postgres
+# The setting the connection that runs `write_step` needs (`prepare_writer`). Postgres
 # plans a prepared statement for its actual arguments 5 times, then may cache one generic plan for
 # good, made from the table's statistics at that moment. On a table never analyzed since it was
 # small (a new database; autovacuum off or not yet run), that plan walks every `outcome = 'PENDING'`
 # entry of ix_deliveries_campaign_outcome instead of looking the answered rows up by id, so each
 # step costs more than the one before: measured, 4,800 messages took 1.2 s, then 2.1, 2.5, 3.0,
 # 3.7 s (0.85 s each with this setting). Planning each step for its own arrays costs ~0.2 ms.
-WRITER_SESSION = "SET plan_cache_mode = force_custom_plan"
+WRITER_SESSION = "plan_cache_mode", "force_custom_plan"
 
 
-async def prepare_writer(conn: AsyncConnection) -> None:
-    """Make `conn` fit to run `write_step` many times (WRITER_SESSION); the caller resets
-    `plan_cache_mode` before the connection goes back to its pool."""
+async def prepare_writer(conn: AsyncConnection, *, transaction: bool = False) -> None:
+    """Make `conn` fit to run `write_step` many times (WRITER_SESSION): for its session (the
+    caller resets `plan_cache_mode` before the connection goes back to its pool), or with
+    `transaction` for the caller's open transaction only."""
     driver = (await conn.get_raw_connection()).driver_connection
     if not isinstance(driver, psycopg.AsyncConnection):
         raise TypeError("the ledger's hot path needs the psycopg driver")
-    await driver.execute(WRITER_SESSION)
+    name, value = WRITER_SESSION
+    await driver.execute("SELECT set_config(%s, %s, %s)", (name, value, transaction))
 
 
 async def write_step(
