@@ -179,15 +179,17 @@ class AnswerRow:
     interaction_type: str | None
 
 
-# The two step statements are in the driver's own parameter style (%(name)s): they run on the
-# psycopg connection itself (`write_step`). They share their first part: answers mark only
-# PENDING rows (a replayed commit changes nothing) and log their interactions.
+# The two step statements are in the driver's own parameter style: they run on the psycopg
+# connection itself (`write_step`), and their arrays go in binary (%(name)b): psycopg builds the
+# text form of 16 arrays element by element in Python, 380 µs per step of 16 answers and 16
+# claims, against 128 µs in binary (measured on this box). They share their first part: answers
+# mark only PENDING rows (a replayed commit changes nothing) and log their interactions.
 _ANSWERS = """
     WITH a AS (
-        SELECT * FROM unnest(CAST(%(a_ids)s AS text[]), CAST(%(a_outcomes)s AS text[]),
-                             CAST(%(a_reasons)s AS text[]), CAST(%(a_details)s AS text[]),
-                             CAST(%(a_sent_ats)s AS timestamptz[]), CAST(%(a_pmids)s AS text[]),
-                             CAST(%(a_iids)s AS text[]), CAST(%(a_itypes)s AS text[]))
+        SELECT * FROM unnest(CAST(%(a_ids)b AS text[]), CAST(%(a_outcomes)b AS text[]),
+                             CAST(%(a_reasons)b AS text[]), CAST(%(a_details)b AS text[]),
+                             CAST(%(a_sent_ats)b AS timestamptz[]), CAST(%(a_pmids)b AS text[]),
+                             CAST(%(a_iids)b AS text[]), CAST(%(a_itypes)b AS text[]))
             AS v(id, outcome, reason, detail, sent_at, pmid, iid, itype)
     ), marked AS (
         UPDATE deliveries
@@ -199,7 +201,7 @@ _ANSWERS = """
     ), logged AS (
         INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id, channel,
                                   type, occurred_at, metadata)
-        SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, %(at)s,
+        SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, %(at)b,
                '{}'::jsonb
         FROM marked m WHERE m.itype IS NOT NULL
     )"""
@@ -208,15 +210,15 @@ _ANSWERS = """
 _STEP_NEW = (
     _ANSWERS
     + """, released AS (
-        DELETE FROM deliveries WHERE id = ANY(CAST(%(released)s AS text[])) AND outcome = 'PENDING'
+        DELETE FROM deliveries WHERE id = ANY(CAST(%(released)b AS text[])) AND outcome = 'PENDING'
     )
     INSERT INTO deliveries (id, run_id, campaign_id, tenant_id, customer_id, channel, outcome,
                             address, claimed_at, variant)
-    SELECT v.id, v.run, %(campaign)s, %(tenant)s, v.customer, v.channel, 'PENDING', v.address, %(at)s,
+    SELECT v.id, v.run, %(campaign)b, %(tenant)b, v.customer, v.channel, 'PENDING', v.address, %(at)b,
            v.variant
-    FROM unnest(CAST(%(c_ids)s AS text[]), CAST(%(c_runs)s AS text[]), CAST(%(c_customers)s AS text[]),
-                CAST(%(c_channels)s AS text[]), CAST(%(c_addresses)s AS text[]),
-                CAST(%(c_variants)s AS text[]))
+    FROM unnest(CAST(%(c_ids)b AS text[]), CAST(%(c_runs)b AS text[]), CAST(%(c_customers)b AS text[]),
+                CAST(%(c_channels)b AS text[]), CAST(%(c_addresses)b AS text[]),
+                CAST(%(c_variants)b AS text[]))
          AS v(id, run, customer, channel, address, variant)
     ON CONFLICT (run_id, customer_id, channel) DO UPDATE SET claimed_at = deliveries.claimed_at
         WHERE deliveries.id = excluded.id AND deliveries.outcome = 'PENDING'
@@ -230,11 +232,11 @@ _STEP_EXISTING = (
     _ANSWERS
     + """, released AS (
         UPDATE deliveries SET outcome = 'UNKNOWN', updated_at = now()
-        WHERE id = ANY(CAST(%(released)s AS text[])) AND outcome = 'PENDING'
+        WHERE id = ANY(CAST(%(released)b AS text[])) AND outcome = 'PENDING'
     )
-    UPDATE deliveries SET outcome = 'PENDING', claimed_at = %(at)s, updated_at = now()
-    WHERE id = ANY(CAST(%(c_ids)s AS text[])) AND campaign_id = %(campaign)s AND tenant_id = %(tenant)s
-      AND (outcome = 'UNKNOWN' OR (outcome = 'PENDING' AND claimed_at = %(at)s))
+    UPDATE deliveries SET outcome = 'PENDING', claimed_at = %(at)b, updated_at = now()
+    WHERE id = ANY(CAST(%(c_ids)b AS text[])) AND campaign_id = %(campaign)b AND tenant_id = %(tenant)b
+      AND (outcome = 'UNKNOWN' OR (outcome = 'PENDING' AND claimed_at = %(at)b))
     RETURNING id
     """
 )
