@@ -399,12 +399,14 @@ async def wal_position(conn: AsyncConnection) -> str:
     return str((await conn.execute(text("SELECT pg_current_wal_lsn()"))).scalar_one())
 
 
+_WAL_SINCE = text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), CAST(:p AS pg_lsn))")
+_SENT_ROWS = text("SELECT count(*) FROM deliveries WHERE run_id = :r AND outcome = 'SENT'")
+
+
 async def wal_bytes_since(conn: AsyncConnection, position: str) -> int:
     """WAL the whole server wrote since `position` (a wal_position)."""
-    sql = text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), CAST(:p AS pg_lsn))")
-    return int((await conn.execute(sql, {"p": position})).scalar_one())
+    return int((await conn.execute(_WAL_SINCE, {"p": position})).scalar_one())
 
 
 async def sent_rows(conn: AsyncConnection, run: str) -> int:
-    sql = text("SELECT count(*) FROM deliveries WHERE run_id = :r AND outcome = 'SENT'")
-    return int((await conn.execute(sql, {"r": run})).scalar_one())
+    return int((await conn.execute(_SENT_ROWS, {"r": run})).scalar_one())
