@@ -73,6 +73,10 @@ class SmtpSink:
     cut: list[str] = field(default_factory=list)
     _defer_until: float | None = None
     _data_seen: int = 0
+    # Connections now open, and the envelope each last answered 250 (their recipients are not cut
+    # when the connection ends before aiosmtpd starts the next envelope). Used in the server's loop.
+    _live: set[SMTP] = field(default_factory=set)
+    _answered: dict[SMTP, Envelope] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
@@ -117,6 +121,7 @@ class SmtpSink:
             # whether it was taken (it was not: nothing is captured).
             server.transport.close()
             await asyncio.sleep(3600)  # the connection's handler is cancelled at once
+        self._answered[server] = envelope  # the answer below goes out before any other await
         if not self.keep:
             with self._lock:
                 self.received += 1
@@ -141,17 +146,21 @@ class SmtpSink:
         sink = self
 
         class _Server(SMTP):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                sink._live.add(self)
+
             def connection_lost(self, error: Exception | None) -> None:
-                # Recipients accepted and no answer to their data yet: the transaction is cut.
-                if self.envelope is not None and self.envelope.rcpt_tos:
-                    with sink._lock:
-                        sink.cut.extend(self.envelope.rcpt_tos)
+                sink._cut_if_open(self)
+                sink._live.discard(self)
+                sink._answered.pop(self, None)
                 super().connection_lost(error)
 
         class _Controller(Controller):
             def factory(self) -> SMTP:
                 return _Server(self.handler, **self.SMTP_kwargs)
 
+        self._live, self._answered = set(), {}
         self._controller = _Controller(
             self, hostname=self.host, port=port, ready_timeout=10, timeout=self.idle_timeout
         )
@@ -159,8 +168,27 @@ class SmtpSink:
         self.port = port
         return self
 
+    def _cut_if_open(self, server: SMTP) -> None:
+        """Recipients accepted on `server` and no answer to their data yet: the transaction is cut
+        (once: the envelope is then forgotten as if answered)."""
+        envelope = server.envelope
+        if envelope is None or not envelope.rcpt_tos or self._answered.get(server) is envelope:
+            return
+        self._answered[server] = envelope
+        with self._lock:
+            self.cut.extend(envelope.rcpt_tos)
+
+    async def _cut_all_open(self) -> None:
+        for server in list(self._live):
+            self._cut_if_open(server)
+
     def stop(self) -> None:
         if self._controller is not None:
+            # A stop ends the open transactions without running every connection's
+            # connection_lost first: count them as cut from the server's own loop.
+            loop = self._controller.loop
+            if loop.is_running():
+                asyncio.run_coroutine_threadsafe(self._cut_all_open(), loop).result(5)
             self._controller.stop()
 
     def count(self) -> int:
