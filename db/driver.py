@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 async def driver_of(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
     """The psycopg connection under `conn`, in `conn`'s transaction (or autocommit), for the
-    statements of the hottest reads (issue 19): SQLAlchemy's execution layer (compiling an
-    expanding IN, building result metadata) cost more than the statement's own client side."""
+    statements of the hottest paths (the reads of issue 19, the ledger's step): SQLAlchemy's
+    execution layer (compiling an expanding IN, building result metadata) cost more than the
+    statement's own client side."""
     driver = (await conn.get_raw_connection()).driver_connection
     if not isinstance(driver, psycopg.AsyncConnection):
-        raise TypeError("the hot reads need the psycopg driver")
+        raise TypeError("the hot paths need the psycopg driver")
     return driver

@@ -24,7 +24,7 @@ from activities.send.model import Answer, Outgoing
 from core.enums import Outcome
 from core.ids import new_id
 from db.ledger.outcomes import mark_email_bounced
-from db.ledger.sends import AnswerRow, FinalRow, insert_finals, prepare_writer, write_step
+from db.ledger.sends import AnswerRow, FinalRow, insert_finals, prepare_writer, release_writer, write_step
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class LedgerWriter:
             await asyncio.gather(self._flusher, return_exceptions=True)
         if self._conn is not None:
             try:  # the pool's next borrower gets the server's default plan caching back
-                await self._conn.exec_driver_sql("RESET plan_cache_mode")
+                await release_writer(self._conn)
             except Exception:  # a broken connection: discarded instead of pooled
                 await self._drop_connection()
                 return

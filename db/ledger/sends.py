@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.audience import RECIPIENT_COLUMNS
+from db.driver import driver_of
 from db.ledger.outcomes import MessageOutcome, mark_orphans_unknown
 
 # ---- a page of a run's recipients -------------------------------------------------------------------
@@ -253,14 +253,16 @@ WRITER_SESSION = "plan_cache_mode", "force_custom_plan"
 
 
 async def prepare_writer(conn: AsyncConnection, *, transaction: bool = False) -> None:
-    """Make `conn` fit to run `write_step` many times (WRITER_SESSION): for its session (the
-    caller resets `plan_cache_mode` before the connection goes back to its pool), or with
-    `transaction` for the caller's open transaction only."""
-    driver = (await conn.get_raw_connection()).driver_connection
-    if not isinstance(driver, psycopg.AsyncConnection):
-        raise TypeError("the ledger's hot path needs the psycopg driver")
+    """Make `conn` fit to run `write_step` many times (WRITER_SESSION): for its session (undo it
+    with `release_writer` before the connection goes back to its pool), or with `transaction` for
+    the caller's open transaction only."""
     name, value = WRITER_SESSION
-    await driver.execute("SELECT set_config(%s, %s, %s)", (name, value, transaction))
+    await (await driver_of(conn)).execute("SELECT set_config(%s, %s, %s)", (name, value, transaction))
+
+
+async def release_writer(conn: AsyncConnection) -> None:
+    """Give a connection `prepare_writer` set up for its session the server's default back."""
+    await (await driver_of(conn)).execute("RESET plan_cache_mode")
 
 
 async def write_step(
@@ -303,8 +305,6 @@ async def write_step(
         )
     # The hot statement goes straight to the driver (psycopg), in the caller's transaction (or
     # autocommit): SQLAlchemy's execution layer cost more than the statement's own client side.
-    driver = (await conn.get_raw_connection()).driver_connection
-    if not isinstance(driver, psycopg.AsyncConnection):
-        raise TypeError("the ledger's hot path needs the psycopg driver")
+    driver = await driver_of(conn)
     cursor = await driver.execute(_STEP_EXISTING if existing_rows else _STEP_NEW, params, prepare=True)
     return {str(r[0]) for r in await cursor.fetchall()}
