@@ -46,7 +46,8 @@ def counts_from(by_type: Mapping[str, int]) -> RecipientCounts:
     )
 
 
-# The counters plus the recipients of interactions the background roll-up has not counted yet
+# The counters, the sends' tallies not folded into them yet (db.rollups), plus the recipients of
+# interactions the background roll-up has not counted yet
 # (db.stats does the same for /stats), in one statement: one snapshot, exact whatever the lag.
 _RECIPIENTS = """
     WITH fresh AS (
@@ -60,6 +61,9 @@ _RECIPIENTS = """
           )
     )
     SELECT campaign_id, type, recipients FROM campaign_counters
+    WHERE campaign_id = ANY(%(ids)s) AND channel = %(all)s
+    UNION ALL
+    SELECT campaign_id, type, recipients FROM counter_deltas
     WHERE campaign_id = ANY(%(ids)s) AND channel = %(all)s
     UNION ALL
     SELECT campaign_id, type, count(*) FROM fresh GROUP BY campaign_id, type

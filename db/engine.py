@@ -1,6 +1,8 @@
 """Database URLs, the embedded Postgres for development/tests, and the async engine."""
 
+import fcntl
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +29,13 @@ def start_embedded_postgres(data_dir: Path) -> str:
     import pgserver  # local import: only development and tests use it
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(data_dir), cleanup_mode=None)  # type: ignore[attr-defined]
+    # Run as root, pgserver creates a `pgserver` system user on first use (`useradd`) and hands it
+    # the data directory. Two processes starting at once on a machine without that user (the
+    # test suite's two xdist workers) both created it: one chowned its directory to a uid that
+    # was gone a moment later and initdb failed. One start at a time per machine.
+    with open(Path(tempfile.gettempdir()) / "campaigns-pgserver.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = pgserver.get_server(str(data_dir), cleanup_mode=None)  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     return uri
 

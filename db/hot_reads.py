@@ -33,7 +33,8 @@ class CampaignView:
 
 # The campaign's columns are named in CampaignRow's order, so a row is spread into it by position
 # (no dict per row). The segment is joined on the campaign's own tenant (as
-# db.segments.owned_segment reads it). The counts: the counter rows of channel ALL, plus per type
+# db.segments.owned_segment reads it). The counts: the counter rows of channel ALL and the sends'
+# tallies not folded into them yet (db.rollups), plus per type
 # the distinct recipients of pending interactions whose (type, recipient) no counted interaction
 # has, as one JSON object by type.
 _CAMPAIGN_VIEW = """
@@ -44,6 +45,9 @@ _CAMPAIGN_VIEW = """
                 FROM (
                     SELECT cc.type, cc.recipients AS n FROM campaign_counters cc
                     WHERE cc.campaign_id = c.id AND cc.channel = %(all)s
+                    UNION ALL
+                    SELECT cd.type, cd.recipients FROM counter_deltas cd
+                    WHERE cd.campaign_id = c.id AND cd.channel = %(all)s
                     UNION ALL
                     SELECT i.type, count(DISTINCT i.customer_id) FROM interactions i
                     WHERE i.campaign_id = c.id AND NOT i.rolled_up

@@ -77,6 +77,23 @@ class CampaignHourly(Base):
     recipients: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
+class CounterDelta(Base):
+    """Counts not folded into `campaign_counters` / `campaign_hourly` yet: the ledger's step adds
+    one row per (campaign, channel) for the sends it records (append-only, so concurrent group
+    commits never wait on a counter row); the roll-ups fold and delete them, and every read adds
+    what is left (docs/architecture.md, "Counting sends")."""
+
+    __tablename__ = "counter_deltas"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(40))
+    channel: Mapped[str] = mapped_column(String(8))
+    type: Mapped[str] = mapped_column(String(16))
+    hour: Mapped[datetime] = mapped_column(TS)
+    recipients: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (Index("ix_counter_deltas_campaign", "campaign_id"),)
+
+
 class CustomerEvent(Base):
     """An event posted to `POST /events`; its id is unique per tenant, so a repeat is ignored."""
 

@@ -8,6 +8,10 @@ to the counters. A single interaction costs O(1) statements; a page of sends cos
 Opens and clicks that are not a machine's (core.engagement) are also counted under
 `OPENED_HUMAN` / `CLICKED_HUMAN`, with first-of-a-kind rows and hourly buckets of their own.
 
+Sends are counted by the ledger's step statement as it records them (db.ledger.sends): their
+interactions are born counted, and the step appends its tallies to `counter_deltas`, which every
+roll-up here folds into the counters (and deletes) in the same pass as the interactions it counts.
+
 The send path rolls up its own rows in the transaction that wrote them. Tracking only appends
 (db.interactions) and leaves its rows to `roll_up_pending`, which the API runs in the background
 (api.rollup): one pass at a time across all API processes (a transaction-scoped advisory lock),
@@ -126,6 +130,22 @@ _CLAIM_PENDING = text(
     {_RETURNING}
     """
 )
+# The ledger's tallies of sends (see the module's docstring), taken as they are folded: by
+# campaign (the page roll-up), or any campaign's (the background roll-up; rows another roll-up is
+# folding right now are skipped, as for interactions).
+_DELTA_COLUMNS = "campaign_id, channel, type, hour, recipients, events"
+_TAKE_DELTAS_OF_CAMPAIGN = text(
+    f"DELETE FROM counter_deltas WHERE campaign_id = :c RETURNING {_DELTA_COLUMNS}"
+)
+_TAKE_DELTAS = text(
+    f"""
+    WITH picked AS MATERIALIZED (
+        SELECT id FROM counter_deltas LIMIT :limit FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM counter_deltas d USING picked WHERE d.id = picked.id
+    RETURNING {", ".join("d." + c for c in _DELTA_COLUMNS.split(", "))}
+    """
+)
 # Any constant both API processes agree on: the background roll-up's lock (pg_advisory locks).
 ROLL_UP_LOCK = 0x726F6C6C7570  # "rollup"
 _TRY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
@@ -171,14 +191,15 @@ async def roll_up(
 
     By campaign (the send path's page roll-up, the final count), tracked clicks younger than
     `settle_seconds` are left to the background roll-up (see `_SETTLED`)."""
+    deltas: list[_Delta] = []
     if ids is not None:
         rows = (await conn.execute(_CLAIM_BY_IDS, {"ids": list(ids)})).all()
     else:
         params = {"campaign_id": campaign_id, "settle": settle_seconds}
         rows = (await conn.execute(_CLAIM_BY_CAMPAIGN, params)).all()
-    if not rows:
-        return 0
-    await _apply(conn, [_Claimed(*r) for r in rows])
+        deltas = [_Delta(*r) for r in await conn.execute(_TAKE_DELTAS_OF_CAMPAIGN, {"c": campaign_id})]
+    if rows or deltas:
+        await _apply(conn, [_Claimed(*r) for r in rows], deltas)
     return len(rows)
 
 
@@ -191,8 +212,9 @@ async def roll_up_pending(
     if not (await conn.execute(_TRY_LOCK, {"key": ROLL_UP_LOCK})).scalar_one():
         return None
     rows = (await conn.execute(_CLAIM_PENDING, {"limit": limit, "settle": settle_seconds})).all()
-    if rows:
-        await _apply(conn, [_Claimed(*r) for r in rows])
+    deltas = [_Delta(*r) for r in await conn.execute(_TAKE_DELTAS, {"limit": limit})]
+    if rows or deltas:
+        await _apply(conn, [_Claimed(*r) for r in rows], deltas)
     return len(rows)
 
 
@@ -218,6 +240,18 @@ class _Claimed:
         if self.type in HUMAN_TYPES and self.engagement_class != MACHINE:
             return (self.type, HUMAN_TYPES[self.type])
         return (self.type,)
+
+
+@dataclass(frozen=True)
+class _Delta:
+    """A tally the ledger's step appended (sends it recorded), as a roll-up takes it."""
+
+    campaign_id: str
+    channel: str
+    type: str
+    hour: datetime
+    recipients: int
+    events: int
 
 
 _Events = Counter[tuple[str, str, str]]
@@ -260,15 +294,20 @@ async def _insert_firsts(conn: AsyncConnection, firsts: _Firsts) -> Sequence[Any
     return (await conn.execute(_FIRSTS, params)).all()
 
 
-async def _apply(conn: AsyncConnection, rows: Sequence[_Claimed]) -> None:
+async def _apply(conn: AsyncConnection, rows: Sequence[_Claimed], deltas: Sequence[_Delta] = ()) -> None:
     events, firsts = _tally(rows)
-    inserted = await _insert_firsts(conn, firsts)
+    inserted = await _insert_firsts(conn, firsts) if firsts else []
     recipients: Counter[tuple[str, str, str]] = Counter()
     hourly: Counter[tuple[str, datetime, str]] = Counter()
     for campaign_id, type_, channel, at in inserted:
         recipients[(campaign_id, channel, type_)] += 1
         if channel == ALL:
             hourly[(campaign_id, _hour(at), type_)] += 1
+    for d in deltas:  # their first-of-a-kind rows are in already (the step inserted them)
+        events[(d.campaign_id, d.channel, d.type)] += d.events
+        recipients[(d.campaign_id, d.channel, d.type)] += d.recipients
+        if d.channel == ALL and d.recipients:
+            hourly[(d.campaign_id, _hour(d.hour), d.type)] += d.recipients
     # Sorted keys: concurrent roll-ups lock counter rows in the same order (no deadlocks).
     ckeys = sorted(events)
     await conn.execute(
@@ -294,10 +333,20 @@ async def _apply(conn: AsyncConnection, rows: Sequence[_Claimed]) -> None:
         )
 
 
+# The counters and the tallies not folded yet, from one snapshot.
+_COUNTERS_OF = text(
+    """
+    SELECT channel, type, sum(recipients), sum(events)
+    FROM (SELECT channel, type, recipients, events FROM campaign_counters WHERE campaign_id = :c
+          UNION ALL
+          SELECT channel, type, recipients, events FROM counter_deltas WHERE campaign_id = :c) k
+    GROUP BY channel, type
+    """
+)
+
+
 async def counters_for(conn: AsyncConnection, campaign_id: str) -> dict[tuple[str, str], tuple[int, int]]:
-    """{(channel|ALL, type): (recipients, events)} of one campaign."""
-    rows = await conn.execute(
-        text("SELECT channel, type, recipients, events FROM campaign_counters WHERE campaign_id = :c"),
-        {"c": campaign_id},
-    )
+    """{(channel|ALL, type): (recipients, events)} of one campaign, its sends' tallies included
+    (interactions no roll-up has reached are not: db.stats counts those)."""
+    rows = await conn.execute(_COUNTERS_OF, {"c": campaign_id})
     return {(r[0], r[1]): (int(r[2]), int(r[3])) for r in rows}

@@ -66,7 +66,9 @@ class CampaignStats:
     as_of: datetime | None = None  # when the database read them
 
 
-# The counters, the timeline, and what the interactions not rolled up yet add to both, read in ONE
+# The counters, the timeline, the sends' tallies not folded into them yet (db.rollups: each adds
+# its events, and its new recipients to the hour of its step), and what the interactions not
+# rolled up yet add to both, read in ONE
 # statement (one snapshot): a roll-up committing meanwhile can neither be counted twice nor missed.
 # A pending open or click that is not a machine's also counts under its human type (db.rollups).
 # A pending row adds an event to its (channel, type) and to (ALL, type); it adds a recipient when
@@ -99,6 +101,11 @@ _STATS = text(
     UNION ALL
     SELECT NULL, type, recipients, 0, hour
     FROM campaign_hourly WHERE campaign_id = :c AND type = ANY(:timeline_types)
+    UNION ALL
+    SELECT channel, type, recipients, events, NULL FROM counter_deltas WHERE campaign_id = :c
+    UNION ALL
+    SELECT NULL, type, recipients, 0, hour FROM counter_deltas
+    WHERE campaign_id = :c AND channel = :all AND recipients > 0 AND type = ANY(:timeline_types)
     UNION ALL
     SELECT channel, type, 0, count(*), NULL FROM pending GROUP BY channel, type
     UNION ALL
@@ -199,6 +206,8 @@ async def count_interactions(conn: AsyncConnection, campaign_id: str, f: Interac
     # One statement: the counters and the rolled_up flags are read from the same snapshot.
     sql = (
         "SELECT (SELECT COALESCE(sum(events), 0) FROM campaign_counters"
+        "         WHERE campaign_id = :c AND channel = :counter_channel AND type = ANY(:counter_types))"
+        "    + (SELECT COALESCE(sum(events), 0) FROM counter_deltas"
         "         WHERE campaign_id = :c AND channel = :counter_channel AND type = ANY(:counter_types))"
         f"    + (SELECT count(*) FROM interactions WHERE {where} AND NOT rolled_up)"
     )

@@ -184,6 +184,12 @@ class AnswerRow:
 # text form of 16 arrays element by element in Python, 380 µs per step of 16 answers and 16
 # claims, against 128 µs in binary (measured on this box). They share their first part: answers
 # mark only PENDING rows (a replayed commit changes nothing) and log their interactions.
+# A SENT is counted right here (docs/architecture.md, "Counting sends"): its interaction is
+# inserted already counted (`rolled_up`), its recipient's first-of-a-kind row under ALL is
+# inserted, and one `counter_deltas` row per channel carries the events and the new recipients
+# (an append: concurrent commits of one campaign never wait on a counter row). Only rows this
+# statement moved out of PENDING are counted, so a replayed commit counts nothing twice. Other
+# answers' interactions (a hard bounce, a failure) are left to the roll-ups as before.
 _ANSWERS = """
     WITH a AS (
         SELECT * FROM unnest(CAST(%(a_ids)b AS text[]), CAST(%(a_outcomes)b AS text[]),
@@ -200,10 +206,24 @@ _ANSWERS = """
                   deliveries.customer_id, deliveries.channel, a.iid, a.itype
     ), logged AS (
         INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id, channel,
-                                  type, occurred_at, metadata)
+                                  type, occurred_at, metadata, rolled_up)
         SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, %(at)b,
-               '{}'::jsonb
+               '{}'::jsonb, m.itype = 'SENT'
         FROM marked m WHERE m.itype IS NOT NULL
+    ), firsts AS (
+        INSERT INTO interaction_firsts (campaign_id, type, channel, customer_id, occurred_at)
+        SELECT DISTINCT ON (m.customer_id) %(campaign)b, 'SENT', 'ALL', m.customer_id, %(at)b
+        FROM marked m WHERE m.itype = 'SENT'
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    ), counted AS (
+        INSERT INTO counter_deltas (campaign_id, channel, type, hour, recipients, events)
+        SELECT %(campaign)b, m.channel, 'SENT', date_bin('1 hour', %(at)b, TIMESTAMPTZ 'epoch'), 0, count(*)
+        FROM marked m WHERE m.itype = 'SENT' GROUP BY m.channel
+        UNION ALL
+        SELECT %(campaign)b, 'ALL', 'SENT', date_bin('1 hour', %(at)b, TIMESTAMPTZ 'epoch'),
+               (SELECT count(*) FROM firsts), count(*)
+        FROM marked m WHERE m.itype = 'SENT' HAVING count(*) > 0
     )"""
 # New rows: releases drop claims whose message never left the client; claims insert PENDING rows,
 # and a row this same claim already wrote (a commit whose reply was lost) is returned again.
