@@ -1,7 +1,7 @@
 """Postgres CPU per message of the send path's ledger statements alone (issue 14).
 
     .venv/bin/python -m bench.ledger_bench [--messages 40000] [--slots 16] [--page 1000]
-    .venv/bin/python -m bench.ledger_bench --session plan_cache_mode=auto   # before the writer's setting
+    .venv/bin/python -m bench.ledger_bench --one-plan   # one plan kept from the first steps on
 
 `bench.throughput` runs everything on two shared cores, so its per-part figures move by ±30 %
 from one run to the next and cannot tell a 10 % change in a statement apart from the box's mood.
@@ -10,9 +10,11 @@ db.rollups, in a scratch database: steps of `--slots` answers (SENT) and as many
 the ledger writer group-commits them, and the page's roll-up every `--page` messages. It reads the
 CPU of the two Postgres backends (steps, roll-ups) and of the WAL writer from /proc, and prints
 microseconds of CPU per message (steps, roll-ups, all) and the WAL bytes per message, which do not
-depend on the box's mood at all. The writer's connection is set up as LedgerWriter sets it up
-(db.ledger.sends.prepare_writer); `--session name=value,...` overrides settings after that, for
-experiments. Run it before and after a change, a few times each, on an otherwise idle box.
+depend on the box's mood at all. The writer's connection is set up as LedgerWriter sets it up at
+the start of each page (db.ledger.sends.prepare_writer; `--one-plan`: once, as before that
+existed); `--session name=value,...` sets session settings after that, for experiments
+(`plan_cache_mode=force_custom_plan`: every step planned for its own arrays). Run it before and
+after a change, a few times each, on an otherwise idle box.
 """
 
 import argparse
@@ -63,6 +65,7 @@ async def run(
     page: int,
     session: str = "",
     itype: str | None = "SENT",
+    fresh_plans: bool = True,
 ) -> dict[str, float]:
     engine = make_engine(url, pool_size=2)
     tenant, campaign, run_id = "tenant_ledger", "campaign_ledger", "campaign_ledger.r1"
@@ -103,6 +106,8 @@ async def run(
             async with roller.begin():
                 await rollups.roll_up(roller, campaign_id=campaign)
             rollup_cpu += _cpu_seconds(roller_pid) - before
+            if fresh_plans:  # the next page's writer starts, as LedgerWriter does
+                await prepare_writer(conn)
     total = sum(max(0.0, _cpu_seconds(p) - started[p]) for p in pids)
     wal = await wal_bytes_since(conn, wal_start)
     # What the statements left must be what a page leaves: every message SENT, each counted once.
@@ -132,10 +137,15 @@ def main() -> None:
     parser.add_argument("--page", type=int, default=1_000)
     parser.add_argument("--session", default="", help="name=value,... set on the writer's session")
     parser.add_argument("--no-interaction", action="store_true", help="answers log no SENT interaction")
+    parser.add_argument(
+        "--one-plan", action="store_true", help="one connection's plans for the whole run (no page starts)"
+    )
     args = parser.parse_args()
     with scratch_database("ledger") as url:
         itype = None if args.no_interaction else "SENT"
-        figures = asyncio.run(run(url, args.messages, args.slots, args.page, args.session, itype))
+        figures = asyncio.run(
+            run(url, args.messages, args.slots, args.page, args.session, itype, not args.one_plan)
+        )
     print(f"Postgres CPU per message, {args.messages:,} messages, {args.slots} per step (µs):")
     for name, value in figures.items():
         print(f"  {name}: {value:.1f}")

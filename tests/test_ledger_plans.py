@@ -1,22 +1,27 @@
-"""The ledger writer's step is planned for its own rows, never from a cached generic plan.
+"""The ledger writer's step reads `deliveries` by primary key, in plans made page by page.
 
-A generic plan made while `deliveries` had no statistics walks every PENDING index entry on each
-step, so a page gets slower with every message the table holds (db.ledger.sends.WRITER_SESSION).
-These tests run the writer's real steps against the real Postgres and read, on the writer's own
-session, how Postgres planned them.
+After five executions Postgres may keep one generic plan of a prepared statement for the session.
+Made while `deliveries` was small, that plan read the whole table, so a connection kept from then
+on got slower with every message the table held; so each page's writer drops its connection's
+prepared statements and plans from the table as it is (db.ledger.sends.prepare_writer). These
+tests run the writer's real steps against the real Postgres and ask the writer's own session how
+it runs the step now (`EXPLAIN EXECUTE` of the prepared statement shows the plan it keeps).
 """
 
+import json
+from datetime import UTC, datetime
 from typing import cast
 
 from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from activities.send.model import Answer, Message, Outgoing
-from activities.send.writer import LedgerWriter
+from activities.send.model import Message, Outgoing
 from core.ids import new_id
 from db.bench_seed import seed_ledger_run
+from db.ledger.sends import AnswerRow, Claim, prepare_writer, write_step
 
-STEPS = 40
+STEPS = 12
+WAVE = 16
 
 
 async def _campaign(engine: AsyncEngine) -> tuple[str, str, str]:
@@ -33,50 +38,104 @@ def _outgoing(run: str, i: int) -> Outgoing:
     return Outgoing(Message(cast(RowMapping, customer), "SMS"), new_id("delivery"), body="hi")
 
 
-async def test_every_step_is_planned_for_its_own_rows(engine: AsyncEngine) -> None:
+def _scans(plan: dict[str, object], on_deliveries: bool = False) -> list[tuple[str, str]]:
+    """(node type, index or '') of every scan node of a JSON plan that reads `deliveries` (a
+    bitmap scan reads it through the index scans under it)."""
+    found = []
+    here = plan.get("Relation Name") == "deliveries"
+    node = str(plan["Node Type"])
+    if (here and node != "Bitmap Heap Scan" and "Scan" in node) or (
+        on_deliveries and node == "Bitmap Index Scan"
+    ):
+        found.append((node, str(plan.get("Index Name", ""))))
+    for child in cast(list[dict[str, object]], plan.get("Plans", [])):
+        found += _scans(child, here and node == "Bitmap Heap Scan")
+    return found
+
+
+def _claim(run: str, i: int) -> Claim:
+    return Claim(new_id("delivery"), run, f"customer_plan{i:05d}", "SMS", f"+1555{i:07d}")
+
+
+async def test_the_kept_plan_reads_deliveries_by_primary_key(engine: AsyncEngine) -> None:
     tenant, campaign, run = await _campaign(engine)
-    writer = LedgerWriter(engine, campaign_id=campaign, tenant_id=tenant)
-    held: Outgoing | None = None
-    try:
-        for i in range(STEPS):
-            out = _outgoing(run, i)
-            answers = [Answer.sent(held, f"SM{i}")] if held is not None else []
-            assert await writer.step(answers=answers, claim=out)
-            held = out
-        assert held is not None
-        await writer.step(answers=[Answer.sent(held, "SMlast")])
-        conn = writer._conn  # the writer's own session: prepared statements are per session
-        assert conn is not None
-        plans = (
+    async with engine.begin() as conn:  # a ledger of some size, as any but a new database has
+        await conn.execute(
+            text(
+                "INSERT INTO deliveries (id, run_id, campaign_id, tenant_id, customer_id, channel, outcome)"
+                " SELECT 'dfill_' || md5(:c || g), :r, :c, :t, 'customer_fill' || g, 'SMS', 'SENT'"
+                " FROM generate_series(1, 20000) g"
+            ),
+            {"c": campaign, "r": run, "t": tenant},
+        )
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await prepare_writer(conn)  # as a page's writer starts
+        held: list[Claim] = []
+        for step in range(STEPS + 1):  # steps of WAVE answers and WAVE claims, as at full speed
+            at = datetime.now(UTC)
+            answers = [
+                AnswerRow(c.id, "SENT", None, None, at, f"SM{c.id}", new_id("interaction"), "SENT")
+                for c in held
+            ]
+            held = [_claim(run, step * WAVE + k) for k in range(WAVE)] if step < STEPS else []
+            await write_step(
+                conn, campaign_id=campaign, tenant_id=tenant, answers=answers, released=[], claims=held, at=at
+            )
+        statements = (
             await conn.execute(
                 text(
-                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    "SELECT name, cardinality(parameter_types), generic_plans FROM pg_prepared_statements"
                     " WHERE statement LIKE '%INSERT INTO deliveries%' AND statement LIKE '%WITH a AS%'"
                 )
             )
         ).all()
-        # psycopg prepares the text once per set of argument types (empty arrays differ): add them.
-        assert (sum(p[0] for p in plans), sum(p[1] for p in plans)) == (0, STEPS + 1)
-    finally:
-        await writer.close()
-    async with engine.connect() as conn:
+        # psycopg prepares the text once per set of argument types (empty arrays differ); the one
+        # that ran the full steps was planned generically, once, and kept that plan.
+        assert max(s[2] for s in statements) > 0
+        for name, n_params, generic in statements:
+            if not generic:
+                continue
+            nulls = ", ".join(["NULL"] * n_params)
+            explained = (
+                await conn.execute(text(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({nulls})"))
+            ).scalar_one()
+            plan = (explained if isinstance(explained, list) else json.loads(explained))[0]["Plan"]
+            scans = _scans(plan)
+            assert scans and all(index == "deliveries_pkey" for _, index in scans), scans
         sent = await conn.execute(
-            text("SELECT count(*) FROM deliveries WHERE run_id = :r AND outcome = 'SENT'"), {"r": run}
+            text(
+                "SELECT count(*) FROM deliveries WHERE run_id = :r AND customer_id LIKE 'customer_plan%'"
+                " AND outcome = 'SENT'"
+            ),
+            {"r": run},
         )
-        assert sent.scalar_one() == STEPS
+        assert sent.scalar_one() == STEPS * WAVE
 
 
-async def test_the_setting_does_not_outlive_the_page(engine: AsyncEngine) -> None:
-    """The writer's connection goes back to the worker's pool with the server's default."""
+async def test_each_page_plans_afresh_on_the_same_connection(engine: AsyncEngine) -> None:
+    """A pooled connection serves page after page: each start drops the plans of the last one,
+    and psycopg's own cache of statement names stays in step with the server's (else the next
+    step would name a statement that is gone)."""
     tenant, campaign, run = await _campaign(engine)
-    writer = LedgerWriter(engine, campaign_id=campaign, tenant_id=tenant)
-    assert await writer.step(claim=_outgoing(run, 0))
-    conn = writer._conn
-    assert conn is not None
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert (await conn.execute(text("SHOW plan_cache_mode"))).scalar_one() == "force_custom_plan"
-    await writer.close()
-    async with engine.connect() as other:
-        same = (await other.get_raw_connection()).driver_connection
-        if same is driver:  # the pool handed the writer's connection on: it must be reset
-            assert (await other.execute(text("SHOW plan_cache_mode"))).scalar_one() == "auto"
+    prepared = text("SELECT count(*) FROM pg_prepared_statements")
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        n = 0
+        for _page in range(3):
+            await prepare_writer(conn)
+            assert (await conn.execute(prepared)).scalar_one() == 0
+            for _ in range(8):  # more than the five custom plans
+                claim = Claim(new_id("delivery"), run, f"customer_page{n:05d}", "SMS", f"+1555{n:07d}")
+                n += 1
+                claimed = await write_step(
+                    conn,
+                    campaign_id=campaign,
+                    tenant_id=tenant,
+                    answers=[],
+                    released=[],
+                    claims=[claim],
+                    at=datetime.now(UTC),
+                )
+                assert claimed == {claim.id}
+            assert (await conn.execute(prepared)).scalar_one() >= 1

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.ids import new_id
 from db.audience import RECIPIENT_COLUMNS
 from db.driver import driver_of
 from db.ledger.outcomes import MessageOutcome, mark_orphans_unknown
@@ -201,7 +202,8 @@ _ANSWERS = """
         UPDATE deliveries
         SET outcome = a.outcome, reason = a.reason, detail = a.detail, sent_at = a.sent_at,
             provider_message_id = a.pmid, updated_at = now()
-        FROM a WHERE deliveries.id = a.id AND deliveries.outcome = 'PENDING'
+        FROM a WHERE deliveries.id = a.id AND deliveries.id = ANY(CAST(%(a_ids)b AS text[]))
+          AND deliveries.outcome = 'PENDING'
         RETURNING deliveries.id, deliveries.tenant_id, deliveries.campaign_id,
                   deliveries.customer_id, deliveries.channel, a.iid, a.itype
     ), logged AS (
@@ -262,27 +264,31 @@ _STEP_EXISTING = (
 )
 
 
-# The setting the connection that runs `write_step` needs (`prepare_writer`). Postgres
-# plans a prepared statement for its actual arguments 5 times, then may cache one generic plan for
-# good, made from the table's statistics at that moment. On a table never analyzed since it was
-# small (a new database; autovacuum off or not yet run), that plan walks every `outcome = 'PENDING'`
-# entry of ix_deliveries_campaign_outcome instead of looking the answered rows up by id, so each
-# step costs more than the one before: measured, 4,800 messages took 1.2 s, then 2.1, 2.5, 3.0,
-# 3.7 s (0.85 s each with this setting). Planning each step for its own arrays costs ~0.2 ms.
-WRITER_SESSION = "plan_cache_mode", "force_custom_plan"
+# How the step is planned (`prepare_writer`). After five executions Postgres may plan a prepared
+# statement once, generically, and keep that plan for the rest of the session, whatever happens to
+# the table. Made while `deliveries` was small (a new database), that plan read it sequentially or
+# walked a whole index, so on a connection kept from then on each step cost more than the one
+# before (measured, 4,800 messages took 1.2 s, then 2.1, 2.5, 3.0, 3.7 s). Planning every step
+# for its own arrays instead (`plan_cache_mode = force_custom_plan`) cost ~0.6 ms per group
+# commit, 22 % of the step's time in the running system (pg_stat_statements). So a page's writer
+# drops its connection's prepared statements when it starts: its steps are planned from the table
+# as it is now, and the sixth keeps a plan for the rest of the page (bench.ledger_bench: Postgres
+# CPU per message 157 against 219-245 µs). The first page of a new database still plans on a
+# small table, and then scans at most that table. A transaction on a pooled connection (a hard
+# bounce, rare) plans its step for its own arrays.
+# tests/test_ledger_plans.py reads the plan the writer's session keeps.
+_FRESH_PLANS = "DEALLOCATE ALL -- a page starts: "
+_CUSTOM_PLAN = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
 async def prepare_writer(conn: AsyncConnection, *, transaction: bool = False) -> None:
-    """Make `conn` fit to run `write_step` many times (WRITER_SESSION): for its session (undo it
-    with `release_writer` before the connection goes back to its pool), or with `transaction` for
-    the caller's open transaction only."""
-    name, value = WRITER_SESSION
-    await (await driver_of(conn)).execute("SELECT set_config(%s, %s, %s)", (name, value, transaction))
+    """Make `conn` fit to run `write_step` for a page: with `transaction`, for the caller's open
+    transaction only.
 
-
-async def release_writer(conn: AsyncConnection) -> None:
-    """Give a connection `prepare_writer` set up for its session the server's default back."""
-    await (await driver_of(conn)).execute("RESET plan_cache_mode")
+    psycopg forgets its own statement names when it sees a DEALLOCATE ALL succeed, but checks only
+    the first execution of a query text: the comment makes each page's text new."""
+    driver = await driver_of(conn)
+    await driver.execute(_CUSTOM_PLAN if transaction else _FRESH_PLANS + new_id("page"))
 
 
 async def write_step(
