@@ -16,9 +16,10 @@ from sqlalchemy import RowMapping, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.send.model import Message, Outgoing
+from activities.send.writer import LedgerWriter
 from core.ids import new_id
 from db.bench_seed import seed_ledger_run
-from db.ledger.sends import AnswerRow, Claim, prepare_writer, write_step
+from db.ledger.sends import AnswerRow, Claim, prepare_writer, release_writer, write_step
 
 STEPS = 12
 WAVE = 16
@@ -139,3 +140,20 @@ async def test_each_page_plans_afresh_on_the_same_connection(engine: AsyncEngine
                 )
                 assert claimed == {claim.id}
             assert (await conn.execute(prepared)).scalar_one() >= 1
+        await release_writer(conn)
+
+
+async def test_the_setting_does_not_outlive_the_page(engine: AsyncEngine) -> None:
+    """The writer's connection goes back to the worker's pool with the server's default."""
+    tenant, campaign, run = await _campaign(engine)
+    writer = LedgerWriter(engine, campaign_id=campaign, tenant_id=tenant)
+    assert await writer.step(claim=_outgoing(run, 0))
+    conn = writer._conn
+    assert conn is not None
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert (await conn.execute(text("SHOW plan_cache_mode"))).scalar_one() == "force_generic_plan"
+    await writer.close()
+    async with engine.connect() as other:
+        same = (await other.get_raw_connection()).driver_connection
+        if same is driver:  # the pool handed the writer's connection on: it must be reset
+            assert (await other.execute(text("SHOW plan_cache_mode"))).scalar_one() == "auto"

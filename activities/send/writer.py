@@ -24,7 +24,7 @@ from activities.send.model import Answer, Outgoing
 from core.enums import Outcome
 from core.ids import new_id
 from db.ledger.outcomes import mark_email_bounced
-from db.ledger.sends import AnswerRow, FinalRow, insert_finals, prepare_writer, write_step
+from db.ledger.sends import AnswerRow, FinalRow, insert_finals, prepare_writer, release_writer, write_step
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,11 @@ class LedgerWriter:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         if self._conn is not None:
+            try:  # the pool's next borrower gets the server's default planning back
+                await release_writer(self._conn)
+            except Exception:  # a broken connection: discarded instead of pooled
+                await self._drop_connection()
+                return
             await self._conn.close()
             self._conn = None
 

@@ -264,31 +264,44 @@ _STEP_EXISTING = (
 )
 
 
-# How the step is planned (`prepare_writer`). After five executions Postgres may plan a prepared
-# statement once, generically, and keep that plan for the rest of the session, whatever happens to
-# the table. Made while `deliveries` was small (a new database), that plan read it sequentially or
-# walked a whole index, so on a connection kept from then on each step cost more than the one
-# before (measured, 4,800 messages took 1.2 s, then 2.1, 2.5, 3.0, 3.7 s). Planning every step
-# for its own arrays instead (`plan_cache_mode = force_custom_plan`) cost ~0.6 ms per group
-# commit, 22 % of the step's time in the running system (pg_stat_statements). So a page's writer
-# drops its connection's prepared statements when it starts: its steps are planned from the table
-# as it is now, and the sixth keeps a plan for the rest of the page (bench.ledger_bench: Postgres
-# CPU per message 157 against 219-245 µs). The first page of a new database still plans on a
-# small table, and then scans at most that table. A transaction on a pooled connection (a hard
-# bounce, rare) plans its step for its own arrays.
+# How the step is planned (`prepare_writer`). Left to itself, Postgres plans a prepared statement
+# for its arguments at every execution (a group commit's step: ~0.6 ms, 22 % of the step's time in
+# the running system, pg_stat_statements) unless a generic plan looks as cheap, which for steps of
+# a few messages it never does. A generic plan is kept for the rest of the session, though, and one
+# made while `deliveries` was small (a new database) read it sequentially, so on a connection kept
+# from then on each step cost more than the one before (measured, 4,800 messages took 1.2 s, then
+# 2.1, 2.5, 3.0, 3.7 s). So a page's writer drops its connection's prepared statements when it
+# starts and asks for a generic plan: the step is planned once per page, from the table as it is
+# then, which for any ledger but a new database's first page means by primary key. The first page
+# of a new database plans on a small table and scans at most what that page adds to it.
+# bench.ledger_bench: 127-177 µs of Postgres CPU per message, against 202-216 planned per step.
+# The setting is reset before the connection goes back to the pool (`release_writer`). A
+# transaction on a pooled connection (a hard bounce, rare) plans its step for its own arrays.
 # tests/test_ledger_plans.py reads the plan the writer's session keeps.
+WRITER_SESSION = "plan_cache_mode", "force_generic_plan"
 _FRESH_PLANS = "DEALLOCATE ALL -- a page starts: "
 _CUSTOM_PLAN = "SET LOCAL plan_cache_mode = force_custom_plan"
+_RESET_WRITER = "RESET plan_cache_mode"
 
 
 async def prepare_writer(conn: AsyncConnection, *, transaction: bool = False) -> None:
-    """Make `conn` fit to run `write_step` for a page: with `transaction`, for the caller's open
-    transaction only.
+    """Make `conn` fit to run `write_step` for a page (undo it with `release_writer` before the
+    connection goes back to its pool); with `transaction`, for the caller's open transaction only.
 
     psycopg forgets its own statement names when it sees a DEALLOCATE ALL succeed, but checks only
     the first execution of a query text: the comment makes each page's text new."""
     driver = await driver_of(conn)
-    await driver.execute(_CUSTOM_PLAN if transaction else _FRESH_PLANS + new_id("page"))
+    if transaction:
+        await driver.execute(_CUSTOM_PLAN)
+        return
+    await driver.execute(_FRESH_PLANS + new_id("page"))
+    name, value = WRITER_SESSION
+    await driver.execute("SELECT set_config(%s, %s, false)", (name, value))
+
+
+async def release_writer(conn: AsyncConnection) -> None:
+    """Give a connection `prepare_writer` set up the server's default planning back."""
+    await (await driver_of(conn)).execute(_RESET_WRITER)
 
 
 async def write_step(
