@@ -10,17 +10,19 @@ db.rollups, in a scratch database: steps of `--slots` answers (SENT) and as many
 the ledger writer group-commits them, and the page's roll-up every `--page` messages. It reads the
 CPU of the two Postgres backends (steps, roll-ups) and of the WAL writer from /proc, and prints
 microseconds of CPU per message (steps, roll-ups, all) and the WAL bytes per message, which do not
-depend on the box's mood at all. The writer's connection is set up as LedgerWriter sets it up at
-the start of each page (db.ledger.sends.prepare_writer; `--one-plan`: once, as before that
-existed); `--session name=value,...` sets session settings after that, for experiments
-(`plan_cache_mode=force_custom_plan`: every step planned for its own arrays). Run it before and
-after a change, a few times each, on an otherwise idle box.
+depend on the box's mood at all. Each page's writer has a connection of its own, set up as
+LedgerWriter sets it up (db.ledger.sends.prepare_writer; `--one-plan`: one connection for the
+whole run, the fault a connection per page prevents); `--session name=value,...` sets session
+settings after that, for experiments (`plan_cache_mode=force_custom_plan`: every step planned for
+its own arrays). Run it before and after a change, a few times each, on an otherwise idle box.
 """
 
 import argparse
 import asyncio
 import os
 from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.harness import scratch_database
 from core.ids import new_id
@@ -71,12 +73,17 @@ async def run(
     tenant, campaign, run_id = "tenant_ledger", "campaign_ledger", "campaign_ledger.r1"
     async with engine.begin() as conn:
         await seed_ledger_run(conn, tenant=tenant, campaign=campaign, run=run_id, targets=messages)
-    conn = await (await engine.connect()).execution_options(isolation_level="AUTOCOMMIT")
-    pid = await backend_pid(conn)
-    await prepare_writer(conn)
-    for setting in filter(None, session.split(",")):
-        name, value = setting.split("=", 1)
-        await set_session(conn, name, value)
+
+    async def page_writer() -> tuple[AsyncConnection, int]:
+        """A page's writer connection, set up as LedgerWriter sets it up."""
+        conn = await (await engine.connect()).execution_options(isolation_level="AUTOCOMMIT")
+        await prepare_writer(conn)
+        for setting in filter(None, session.split(",")):
+            name, value = setting.split("=", 1)
+            await set_session(conn, name, value)
+        return conn, await backend_pid(conn)
+
+    conn, pid = await page_writer()
     roller = await engine.connect()
     roller_pid = await backend_pid(roller)
     await roller.commit()
@@ -88,7 +95,7 @@ async def run(
     step_cpu = rollup_cpu = 0.0
     held: list[Claim] = []
     wal_start = await wal_position(conn)
-    pids = [pid, roller_pid, *walwriters]
+    pids = [roller_pid, *walwriters]  # the writers' CPU is counted step by step (steps)
     started = {p: _cpu_seconds(p) for p in pids}
     for i in range(0, messages + slots, slots):
         now = datetime.now(UTC)
@@ -106,9 +113,11 @@ async def run(
             async with roller.begin():
                 await rollups.roll_up(roller, campaign_id=campaign)
             rollup_cpu += _cpu_seconds(roller_pid) - before
-            if fresh_plans:  # the next page's writer starts, as LedgerWriter does
-                await prepare_writer(conn)
-    total = sum(max(0.0, _cpu_seconds(p) - started[p]) for p in pids)
+            if fresh_plans and held:  # the next page's writer, on a connection of its own
+                await conn.invalidate()
+                await conn.close()
+                conn, pid = await page_writer()
+    total = step_cpu + sum(max(0.0, _cpu_seconds(p) - started[p]) for p in pids)
     wal = await wal_bytes_since(conn, wal_start)
     # What the statements left must be what a page leaves: every message SENT, each counted once.
     sent = await sent_rows(conn, run_id)

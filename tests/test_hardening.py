@@ -578,7 +578,6 @@ REVIEWED_DYNAMIC_SQL = {
     ("db/stats.py", "count_interactions"): "filter clauses from InteractionFilter.where: fixed columns",
     ("db/stats.py", "page_interactions"): "the same fixed clauses; skip/take bound",
     ("db/bench_seed.py", "seed_stats_campaign"): "benchmark seed: SQL fragments of the bench's own plan",
-    ("db/ledger/sends.py", "prepare_writer"): "a constant DEALLOCATE ALL and a comment of a generated id",
 }
 SQL_CALLS = {"text", "execute", "exec_driver_sql", "executemany"}
 

@@ -2,8 +2,8 @@
 
 After five executions Postgres may keep one generic plan of a prepared statement for the session.
 Made while `deliveries` was small, that plan read the whole table, so a connection kept from then
-on got slower with every message the table held; so each page's writer drops its connection's
-prepared statements and plans from the table as it is (db.ledger.sends.prepare_writer). These
+on got slower with every message the table held; so each page's writer plans on a connection of
+its own, discarded at the page's end, from the table as it is (db.ledger.sends.prepare_writer). These
 tests run the writer's real steps against the real Postgres and ask the writer's own session how
 it runs the step now (`EXPLAIN EXECUTE` of the prepared statement shows the plan it keeps).
 """
@@ -19,7 +19,7 @@ from activities.send.model import Message, Outgoing
 from activities.send.writer import LedgerWriter
 from core.ids import new_id
 from db.bench_seed import seed_ledger_run
-from db.ledger.sends import AnswerRow, Claim, prepare_writer, release_writer, write_step
+from db.ledger.sends import AnswerRow, Claim, prepare_writer, write_step
 
 STEPS = 12
 WAVE = 16
@@ -112,39 +112,12 @@ async def test_the_kept_plan_reads_deliveries_by_primary_key(engine: AsyncEngine
             {"r": run},
         )
         assert sent.scalar_one() == STEPS * WAVE
+        await conn.invalidate()  # as the writer does: its session is not the pool's
 
 
-async def test_each_page_plans_afresh_on_the_same_connection(engine: AsyncEngine) -> None:
-    """A pooled connection serves page after page: each start drops the plans of the last one,
-    and psycopg's own cache of statement names stays in step with the server's (else the next
-    step would name a statement that is gone)."""
-    tenant, campaign, run = await _campaign(engine)
-    prepared = text("SELECT count(*) FROM pg_prepared_statements")
-    async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        n = 0
-        for _page in range(3):
-            await prepare_writer(conn)
-            assert (await conn.execute(prepared)).scalar_one() == 0
-            for _ in range(8):  # more than the five custom plans
-                claim = Claim(new_id("delivery"), run, f"customer_page{n:05d}", "SMS", f"+1555{n:07d}")
-                n += 1
-                claimed = await write_step(
-                    conn,
-                    campaign_id=campaign,
-                    tenant_id=tenant,
-                    answers=[],
-                    released=[],
-                    claims=[claim],
-                    at=datetime.now(UTC),
-                )
-                assert claimed == {claim.id}
-            assert (await conn.execute(prepared)).scalar_one() >= 1
-        await release_writer(conn)
-
-
-async def test_the_setting_does_not_outlive_the_page(engine: AsyncEngine) -> None:
-    """The writer's connection goes back to the worker's pool with the server's default."""
+async def test_a_page_writer_session_never_goes_back_to_the_pool(engine: AsyncEngine) -> None:
+    """The writer's session plans generically for its page only: the connection is discarded at
+    the page's end, so no later borrower (nor the next page) inherits the setting or the plan."""
     tenant, campaign, run = await _campaign(engine)
     writer = LedgerWriter(engine, campaign_id=campaign, tenant_id=tenant)
     assert await writer.step(claim=_outgoing(run, 0))
@@ -153,7 +126,8 @@ async def test_the_setting_does_not_outlive_the_page(engine: AsyncEngine) -> Non
     driver = (await conn.get_raw_connection()).driver_connection
     assert (await conn.execute(text("SHOW plan_cache_mode"))).scalar_one() == "force_generic_plan"
     await writer.close()
-    async with engine.connect() as other:
-        same = (await other.get_raw_connection()).driver_connection
-        if same is driver:  # the pool handed the writer's connection on: it must be reset
+    assert driver is not None and driver.closed
+    for _ in range(3):  # whatever the pool hands out next has the server's default
+        async with engine.connect() as other:
+            assert (await other.get_raw_connection()).driver_connection is not driver
             assert (await other.execute(text("SHOW plan_cache_mode"))).scalar_one() == "auto"

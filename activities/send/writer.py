@@ -24,7 +24,7 @@ from activities.send.model import Answer, Outgoing
 from core.enums import Outcome
 from core.ids import new_id
 from db.ledger.outcomes import mark_email_bounced
-from db.ledger.sends import AnswerRow, FinalRow, insert_finals, prepare_writer, release_writer, write_step
+from db.ledger.sends import AnswerRow, FinalRow, insert_finals, prepare_writer, write_step
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,9 @@ class LedgerWriter:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        if self._conn is not None:
-            try:  # the pool's next borrower gets the server's default planning back
-                await release_writer(self._conn)
-            except Exception:  # a broken connection: discarded instead of pooled
-                await self._drop_connection()
-                return
-            await self._conn.close()
-            self._conn = None
+        # The connection is discarded, never pooled: its session plans the step generically for
+        # this page only (db.ledger.sends.prepare_writer), which no other borrower must inherit.
+        await self._drop_connection()
 
     async def _flush(self) -> None:
         while self._queue:
@@ -171,8 +166,9 @@ class LedgerWriter:
 
     async def _drop_connection(self) -> None:
         if self._conn is not None:
-            try:
-                await self._conn.invalidate()  # never back to the pool: its socket may be dead
+            try:  # never back to the pool: its socket may be dead, its session is the page's
+                await self._conn.invalidate()
+                await self._conn.close()  # gives the pool its slot back (a new connection later)
             except Exception:  # a broken connection may fail to close; it is discarded anyway
                 log.debug("closing a broken ledger connection failed", exc_info=True)
             self._conn = None

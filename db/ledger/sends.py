@@ -21,7 +21,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.ids import new_id
 from db.audience import RECIPIENT_COLUMNS
 from db.driver import driver_of
 from db.ledger.outcomes import MessageOutcome, mark_orphans_unknown
@@ -270,40 +269,29 @@ _STEP_EXISTING = (
 # a few messages it never does. A generic plan is kept for the rest of the session, though, and one
 # made while `deliveries` was small (a new database) read it sequentially, so on a connection kept
 # from then on each step cost more than the one before (measured, 4,800 messages took 1.2 s, then
-# 2.1, 2.5, 3.0, 3.7 s). So a page's writer drops its connection's prepared statements when it
-# starts and asks for a generic plan: the step is planned once per page, from the table as it is
-# then, which for any ledger but a new database's first page means by primary key. The first page
-# of a new database plans on a small table and scans at most what that page adds to it.
-# In the running system (pg_stat_statements, 20,000 SMS) the step's planning went from
-# 1,407-1,514 ms to 21-29 ms; bench.ledger_bench, whose steps of 16 Postgres already planned
-# generically, moved too much on this box to show a difference.
-# The setting is reset before the connection goes back to the pool (`release_writer`). A
-# transaction on a pooled connection (a hard bounce, rare) plans its step for its own arrays.
-# tests/test_ledger_plans.py reads the plan the writer's session keeps.
+# 2.1, 2.5, 3.0, 3.7 s). So a page's writer asks for a generic plan on a connection of its own,
+# which it discards when the page ends (activities/send/writer.py): the step is planned once per
+# page, from the table as it is then, which for any ledger but a new database's first page means
+# by primary key, and no plan or setting outlives the page. The first page of a new database
+# plans on a small table and scans at most what that page adds to it. In the running system
+# (pg_stat_statements, 20,000 SMS) the step's planning went from 1,407-1,514 ms to 21-29 ms;
+# bench.ledger_bench, whose steps of 16 Postgres already planned generically, moved too much on
+# this box to show a difference. A transaction on a pooled connection (a hard bounce, rare) plans
+# its step for its own arrays. tests/test_ledger_plans.py reads the plan the writer's session keeps.
 WRITER_SESSION = "plan_cache_mode", "force_generic_plan"
-_FRESH_PLANS = "DEALLOCATE ALL -- a page starts: "
 _CUSTOM_PLAN = "SET LOCAL plan_cache_mode = force_custom_plan"
-_RESET_WRITER = "RESET plan_cache_mode"
 
 
 async def prepare_writer(conn: AsyncConnection, *, transaction: bool = False) -> None:
-    """Make `conn` fit to run `write_step` for a page (undo it with `release_writer` before the
-    connection goes back to its pool); with `transaction`, for the caller's open transaction only.
-
-    psycopg forgets its own statement names when it sees a DEALLOCATE ALL succeed, but checks only
-    the first execution of a query text: the comment makes each page's text new."""
+    """Make `conn` fit to run `write_step` for a page: for its session (a connection the page
+    discards at its end, never a pooled one), or with `transaction` for the caller's open
+    transaction only."""
     driver = await driver_of(conn)
     if transaction:
         await driver.execute(_CUSTOM_PLAN)
         return
-    await driver.execute(_FRESH_PLANS + new_id("page"))
     name, value = WRITER_SESSION
     await driver.execute("SELECT set_config(%s, %s, false)", (name, value))
-
-
-async def release_writer(conn: AsyncConnection) -> None:
-    """Give a connection `prepare_writer` set up the server's default planning back."""
-    await (await driver_of(conn)).execute(_RESET_WRITER)
 
 
 async def write_step(
