@@ -21,9 +21,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.enums import InteractionType
 from db.audience import RECIPIENT_COLUMNS
 from db.driver import driver_of
 from db.ledger.outcomes import MessageOutcome, mark_orphans_unknown
+from db.rollups import ALL
 
 # ---- a page of a run's recipients -------------------------------------------------------------------
 
@@ -189,7 +191,9 @@ class AnswerRow:
 # inserted, and one `counter_deltas` row per channel carries the events and the new recipients
 # (an append: concurrent commits of one campaign never wait on a counter row). Only rows this
 # statement moved out of PENDING are counted, so a replayed commit counts nothing twice. Other
-# answers' interactions (a hard bounce, a failure) are left to the roll-ups as before.
+# answers' interactions (a hard bounce, a failure) are left to the roll-ups as before. The answered
+# rows are also named by `id = ANY(...)`, so the plan kept for a page (`prepare_writer`) can read
+# them by primary key whatever it estimated for the join with `a`.
 _ANSWERS = """
     WITH a AS (
         SELECT * FROM unnest(CAST(%(a_ids)b AS text[]), CAST(%(a_outcomes)b AS text[]),
@@ -209,23 +213,23 @@ _ANSWERS = """
         INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id, channel,
                                   type, occurred_at, metadata, rolled_up)
         SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, %(at)b,
-               '{}'::jsonb, m.itype = 'SENT'
+               '{}'::jsonb, m.itype = '{sent}'
         FROM marked m WHERE m.itype IS NOT NULL
     ), firsts AS (
         INSERT INTO interaction_firsts (campaign_id, type, channel, customer_id, occurred_at)
-        SELECT DISTINCT ON (m.customer_id) %(campaign)b, 'SENT', 'ALL', m.customer_id, %(at)b
-        FROM marked m WHERE m.itype = 'SENT'
+        SELECT DISTINCT ON (m.customer_id) %(campaign)b, '{sent}', '{all}', m.customer_id, %(at)b
+        FROM marked m WHERE m.itype = '{sent}'
         ON CONFLICT DO NOTHING
         RETURNING 1
     ), counted AS (
         INSERT INTO counter_deltas (campaign_id, channel, type, hour, recipients, events)
-        SELECT %(campaign)b, m.channel, 'SENT', date_bin('1 hour', %(at)b, TIMESTAMPTZ 'epoch'), 0, count(*)
-        FROM marked m WHERE m.itype = 'SENT' GROUP BY m.channel
+        SELECT %(campaign)b, m.channel, '{sent}', date_bin('1 hour', %(at)b, TIMESTAMPTZ 'epoch'), 0, count(*)
+        FROM marked m WHERE m.itype = '{sent}' GROUP BY m.channel
         UNION ALL
-        SELECT %(campaign)b, 'ALL', 'SENT', date_bin('1 hour', %(at)b, TIMESTAMPTZ 'epoch'),
+        SELECT %(campaign)b, '{all}', '{sent}', date_bin('1 hour', %(at)b, TIMESTAMPTZ 'epoch'),
                (SELECT count(*) FROM firsts), count(*)
-        FROM marked m WHERE m.itype = 'SENT' HAVING count(*) > 0
-    )"""
+        FROM marked m WHERE m.itype = '{sent}' HAVING count(*) > 0
+    )""".replace("{sent}", InteractionType.SENT.value).replace("{all}", ALL)
 # New rows: releases drop claims whose message never left the client; claims insert PENDING rows,
 # and a row this same claim already wrote (a commit whose reply was lost) is returned again.
 _STEP_NEW = (
