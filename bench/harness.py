@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -45,7 +46,9 @@ def scratch_database(prefix: str) -> Iterator[str]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        url = admin.rsplit("/", 1)[0] + "/" + name
+        # The admin URL with the scratch database's name (its query, e.g. a Unix socket's
+        # `?host=/var/run/postgresql`, kept).
+        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
         upgrade(url)
         yield url
     finally:
