@@ -121,7 +121,7 @@ async def test_a_page_writer_session_never_goes_back_to_the_pool(engine: AsyncEn
     tenant, campaign, run = await _campaign(engine)
     writer = LedgerWriter(engine, campaign_id=campaign, tenant_id=tenant)
     assert await writer.step(claim=_outgoing(run, 0))
-    conn = writer._conn
+    conn = writer._lanes[0].conn
     assert conn is not None
     driver = (await conn.get_raw_connection()).driver_connection
     assert (await conn.execute(text("SHOW plan_cache_mode"))).scalar_one() == "force_generic_plan"

@@ -63,6 +63,9 @@ class SmsSender(Protocol):
 class Deliverer(Protocol):
     channel: Channel
     slots: int
+    # Ledger commits a page keeps in flight for this channel (activities/send/writer.py, "Why
+    # lanes"): 2 when a send is shorter than a commit, so its slots would otherwise wait on steps.
+    commit_lanes: int
 
     def lease(self) -> contextlib.AbstractAsyncContextManager[Slot]: ...
 
@@ -120,6 +123,7 @@ def _deferred(item: Outgoing, detail: str) -> Answer:
 
 class EmailDeliverer:
     channel = Channel.EMAIL
+    commit_lanes = 1  # an SMTP transaction (four round trips) outlasts a step
 
     def __init__(
         self,
@@ -202,6 +206,7 @@ class _EmailSlot:
 
 class SmsDeliverer:
     channel = Channel.SMS
+    commit_lanes = 2  # one request, shorter than a commit
 
     def __init__(
         self,

@@ -119,6 +119,7 @@ class Pipeline:
         """Send every message once (or stop early when halted or a provider is down)."""
         by_channel = {ch: sum(1 for m in messages if m.channel == ch) for ch in self._deliverers}
         feeds = {ch: Feed(2 * self._chunk) for ch, n in by_channel.items() if n}
+        self._writer.use_lanes(max((self._deliverers[ch].commit_lanes for ch in feeds), default=1))
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._render(messages, feeds))

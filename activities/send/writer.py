@@ -1,9 +1,23 @@
 """The ledger writer: claims and answers of every slot of a page, group-committed.
 
 Each slot hands the writer one step at a time: the answer of the message it just sent (or the
-release of a claim nothing was sent for) and the claim of the message it takes next. Steps that
-arrive while a commit is in the database wait for the next one, so under load one statement
-carries the steps of every slot, and when idle a step commits at once: no timer, no added latency.
+release of a claim nothing was sent for) and the claim of the message it takes next. A step
+commits at once on a free lane (a connection of the writer's own); steps that arrive while every
+lane has a commit in the database wait for the next free one, so under load one statement carries
+the steps of several slots, and when idle a step commits at once: no timer, no added latency.
+
+Why lanes: a slot sends its next message only once that message's claim has committed, so when
+a send is shorter than a step's latency the page runs at the pace of its steps. With one lane a
+step waits for the commit in flight and then its own: measured in the running system (20,000 SMS),
+a commit took 3.6 ms (1.2 ms of it in the executor, the rest the two shared cores' scheduling), a
+slot waited 4.6 ms for its step beyond the 2.8 ms of its own send, and the page ran at 16 slots /
+7.3 ms. Steps of one page never depend on each other (a slot has one step in flight at a time, and
+slots hold different messages), so two commits may be in flight at once; the claim-ahead rule, and
+with it the crash window, is the same. The page asks for as many lanes as its channels gain from
+(Deliverer.commit_lanes): an SMS is one request, shorter than a commit, so an SMS page takes two
+(15,000-SMS A/B, four pairs: +18 % SMS/s, -10 % CPU per SMS); an SMTP transaction is four round
+trips and outlasts a step even behind another commit, so a second lane only splits the group
+commits into smaller ones (three pairs of 15,000 emails: -22 % emails/s, +20 % CPU per email).
 
 Every statement of a step is idempotent (db.ledger.sends.write_step), so a step whose connection
 is lost is replayed on a fresh connection instead of failing the page: a connection cut must not
@@ -30,6 +44,19 @@ log = logging.getLogger(__name__)
 
 # Attempts of one commit when its connection is lost meanwhile (Postgres restarted, backend cut).
 RECORD_ATTEMPTS = 4
+# The most commits of one page in flight at once, each on a connection of its own (see above).
+MAX_LANES = 2
+
+
+@dataclass
+class _Lane:
+    """A connection of the writer's own and the task committing on it, if any."""
+
+    conn: AsyncConnection | None = None
+    task: "asyncio.Task[None] | None" = None
+
+    def idle(self) -> bool:
+        return self.task is None or self.task.done()
 
 
 @dataclass
@@ -40,8 +67,8 @@ class _Step:
 
 
 class LedgerWriter:
-    """Group commits of one page's steps on a connection of its own (no pool check-out, no
-    pre-ping per step; psycopg prepares the one statement after a few executions).
+    """Group commits of one page's steps on connections of its own, `lanes` of them at once (no
+    pool check-out, no pre-ping per step; psycopg prepares the one statement after a few executions).
 
     `existing_rows`: claims flip existing UNKNOWN rows (a resend) instead of inserting rows."""
 
@@ -53,8 +80,10 @@ class LedgerWriter:
         self._tenant = tenant_id
         self._existing = existing_rows
         self._queue: list[_Step] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._conn: AsyncConnection | None = None
+        self._lanes = [_Lane() for _ in range(MAX_LANES)]
+        self._open = 1  # lanes in use (use_lanes)
+        # The lane about to take what waits (no other lane is started meanwhile), if any.
+        self._gathering: _Lane | None = None
 
     async def step(self, *, answers: Sequence[Answer] = (), claim: Outgoing | None = None) -> bool:
         """Record `answers` (an answer without outcome releases its claim) and claim `claim` in the
@@ -64,9 +93,16 @@ class LedgerWriter:
             return False
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append(_Step(answers, claim, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        if self._gathering is None or self._gathering.idle():
+            lane = next((lane for lane in self._lanes[: self._open] if lane.idle()), None)
+            if lane is not None:
+                self._gathering = lane
+                lane.task = asyncio.create_task(self._flush(lane))
         return await done
+
+    def use_lanes(self, lanes: int) -> None:
+        """Keep up to `lanes` commits in flight at once (1 to MAX_LANES)."""
+        self._open = max(1, min(MAX_LANES, lanes))
 
     async def finals(self, rows: list[FinalRow]) -> None:
         """Rows decided without a provider call (unrenderable messages), written once."""
@@ -74,18 +110,22 @@ class LedgerWriter:
             await self._commit("recording decided messages", rows=rows)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
-        # The connection is discarded, never pooled: its session plans the step generically for
-        # this page only (db.ledger.sends.prepare_writer), which no other borrower must inherit.
-        await self._drop_connection()
+        await asyncio.gather(*(lane.task for lane in self._lanes if lane.task), return_exceptions=True)
+        # The connections are discarded, never pooled: their sessions plan the step generically
+        # for this page only (db.ledger.sends.prepare_writer), which no other borrower must inherit.
+        for lane in self._lanes:
+            await self._drop_connection(lane)
 
-    async def _flush(self) -> None:
+    async def _flush(self, lane: _Lane) -> None:
         while self._queue:
-            await asyncio.sleep(0)  # let every slot that is ready this turn join the commit
+            self._gathering = lane
+            try:
+                await asyncio.sleep(0)  # let every slot that is ready this turn join the commit
+            finally:  # (cancelled here, the steps stay queued for the next lane)
+                self._gathering = None
             batch, self._queue = self._queue, []
             try:
-                won = await self._commit("recording a step", steps=batch)
+                won = await self._commit("recording a step", lane=lane, steps=batch)
             except Exception as err:  # every waiting slot fails with it: the page fails
                 for s in batch:
                     if not s.done.done():
@@ -96,18 +136,25 @@ class LedgerWriter:
                     s.done.set_result(s.claim is not None and s.claim.delivery_id in won)
 
     async def _commit(
-        self, what: str, *, steps: list[_Step] | None = None, rows: list[FinalRow] | None = None
+        self,
+        what: str,
+        *,
+        lane: _Lane | None = None,
+        steps: list[_Step] | None = None,
+        rows: list[FinalRow] | None = None,
     ) -> set[str]:
         at = datetime.now(UTC)  # one time per step, the same when it is replayed
         interaction_ids = [new_id("interaction") for s in steps or () for _ in s.answers]
         # The common step is one statement, so it runs alone on the writer's autocommit connection:
         # one round trip, no BEGIN and COMMIT. Decided rows and steps with a hard bounce (the
         # customer is marked in the same transaction) take a pooled connection and a transaction.
-        alone = rows is None and not any(a.outcome == Outcome.BOUNCED for s in steps or () for a in s.answers)
+        alone = lane is not None and not any(
+            a.outcome == Outcome.BOUNCED for s in steps or () for a in s.answers
+        )
         for attempt in range(RECORD_ATTEMPTS):
             try:
-                if alone:
-                    return await self._write(await self._connection(), steps or [], interaction_ids, at)
+                if alone and lane is not None:
+                    return await self._write(await self._connection(lane), steps or [], interaction_ids, at)
                 async with self._engine.begin() as conn:
                     if rows is not None:
                         await insert_finals(
@@ -121,8 +168,8 @@ class LedgerWriter:
                 # OperationalError (connection lost, server restarting) is retried like a
                 # connection SQLAlchemy saw invalidated, since every step is idempotent.
                 lost = isinstance(err, psycopg.OperationalError) or bool(err.connection_invalidated)
-                if alone:
-                    await self._drop_connection()
+                if alone and lane is not None:
+                    await self._drop_connection(lane)
                 if not lost or attempt == RECORD_ATTEMPTS - 1:
                     raise
                 log.warning("%s failed on a lost connection, retrying: %s", what, err)
@@ -156,19 +203,19 @@ class LedgerWriter:
             await mark_email_bounced(conn, self._tenant, bounced, at)
         return won
 
-    async def _connection(self) -> AsyncConnection:
-        if self._conn is None:
+    async def _connection(self, lane: _Lane) -> AsyncConnection:
+        if lane.conn is None:
             conn = await self._engine.connect()
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             await prepare_writer(conn)
-            self._conn = conn
-        return self._conn
+            lane.conn = conn
+        return lane.conn
 
-    async def _drop_connection(self) -> None:
-        if self._conn is not None:
+    async def _drop_connection(self, lane: _Lane) -> None:
+        if lane.conn is not None:
             try:  # never back to the pool: its socket may be dead, its session is the page's
-                await self._conn.invalidate()
-                await self._conn.close()  # gives the pool its slot back (a new connection later)
+                await lane.conn.invalidate()
+                await lane.conn.close()  # gives the pool its slot back (a new connection later)
             except Exception:  # a broken connection may fail to close; it is discarded anyway
                 log.debug("closing a broken ledger connection failed", exc_info=True)
-            self._conn = None
+            lane.conn = None
