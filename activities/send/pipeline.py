@@ -2,8 +2,8 @@
 
     source -> gates -> renderer -> feed (per channel) -> slots (deliverer) -> ledger writer
 
-The renderer works a chunk ahead and puts rendered messages, still unclaimed, on the channel's
-feed. Each slot (an SMTP connection, an SMS request slot) takes the next message, claims it, sends
+The renderer works ahead and puts rendered messages, still unclaimed, on the channel's feed
+(bounded: Deliverer.feed_chunks chunks). Each slot (an SMTP connection, an SMS request slot) takes the next message, claims it, sends
 it and records the answer. A slot claims at most one message ahead of the one it is sending, and
 that claim commits with the previous message's answer, so at any time a slot has at most two
 messages claimed without an answer in the ledger: a crash leaves at most 2 x slots UNKNOWN per
@@ -118,7 +118,9 @@ class Pipeline:
     async def run(self, messages: Sequence[Message]) -> None:
         """Send every message once (or stop early when halted or a provider is down)."""
         by_channel = {ch: sum(1 for m in messages if m.channel == ch) for ch in self._deliverers}
-        feeds = {ch: Feed(2 * self._chunk) for ch, n in by_channel.items() if n}
+        feeds = {
+            ch: Feed(self._deliverers[ch].feed_chunks * self._chunk) for ch, n in by_channel.items() if n
+        }
         self._writer.use_lanes(max((self._deliverers[ch].commit_lanes for ch in feeds), default=1))
         try:
             async with asyncio.TaskGroup() as group:
