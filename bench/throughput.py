@@ -127,7 +127,7 @@ async def main(recipients: int, channels: list[str], ceiling_messages: int, work
                 ceiling = await email_ceiling(stack.settings.smtp_port, n, stack.settings.smtp_pool_size)
             else:
                 port = int(stack.settings.sms_url.rsplit(":", 1)[1].split("/")[0])
-                ceiling = await sms_ceiling(port, n, 16)
+                ceiling = await sms_ceiling(port, n, stack.settings.sms_in_flight)
             ceiling_cpu = sum(cpu.spent(before, cpu.reading(stack.sink_pid)).values())
             elapsed, sent, snapshot, peak, longest, spent = await campaign(stack, channel, recipients)
             rows.append(
