@@ -6,18 +6,19 @@ commits at once on a free lane (a connection of the writer's own); steps that ar
 lane has a commit in the database wait for the next free one, so under load one statement carries
 the steps of several slots, and when idle a step commits at once: no timer, no added latency.
 
-Why lanes: a slot sends its next message only once that message's claim has committed, so when
-a send is shorter than a step's latency the page runs at the pace of its steps. With one lane a
-step waits for the commit in flight and then its own: measured in the running system (20,000 SMS),
-a commit took 3.6 ms (1.2 ms of it in the executor, the rest the two shared cores' scheduling), a
-slot waited 4.6 ms for its step beyond the 2.8 ms of its own send, and the page ran at 16 slots /
-7.3 ms. Steps of one page never depend on each other (a slot has one step in flight at a time, and
-slots hold different messages), so two commits may be in flight at once; the claim-ahead rule, and
-with it the crash window, is the same. The page asks for as many lanes as its channels gain from
-(Deliverer.commit_lanes): an SMS is one request, shorter than a commit, so an SMS page takes two
-(15,000-SMS A/B, four pairs: +18 % SMS/s, -10 % CPU per SMS); an SMTP transaction is four round
-trips and outlasts a step even behind another commit, so a second lane only splits the group
-commits into smaller ones (three pairs of 15,000 emails: -22 % emails/s, +20 % CPU per email).
+Why lanes: a slot sends its next message only once that message's claim has committed, so when a
+send is shorter than a step's latency the page runs at the pace of its steps. With one lane a step
+waits for the commit in flight and then its own: measured in the running system (20,000 SMS), a
+commit took 3.6 ms (1.2 ms of it in the executor, the rest its WAL flush and the two shared cores'
+scheduling), a slot waited 4.6 ms for its step beyond the 2.8 ms of its own send, and the page ran
+at 16 slots / 7.3 ms. Steps of one page never depend on each other (a slot has one step in flight
+at a time, and slots hold different messages), so two commits may be in flight at once; the
+claim-ahead rule, and with it the crash window, is the same. The page asks for as many lanes as its
+channels gain from (Deliverer.commit_lanes): an SMS is one request, shorter than a commit, so an
+SMS page takes two (15,000-SMS A/B, four pairs: +18 % SMS/s, -10 % CPU per SMS); an SMTP
+transaction is four round trips and outlasts a step even behind another commit, so a second lane
+only splits the group commits into smaller ones (three pairs of 15,000 emails: -22 % emails/s, +20
+% CPU per email).
 
 Every statement of a step is idempotent (db.ledger.sends.write_step), so a step whose connection
 is lost is replayed on a fresh connection instead of failing the page: a connection cut must not
