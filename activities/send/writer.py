@@ -17,8 +17,8 @@ claim-ahead rule, and with it the crash window, is the same. The page asks for a
 channels gain from (Deliverer.commit_lanes): an SMS is one request, shorter than a commit, so an
 SMS page takes two (15,000-SMS A/B, four pairs: +18 % SMS/s, -10 % CPU per SMS); an SMTP
 transaction is four round trips and outlasts a step even behind another commit, so a second lane
-only splits the group commits into smaller ones (three pairs of 15,000 emails: -22 % emails/s, +20
-% CPU per email).
+only splits the group commits into smaller ones (three pairs of 15,000 emails: -22 % emails/s,
++20 % CPU per email).
 
 Every statement of a step is idempotent (db.ledger.sends.write_step), so a step whose connection
 is lost is replayed on a fresh connection instead of failing the page: a connection cut must not
