@@ -3,11 +3,12 @@
     source -> gates -> renderer -> feed (per channel) -> slots (deliverer) -> ledger writer
 
 The renderer works ahead and puts rendered messages, still unclaimed, on the channel's feed
-(bounded: Deliverer.feed_chunks chunks). Each slot (an SMTP connection, an SMS request slot) takes the next message, claims it, sends
-it and records the answer. A slot claims at most one message ahead of the one it is sending, and
-that claim commits with the previous message's answer, so at any time a slot has at most two
-messages claimed without an answer in the ledger: a crash leaves at most 2 x slots UNKNOWN per
-channel (README "Delivery guarantees (the ledger)"), whatever the page or wave size.
+(bounded: Deliverer.feed_chunks chunks). Each slot (an SMTP connection, an SMS request slot) takes
+the next message, claims it, sends it and records the answer. A slot claims at most one message
+ahead of the one it is sending, and that claim commits with the previous message's answer, so at
+any time a slot has at most two messages claimed without an answer in the ledger: a crash leaves at
+most 2 x slots UNKNOWN per channel (README "Delivery guarantees (the ledger)"), whatever the page
+or wave size.
 
 Pause and cancel set `halted`: slots stop taking messages within one send, release the claim they
 hold ahead, and let the message on the wire finish. A message nothing was sent for releases its
