@@ -39,7 +39,9 @@ NOTES: dict[str, str] = {
     "sms_token": "bearer token for the SMS provider",
     "sms_from": "sender number of SMS",
     "batch_size": "recipients per send activity",
-    "send_concurrency": "messages per render job; rendering runs one such chunk ahead of the slots",
+    "send_concurrency": (
+        "messages per render job; rendering runs ahead of the slots by two such chunks for email, six for SMS"
+    ),
     "sms_in_flight": "SMS requests one worker keeps in flight (one kept-alive connection each)",
     "sms_idempotent": "the SMS provider dedupes on Idempotency-Key: in-flight SMS of a crash are re-posted",
     "sms_quiet_hours_default": "SMS quiet hours of a tenant with no policy, `HH:MM-HH:MM` local; empty: none",
