@@ -149,13 +149,12 @@ class LedgerWriter:
         # The common step is one statement, so it runs alone on the writer's autocommit connection:
         # one round trip, no BEGIN and COMMIT. Decided rows and steps with a hard bounce (the
         # customer is marked in the same transaction) take a pooled connection and a transaction.
-        alone = lane is not None and not any(
-            a.outcome == Outcome.BOUNCED for s in steps or () for a in s.answers
-        )
+        bounced = any(a.outcome == Outcome.BOUNCED for s in steps or () for a in s.answers)
+        alone = None if bounced else lane  # the lane to commit on alone, if any
         for attempt in range(RECORD_ATTEMPTS):
             try:
-                if alone and lane is not None:
-                    return await self._write(await self._connection(lane), steps or [], interaction_ids, at)
+                if alone is not None:
+                    return await self._write(await self._connection(alone), steps or [], interaction_ids, at)
                 async with self._engine.begin() as conn:
                     if rows is not None:
                         await insert_finals(
@@ -169,8 +168,8 @@ class LedgerWriter:
                 # OperationalError (connection lost, server restarting) is retried like a
                 # connection SQLAlchemy saw invalidated, since every step is idempotent.
                 lost = isinstance(err, psycopg.OperationalError) or bool(err.connection_invalidated)
-                if alone and lane is not None:
-                    await self._drop_connection(lane)
+                if alone is not None:
+                    await self._drop_connection(alone)
                 if not lost or attempt == RECORD_ATTEMPTS - 1:
                     raise
                 log.warning("%s failed on a lost connection, retrying: %s", what, err)
