@@ -5,10 +5,14 @@ same local sinks a campaign sends to (no Temporal, no database, no rendering).
 
 Campaign throughput divided by this is the share of the wire's speed the orchestration keeps
 (issue 7). The sinks run in their own process, as in the campaign bench. Email: `--connections`
-persistent aiosmtplib connections, each sending back to back. SMS: the campaign's own client
-(`providers.sms.SmsClient`, a lean HTTP/1.1 client on kept-alive connections) with `--concurrency`
-as its `max_in_flight`, one lease per slot as the send pipeline holds them; the texts are formatted
-before the clock starts, so the ceiling costs only what the wire does.
+persistent connections, each sending back to back, with the campaign's own SMTP client
+(`providers.smtp.SmtpPool`, one lease per connection as the send pipeline holds them; its
+transactions run on providers.smtp_session) or, with `--email-client aiosmtplib`, with
+aiosmtplib's `sendmail` (the ceiling of the figures before the campaign's client was lean).
+SMS: the campaign's own client (`providers.sms.SmsClient`, a lean HTTP/1.1 client on kept-alive
+connections) with `--concurrency` as its `max_in_flight`, one lease per slot as the send pipeline
+holds them; the texts are formatted before the clock starts, so the ceiling costs only what the
+wire does.
 """
 
 import argparse
@@ -22,6 +26,9 @@ import aiosmtplib
 from bench.harness import free_port, run_sinks, wait_port
 from devstack.sinks import SmsSink
 from providers.sms import SmsClient, SmsVerdict
+from providers.smtp import SmtpConfig, SmtpPool, SmtpVerdict
+
+EMAIL_CLIENTS = ("session", "aiosmtplib")
 
 # A campaign email as it leaves our client: multipart text + HTML, tracking links, ~3 KB.
 BODY_HTML = "\r\n".join(
@@ -56,21 +63,33 @@ class Ceiling:
         return self.messages / self.seconds
 
 
-async def email_ceiling(port: int, messages: int, connections: int) -> Ceiling:
+async def email_ceiling(port: int, messages: int, connections: int, client: str = "session") -> Ceiling:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(messages):
         queue.put_nowait(i)
+    pool = SmtpPool(SmtpConfig("127.0.0.1", port, pool_size=connections))
 
-    async def sender() -> None:
-        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
-        await client.connect()
+    async def lean_sender() -> None:
+        async with pool.lease() as lease:
+            while not queue.empty():
+                i = queue.get_nowait()
+                result = await lease.send("campaigns@example.com", f"m{i}@bench.example.com", email_bytes(i))
+                assert result.verdict == SmtpVerdict.ACCEPTED, result
+
+    async def aiosmtplib_sender() -> None:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+        await smtp.connect()
         while not queue.empty():
             i = queue.get_nowait()
-            await client.sendmail("campaigns@example.com", [f"m{i}@bench.example.com"], email_bytes(i))
-        await client.quit()
+            await smtp.sendmail("campaigns@example.com", [f"m{i}@bench.example.com"], email_bytes(i))
+        await smtp.quit()
 
+    sender = lean_sender if client == "session" else aiosmtplib_sender
     started = time.perf_counter()
-    await asyncio.gather(*(sender() for _ in range(connections)))
+    try:
+        await asyncio.gather(*(sender() for _ in range(connections)))
+    finally:
+        await pool.close()
     return Ceiling("EMAIL", messages, time.perf_counter() - started)
 
 
@@ -97,7 +116,9 @@ async def sms_ceiling(port: int, messages: int, concurrency: int) -> Ceiling:
     return Ceiling("SMS", messages, time.perf_counter() - started)
 
 
-async def measure(messages: int, channel: str, connections: int, concurrency: int) -> list[Ceiling]:
+async def measure(
+    messages: int, channel: str, connections: int, concurrency: int, email_client: str = "session"
+) -> list[Ceiling]:
     smtp_port, sms_port = free_port(), free_port()
     sinks = multiprocessing.get_context("spawn").Process(
         target=run_sinks, args=(smtp_port, sms_port), daemon=True
@@ -108,7 +129,7 @@ async def measure(messages: int, channel: str, connections: int, concurrency: in
         await wait_port(sms_port)
         results = []
         if channel in ("EMAIL", "both"):
-            results.append(await email_ceiling(smtp_port, messages, connections))
+            results.append(await email_ceiling(smtp_port, messages, connections, email_client))
         if channel in ("SMS", "both"):
             results.append(await sms_ceiling(sms_port, messages, concurrency))
         return results
@@ -124,8 +145,11 @@ def main() -> None:
     parser.add_argument("--channel", choices=["EMAIL", "SMS", "both"], default="both")
     parser.add_argument("--connections", type=int, default=4, help="SMTP connections")
     parser.add_argument("--concurrency", type=int, default=16, help="SMS requests in flight")
+    parser.add_argument("--email-client", choices=EMAIL_CLIENTS, default="session")
     args = parser.parse_args()
-    results = asyncio.run(measure(args.messages, args.channel, args.connections, args.concurrency))
+    results = asyncio.run(
+        measure(args.messages, args.channel, args.connections, args.concurrency, args.email_client)
+    )
     print("\n| channel | messages | seconds | raw ceiling |")
     print("|---|---|---|---|")
     for r in results:

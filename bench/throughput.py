@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from bench import cpu
-from bench.ceiling import email_ceiling, sms_ceiling
+from bench.ceiling import EMAIL_CLIENTS, email_ceiling, sms_ceiling
 from bench.harness import BenchStack, bench_stack
 from db.ledger.reads import campaign_tally
 from db.seed import generated_audience, make_templates
@@ -117,14 +117,18 @@ async def campaign(
     return elapsed, sent, snapshot, peak, longest, spent
 
 
-async def main(recipients: int, channels: list[str], ceiling_messages: int, worker_processes: int) -> None:
+async def main(
+    recipients: int, channels: list[str], ceiling_messages: int, worker_processes: int, email_client: str
+) -> None:
     rows: list[Row] = []
     async with bench_stack("throughput", TENANT, worker_processes=worker_processes) as stack:
         for channel in channels:
             n = min(ceiling_messages, recipients)
             before = cpu.reading(stack.sink_pid)
             if channel == "EMAIL":
-                ceiling = await email_ceiling(stack.settings.smtp_port, n, stack.settings.smtp_pool_size)
+                ceiling = await email_ceiling(
+                    stack.settings.smtp_port, n, stack.settings.smtp_pool_size, email_client
+                )
             else:
                 port = int(stack.settings.sms_url.rsplit(":", 1)[1].split("/")[0])
                 ceiling = await sms_ceiling(port, n, stack.settings.sms_in_flight)
@@ -184,6 +188,15 @@ if __name__ == "__main__":
         default=0,
         help="workers in their own processes, beside the in-process one",
     )
+    parser.add_argument(
+        "--email-ceiling-client",
+        choices=EMAIL_CLIENTS,
+        default="session",
+        help="the bare SMTP client of the EMAIL ceiling: the campaign's own (default) or aiosmtplib's",
+    )
     args = parser.parse_args()
     # On uvloop, as worker.py runs the worker (the ceiling's bare client runs on it too).
-    run_service(main(args.recipients, args.channels, args.ceiling_messages, args.worker_processes))
+    ceiling_client = args.email_ceiling_client
+    run_service(
+        main(args.recipients, args.channels, args.ceiling_messages, args.worker_processes, ceiling_client)
+    )

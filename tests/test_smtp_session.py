@@ -1,0 +1,203 @@
+"""The SMTP pool's connections: opened by aiosmtplib (STARTTLS, AUTH), then run by
+providers.smtp_session, on asyncio's loop and on uvloop (the worker's), against a real aiosmtpd
+server with TLS and AUTH and against a scripted server for the replies aiosmtpd never sends."""
+
+import asyncio
+import shutil
+import socket
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from providers.smtp import SmtpConfig, SmtpPool, SmtpResult, SmtpVerdict
+from providers.smtp_session import dot_stuffed, envelope_address
+
+# A message whose lines start with dots and whose line endings are mixed, as DKIM or a tenant's
+# text part could leave them.
+TRICKY = b"Subject: dots\r\n\r\n.starts with a dot\r\n..two\nbare LF\rbare CR\r\n.\r\nend"
+TRICKY_RECEIVED = b"Subject: dots\r\n\r\n.starts with a dot\r\n..two\r\nbare LF\r\nbare CR\r\n.\r\nend\r\n"
+
+
+def test_data_is_dot_stuffed_with_crlf_line_endings() -> None:
+    assert dot_stuffed(b"a\r\nb\r\n") == b"a\r\nb\r\n.\r\n"
+    assert dot_stuffed(b".x\r\n.\r\ny") == b"..x\r\n..\r\ny\r\n.\r\n"
+    assert dot_stuffed(b"a\nb\rc") == b"a\r\nb\r\nc\r\n.\r\n"
+
+
+def test_envelope_addresses_are_plain_or_checked() -> None:
+    assert envelope_address("o'neil+tag@ex-ample.co.uk") == b"<o'neil+tag@ex-ample.co.uk>"
+    assert envelope_address("Campaigns <c@example.com>") == b"<c@example.com>"
+    # aiosmtplib's parser keeps the address and drops what would smuggle a parameter or a command.
+    assert envelope_address("a@b.com> SIZE=1") == b"<a@b.com>"
+    assert envelope_address("x@y\r\nRCPT TO:<z@w>") == b"<x@y>"
+    for bad in ("jürgen@example.com", "a b@c.d"):
+        with pytest.raises(ValueError):
+            envelope_address(bad)
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed key and certificate for 127.0.0.1."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.received: list[tuple[bool, Any, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        self.received.append((session.ssl is not None, session.auth_data, list(envelope.rcpt_tos), content))
+        return "250 2.0.0 queued as Q1"
+
+
+def _authenticate(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"club", b"s3cret")
+    return AuthResult(success=ok, auth_data=data.login if ok else None)
+
+
+async def _send_through_tls_and_auth(port: int) -> list[SmtpResult]:
+    config = SmtpConfig("127.0.0.1", port, username="club", password="s3cret", starttls=True, pool_size=1)
+    pool = SmtpPool(config)
+    try:
+        sender = "Club <club@example.com>"
+        return [await pool.send(sender, f"m{i}@example.com", TRICKY, f"<id{i}>") for i in range(3)]
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_starttls_and_auth_then_transactions_on_the_same_connection(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, loop: str
+) -> None:
+    key, cert = certificate
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client's default trust store: this server
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    recorder = _Recorder()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(
+        recorder,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_tls,
+        require_starttls=True,
+        authenticator=_authenticate,
+        auth_require_tls=True,
+    )
+    controller.start()
+    try:
+        sending = _send_through_tls_and_auth(port)
+        results = uvloop.run(sending) if loop == "uvloop" else asyncio.run(sending)
+    finally:
+        controller.stop()
+    assert [(r.verdict, r.detail, r.message_id) for r in results] == [
+        (SmtpVerdict.ACCEPTED, "2.0.0 queued as Q1", f"<id{i}>") for i in range(3)
+    ]
+    assert recorder.received == [(True, b"club", [f"m{i}@example.com"], TRICKY_RECEIVED) for i in range(3)]
+
+
+# A scripted server, for replies aiosmtpd does not give: multi-line answers, a 421 while idle, silence.
+
+Script = Callable[[bytes], Awaitable[bytes | None]]
+
+
+class _Scripted:
+    def __init__(self, data_end: Script) -> None:
+        self.data_end = data_end
+        self.connections = 0
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.append(writer)
+        writer.write(b"220 scripted ESMTP\r\n")
+        try:
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    writer.write(b"250-scripted\r\n250-SIZE 100000\r\n250 HELP\r\n")
+                elif verb in (b"MAIL", b"RCPT", b"RSET"):
+                    writer.write(b"250 2.1.0 ok\r\n")
+                elif verb == b"QUIT":
+                    writer.write(b"221 bye\r\n")
+                    break
+                elif verb == b"DATA":
+                    writer.write(b"354 go ahead\r\n")
+                    answer = await self.data_end(await reader.readuntil(b"\r\n.\r\n"))
+                    if answer is None:
+                        await asyncio.sleep(3600)
+                    else:
+                        writer.write(answer)
+            await writer.drain()
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[tuple[_Scripted, int]]:
+    async def accept(_: bytes) -> bytes | None:
+        return b"250-2.0.0 ok\r\n250 2.0.0 queued as Q9\r\n"
+
+    server = _Scripted(accept)
+    listening = await asyncio.start_server(server.serve, "127.0.0.1", 0)
+    yield server, listening.sockets[0].getsockname()[1]
+    listening.close()
+
+
+async def test_a_multi_line_answer_and_a_421_while_idle(scripted: tuple[_Scripted, int]) -> None:
+    server, port = scripted
+    pool = SmtpPool(SmtpConfig("127.0.0.1", port, pool_size=1))
+    try:
+        first = await pool.send("a@example.com", "one@example.com", b"Subject: x\r\n\r\nhi\r\n")
+        # The server closes the idle connection with a 421: an answer to nothing, never taken for
+        # the next command's; the next message goes out on a new connection.
+        server.writers[-1].write(b"421 4.3.2 shutting down\r\n")
+        await asyncio.sleep(0.05)
+        second = await pool.send("a@example.com", "two@example.com", b"Subject: x\r\n\r\nhi\r\n")
+    finally:
+        await pool.close()
+    assert (first.verdict, first.detail) == (SmtpVerdict.ACCEPTED, "2.0.0 ok\n2.0.0 queued as Q9")
+    assert second.verdict == SmtpVerdict.ACCEPTED and server.connections == 2
+
+
+async def test_a_data_answer_that_never_comes_is_ambiguous_within_the_timeout() -> None:
+    async def silent(_: bytes) -> bytes | None:
+        return None
+
+    server = _Scripted(silent)
+    listening = await asyncio.start_server(server.serve, "127.0.0.1", 0)
+    pool = SmtpPool(SmtpConfig("127.0.0.1", listening.sockets[0].getsockname()[1], pool_size=1, timeout=0.3))
+    try:
+        started = asyncio.get_running_loop().time()
+        result = await pool.send("a@example.com", "one@example.com", b"Subject: x\r\n\r\nhi\r\n")
+        waited = asyncio.get_running_loop().time() - started
+    finally:
+        await pool.close()
+        listening.close()
+    assert result.verdict == SmtpVerdict.AMBIGUOUS and "no reply within 0.3 s" in result.detail
+    assert 0.25 < waited < 2
