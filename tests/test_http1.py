@@ -5,10 +5,8 @@ edges the sink never shows: chunked and close-delimited answers, `Connection: cl
 closing a kept-alive connection just as we reuse it, hangs, resets and refused connects."""
 
 import asyncio
-import shutil
 import socket
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -243,25 +241,6 @@ def test_request_heads_refuse_header_injection() -> None:
         RequestHead("POST", Endpoint.from_url("http://h/"), {"Authorization": "Bearer t\nX: y"})
     with pytest.raises(ValueError):
         Endpoint.from_url("ftp://h/")
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed key and certificate for 127.0.0.1."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("no openssl to make a certificate")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
-            *("-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return key, cert
 
 
 async def test_https_with_a_given_trust_store(certificate: tuple[Path, Path]) -> None:
