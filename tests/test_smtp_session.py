@@ -5,7 +5,7 @@ server with TLS and AUTH and against a scripted server for the replies aiosmtpd 
 import asyncio
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -100,83 +100,135 @@ def test_starttls_and_auth_then_transactions_on_the_same_connection(
     assert recorder.received == [(True, b"club", [f"m{i}@example.com"], TRICKY_RECEIVED) for i in range(3)]
 
 
-# A scripted server, for replies aiosmtpd does not give: multi-line answers, a 421 while idle, silence.
+# A scripted server, for replies aiosmtpd does not give: multi-line answers, a 421, silence, junk.
 
-Script = Callable[[bytes], Awaitable[bytes | None]]
+SILENT = b""  # an answer that never comes
+DEFAULT = {
+    b"MAIL": b"250 2.1.0 ok\r\n",
+    b"RCPT": b"250 2.1.5 ok\r\n",
+    b"RSET": b"250 2.0.0 ok\r\n",
+    b"DATA": b"354 go ahead\r\n",
+    b".": b"250-2.0.0 ok\r\n250 2.0.0 queued as Q9\r\n",  # the end of the data
+}
 
 
 class _Scripted:
-    def __init__(self, data_end: Script) -> None:
-        self.data_end = data_end
-        self.connections = 0
+    """Answers each command from DEFAULT, or from `by_recipient[rcpt]` for the transaction of that
+    recipient (keyed like DEFAULT); counts connections and the commands each one got."""
+
+    def __init__(self) -> None:
+        self.by_recipient: dict[str, dict[bytes, bytes]] = {}
+        self.commands: list[list[bytes]] = []
         self.writers: list[asyncio.StreamWriter] = []
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
+        commands: list[bytes] = []
+        self.commands.append(commands)
         self.writers.append(writer)
         writer.write(b"220 scripted ESMTP\r\n")
+        answers = DEFAULT
         try:
             while line := await reader.readline():
                 verb = line[:4].upper()
+                commands.append(verb)
                 if verb == b"EHLO":
                     writer.write(b"250-scripted\r\n250-SIZE 100000\r\n250 HELP\r\n")
-                elif verb in (b"MAIL", b"RCPT", b"RSET"):
-                    writer.write(b"250 2.1.0 ok\r\n")
-                elif verb == b"QUIT":
+                    continue
+                if verb == b"QUIT":
                     writer.write(b"221 bye\r\n")
                     break
-                elif verb == b"DATA":
-                    writer.write(b"354 go ahead\r\n")
-                    answer = await self.data_end(await reader.readuntil(b"\r\n.\r\n"))
-                    if answer is None:
-                        await asyncio.sleep(3600)
-                    else:
-                        writer.write(answer)
+                if verb == b"RCPT":
+                    address = line.split(b"<", 1)[1].split(b">", 1)[0].decode()
+                    answers = {**DEFAULT, **self.by_recipient.get(address, {})}
+                answer = answers.get(verb, b"500 5.5.1 what\r\n")
+                if verb == b"DATA" and answer.startswith(b"354"):
+                    writer.write(answer)
+                    await reader.readuntil(b"\r\n.\r\n")
+                    answer = answers[b"."]
+                if answer == SILENT:
+                    await asyncio.sleep(3600)
+                writer.write(answer)
+                if answer.startswith(b"421"):
+                    break
+                if verb in (b"RSET", b"."):
+                    answers = DEFAULT
             await writer.drain()
         finally:
             writer.close()
 
 
 @pytest.fixture
-async def scripted() -> AsyncIterator[tuple[_Scripted, int]]:
-    async def accept(_: bytes) -> bytes | None:
-        return b"250-2.0.0 ok\r\n250 2.0.0 queued as Q9\r\n"
-
-    server = _Scripted(accept)
+async def scripted() -> AsyncIterator[tuple[_Scripted, SmtpPool]]:
+    server = _Scripted()
     listening = await asyncio.start_server(server.serve, "127.0.0.1", 0)
-    yield server, listening.sockets[0].getsockname()[1]
+    pool = SmtpPool(SmtpConfig("127.0.0.1", listening.sockets[0].getsockname()[1], pool_size=1, timeout=0.3))
+    yield server, pool
+    await pool.close()
     listening.close()
 
 
-async def test_a_multi_line_answer_and_a_421_while_idle(scripted: tuple[_Scripted, int]) -> None:
-    server, port = scripted
-    pool = SmtpPool(SmtpConfig("127.0.0.1", port, pool_size=1))
-    try:
-        first = await pool.send("a@example.com", "one@example.com", b"Subject: x\r\n\r\nhi\r\n")
-        # The server closes the idle connection with a 421: an answer to nothing, never taken for
-        # the next command's; the next message goes out on a new connection.
-        server.writers[-1].write(b"421 4.3.2 shutting down\r\n")
-        await asyncio.sleep(0.05)
-        second = await pool.send("a@example.com", "two@example.com", b"Subject: x\r\n\r\nhi\r\n")
-    finally:
-        await pool.close()
+MESSAGE = b"Subject: x\r\n\r\nhi\r\n"
+
+
+async def test_a_multi_line_answer_and_a_421_while_idle(scripted: tuple[_Scripted, SmtpPool]) -> None:
+    server, pool = scripted
+    first = await pool.send("a@example.com", "one@example.com", MESSAGE)
+    # The server closes the idle connection with a 421: an answer to nothing, never taken for the
+    # next command's; the next message goes out on a new connection.
+    server.writers[-1].write(b"421 4.3.2 shutting down\r\n")
+    await asyncio.sleep(0.05)
+    second = await pool.send("a@example.com", "two@example.com", MESSAGE)
     assert (first.verdict, first.detail) == (SmtpVerdict.ACCEPTED, "2.0.0 ok\n2.0.0 queued as Q9")
-    assert second.verdict == SmtpVerdict.ACCEPTED and server.connections == 2
+    assert second.verdict == SmtpVerdict.ACCEPTED and len(server.commands) == 2
 
 
-async def test_a_data_answer_that_never_comes_is_ambiguous_within_the_timeout() -> None:
-    async def silent(_: bytes) -> bytes | None:
-        return None
+async def test_refusals_reset_the_envelope_and_keep_the_connection(
+    scripted: tuple[_Scripted, SmtpPool],
+) -> None:
+    server, pool = scripted
+    server.by_recipient["gone@example.com"] = {b"RCPT": b"550-5.1.1 no such user\r\n550 5.1.1 really\r\n"}
+    server.by_recipient["later@example.com"] = {b".": b"452 4.3.1 out of storage\r\n"}
+    results = [await pool.send("a@example.com", f"{r}@example.com", MESSAGE) for r in ("gone", "later", "ok")]
+    assert [(r.verdict, r.detail) for r in results] == [
+        (SmtpVerdict.REFUSED, "550 5.1.1 no such user\n5.1.1 really"),
+        (SmtpVerdict.TEMPORARY, "452 4.3.1 out of storage"),
+        (SmtpVerdict.ACCEPTED, "2.0.0 ok\n2.0.0 queued as Q9"),
+    ]
+    assert server.commands == [
+        [b"EHLO", b"MAIL", b"RCPT", b"RSET", b"MAIL", b"RCPT", b"DATA", b"RSET", b"MAIL", b"RCPT", b"DATA"]
+    ]
 
-    server = _Scripted(silent)
-    listening = await asyncio.start_server(server.serve, "127.0.0.1", 0)
-    pool = SmtpPool(SmtpConfig("127.0.0.1", listening.sockets[0].getsockname()[1], pool_size=1, timeout=0.3))
-    try:
-        started = asyncio.get_running_loop().time()
-        result = await pool.send("a@example.com", "one@example.com", b"Subject: x\r\n\r\nhi\r\n")
-        waited = asyncio.get_running_loop().time() - started
-    finally:
-        await pool.close()
-        listening.close()
-    assert result.verdict == SmtpVerdict.AMBIGUOUS and "no reply within 0.3 s" in result.detail
+
+async def test_a_421_answer_ends_the_connection(scripted: tuple[_Scripted, SmtpPool]) -> None:
+    server, pool = scripted
+    server.by_recipient["busy@example.com"] = {b"RCPT": b"421 4.7.0 too busy, closing\r\n"}
+    busy = await pool.send("a@example.com", "busy@example.com", MESSAGE)
+    after = await pool.send("a@example.com", "ok@example.com", MESSAGE)
+    assert (busy.verdict, after.verdict) == (SmtpVerdict.TEMPORARY, SmtpVerdict.ACCEPTED)
+    assert len(server.commands) == 2 and b"RSET" not in server.commands[0]
+
+
+@pytest.mark.parametrize(
+    ("silent_at", "verdict"),
+    [(b"RCPT", SmtpVerdict.NOT_SENT), (b".", SmtpVerdict.AMBIGUOUS)],
+)
+async def test_an_answer_that_never_comes_ends_the_connection_within_the_timeout(
+    scripted: tuple[_Scripted, SmtpPool], silent_at: bytes, verdict: SmtpVerdict
+) -> None:
+    """Silent before the data: nothing was sent; silent after it: the server may have the message.
+    Either way the connection is closed, and the next message goes out on a new one."""
+    server, pool = scripted
+    server.by_recipient["one@example.com"] = {silent_at: SILENT}
+    started = asyncio.get_running_loop().time()
+    result = await pool.send("a@example.com", "one@example.com", MESSAGE)
+    waited = asyncio.get_running_loop().time() - started
+    assert result.verdict == verdict and "no reply within 0.3 s" in result.detail
     assert 0.25 < waited < 2
+    assert (await pool.send("a@example.com", "two@example.com", MESSAGE)).verdict == SmtpVerdict.ACCEPTED
+
+
+async def test_a_line_that_is_no_reply_ends_the_connection(scripted: tuple[_Scripted, SmtpPool]) -> None:
+    server, pool = scripted
+    server.by_recipient["one@example.com"] = {b"RCPT": b"HTTP/1.1 400 Bad Request\r\n"}
+    result = await pool.send("a@example.com", "one@example.com", MESSAGE)
+    assert result.verdict == SmtpVerdict.NOT_SENT and "not an SMTP reply" in result.detail
