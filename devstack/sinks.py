@@ -64,6 +64,9 @@ class SmtpSink:
     # False: count messages per address but keep none (a benchmark's million messages would
     # otherwise hold gigabytes and slow the sink down as it grows).
     keep: bool = True
+    # Announce PIPELINING (RFC 2920), as the large relays do: aiosmtpd answers commands in the
+    # order they come, so a client may send MAIL, RCPT and DATA in one write.
+    pipelining: bool = True
     received: int = 0
     deferred: int = 0  # RCPTs answered with `defer_answer`
     refused: Counter[str] = field(default_factory=Counter)  # RCPTs answered from `refuse`
@@ -96,6 +99,14 @@ class SmtpSink:
                 self.deferred += 1
                 return True
             return False
+
+    async def handle_EHLO(  # aiosmtpd hook name
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # (aiosmtpd leaves this to the hook once there is one)
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")  # before the last line ("250 HELP")
+        return responses
 
     async def handle_RCPT(  # aiosmtpd hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]

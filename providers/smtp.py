@@ -1,7 +1,8 @@
 """SMTP delivery over a small pool of persistent connections.
 
 aiosmtplib opens each connection (greeting, EHLO, STARTTLS, AUTH); its mail transactions then run
-on providers.smtp_session, which costs half the client CPU per message.
+on providers.smtp_session, which costs half the client CPU per message and pipelines the envelope
+when the server announces PIPELINING.
 
 Persistent, pooled connections are ~3x faster than one connection per message (runtime.md).
 Every send is classified so the ledger can say what happened:
@@ -10,9 +11,10 @@ it; retry later), NOT_SENT (nothing of the message left the client: safe to retr
 (an address this client cannot put in an envelope: never retried), AMBIGUOUS (the connection broke
 after the message data was handed over: maybe sent, never resent by itself).
 
-The envelope (MAIL, RCPT) and the data are sent as separate steps, so a connection that breaks
-before DATA (typically a pooled connection the server closed while idle) is NOT_SENT, and is
-retried once at once on a fresh connection; only a break during DATA is AMBIGUOUS.
+The envelope (MAIL, RCPT, DATA up to the server's 354) and the message are sent as separate
+steps, so a connection that breaks before the message is written (typically a pooled connection
+the server closed while idle) is NOT_SENT, and is retried once at once on a fresh connection;
+only a break after the message was handed over is AMBIGUOUS.
 """
 
 import asyncio
@@ -107,7 +109,8 @@ class SmtpPool:
             client.close()
             raise
         # (uvloop's TLS transports are not asyncio.Transport subclasses, but the same interface)
-        return SmtpSession(cast(asyncio.Transport, transport), c.timeout)
+        pipelining = client.supports_extension("pipelining")
+        return SmtpSession(cast(asyncio.Transport, transport), c.timeout, pipelining=pipelining)
 
     async def send(
         self, sender: str, recipient: str, data: bytes, message_id: str | None = None
@@ -180,8 +183,7 @@ async def _transaction(
     client: SmtpSession, sender: str, recipient: str, data: bytes, message_id: str | None
 ) -> SmtpResult:
     try:
-        await client.mail(_address_of(sender))
-        await client.rcpt(recipient)
+        await client.envelope(_address_of(sender), recipient)
     except SmtpReply as err:
         # An answer (RCPT 4xx/5xx, or MAIL refused): the connection is fine, reset the envelope.
         await _reset(client, err.code)
@@ -190,15 +192,15 @@ async def _transaction(
         await _reset(client, 0)
         return SmtpResult(SmtpVerdict.INVALID, f"invalid address: {err}")
     except (OSError, TimeoutError) as err:  # SmtpConnectionLost is an OSError
-        # Broken before the data: the server cannot have the message.
-        return SmtpResult(SmtpVerdict.NOT_SENT, f"connection lost before DATA: {err}")
+        # Broken before the message was written: the server cannot have it.
+        return SmtpResult(SmtpVerdict.NOT_SENT, f"connection lost before the data: {err}")
     try:
-        accepted = await client.data(data)
+        accepted = await client.content(data)
     except SmtpReply as err:
         await _reset(client, err.code)
         return SmtpResult(_by_code(err.code), f"{err.code} {err.message}")
     except (OSError, TimeoutError) as err:
-        # The connection broke during the data: the server may have the message.
+        # The connection broke once the message was on its way: the server may have it.
         return SmtpResult(SmtpVerdict.AMBIGUOUS, str(err) or type(err).__name__)
     return SmtpResult(SmtpVerdict.ACCEPTED, accepted, message_id)
 

@@ -114,11 +114,16 @@ DEFAULT = {
 
 class _Scripted:
     """Answers each command from DEFAULT, or from `by_recipient[rcpt]` for the transaction of that
-    recipient (keyed like DEFAULT); counts connections and the commands each one got."""
+    recipient (keyed like DEFAULT); keeps the commands each connection got, and the messages.
 
-    def __init__(self) -> None:
+    `pipelining`: announces PIPELINING and answers an envelope only once its MAIL, RCPT and DATA
+    are all in, so a client that waits for each reply before the next command gets none."""
+
+    def __init__(self, *, pipelining: bool = False) -> None:
+        self.pipelining = pipelining
         self.by_recipient: dict[str, dict[bytes, bytes]] = {}
         self.commands: list[list[bytes]] = []
+        self.messages: list[bytes] = []
         self.writers: list[asyncio.StreamWriter] = []
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -129,32 +134,50 @@ class _Scripted:
         answers = DEFAULT
         try:
             while line := await reader.readline():
-                verb = line[:4].upper()
-                commands.append(verb)
-                if verb == b"EHLO":
-                    writer.write(b"250-scripted\r\n250-SIZE 100000\r\n250 HELP\r\n")
-                    continue
-                if verb == b"QUIT":
-                    writer.write(b"221 bye\r\n")
+                lines = [line]
+                if self.pipelining and line[:4].upper() == b"MAIL":
+                    lines += [await reader.readline(), await reader.readline()]
+                commands.extend(x[:4].upper() for x in lines)
+                for x in lines:
+                    if x[:4].upper() == b"RCPT":
+                        address = x.split(b"<", 1)[1].split(b">", 1)[0].decode()
+                        answers = {**DEFAULT, **self.by_recipient.get(address, {})}
+                replies = [self._answer(x[:4].upper(), answers) for x in lines]
+                ending = next((i for i, r in enumerate(replies) if r.startswith(b"421")), None)
+                if ending is not None:  # the server closes: nothing after the 421
+                    writer.write(b"".join(replies[: ending + 1]))
                     break
-                if verb == b"RCPT":
-                    address = line.split(b"<", 1)[1].split(b">", 1)[0].decode()
-                    answers = {**DEFAULT, **self.by_recipient.get(address, {})}
-                answer = answers.get(verb, b"500 5.5.1 what\r\n")
-                if verb == b"DATA" and answer.startswith(b"354"):
-                    writer.write(answer)
-                    await reader.readuntil(b"\r\n.\r\n")
-                    answer = answers[b"."]
-                if answer == SILENT:
+                if SILENT in replies:
+                    writer.write(b"".join(replies[: replies.index(SILENT)]))
                     await asyncio.sleep(3600)
-                writer.write(answer)
-                if answer.startswith(b"421"):
+                writer.write(b"".join(replies))
+                if replies[-1].startswith(b"354"):
+                    self.messages.append(await self._message(reader))
+                    end = answers[b"."]
+                    if end == SILENT:
+                        await asyncio.sleep(3600)
+                    writer.write(end)
+                if commands[-1] in (b"QUIT",):
                     break
-                if verb in (b"RSET", b"."):
+                if commands[-1] in (b"RSET", b"DATA"):
                     answers = DEFAULT
             await writer.drain()
         finally:
             writer.close()
+
+    def _answer(self, verb: bytes, answers: dict[bytes, bytes]) -> bytes:
+        if verb == b"EHLO":
+            return b"250-scripted\r\n" + (b"250-PIPELINING\r\n" if self.pipelining else b"") + b"250 HELP\r\n"
+        if verb == b"QUIT":
+            return b"221 bye\r\n"
+        return answers.get(verb, b"500 5.5.1 what\r\n")
+
+    @staticmethod
+    async def _message(reader: asyncio.StreamReader) -> bytes:
+        lines = []
+        while (line := await reader.readline()) not in (b".\r\n", b""):
+            lines.append(line)
+        return b"".join(lines)
 
 
 @pytest.fixture
@@ -232,3 +255,53 @@ async def test_a_line_that_is_no_reply_ends_the_connection(scripted: tuple[_Scri
     server.by_recipient["one@example.com"] = {b"RCPT": b"HTTP/1.1 400 Bad Request\r\n"}
     result = await pool.send("a@example.com", "one@example.com", MESSAGE)
     assert result.verdict == SmtpVerdict.NOT_SENT and "not an SMTP reply" in result.detail
+
+
+@pytest.fixture
+async def pipelined() -> AsyncIterator[tuple[_Scripted, SmtpPool]]:
+    server = _Scripted(pipelining=True)
+    listening = await asyncio.start_server(server.serve, "127.0.0.1", 0)
+    pool = SmtpPool(SmtpConfig("127.0.0.1", listening.sockets[0].getsockname()[1], pool_size=1, timeout=0.5))
+    yield server, pool
+    await pool.close()
+    listening.close()
+
+
+async def test_a_pipelining_server_gets_each_envelope_in_one_write(
+    pipelined: tuple[_Scripted, SmtpPool],
+) -> None:
+    """The server answers MAIL only once RCPT and DATA are in too: waiting for each reply would
+    time out."""
+    server, pool = pipelined
+    results = [await pool.send("a@example.com", f"m{i}@example.com", MESSAGE) for i in range(2)]
+    assert [r.verdict for r in results] == [SmtpVerdict.ACCEPTED] * 2
+    assert server.commands == [[b"EHLO", b"MAIL", b"RCPT", b"DATA", b"MAIL", b"RCPT", b"DATA"]]
+    assert server.messages == [MESSAGE] * 2
+
+
+async def test_pipelined_refusals_send_no_message(pipelined: tuple[_Scripted, SmtpPool]) -> None:
+    server, pool = pipelined
+    server.by_recipient["gone@example.com"] = {
+        b"RCPT": b"550 5.1.1 no such user\r\n",
+        b"DATA": b"554 no rcpt\r\n",
+    }
+    # A server that still says 354 after refusing the only recipient gets an empty message.
+    server.by_recipient["odd@example.com"] = {b"RCPT": b"550 5.1.1 no such user\r\n"}
+    server.by_recipient["busy@example.com"] = {b"MAIL": b"421 4.7.0 too busy, closing\r\n"}
+    results = [
+        await pool.send("a@example.com", f"{r}@example.com", MESSAGE)
+        for r in ("gone", "odd", "ok", "busy", "ok")
+    ]
+    assert [(r.verdict, r.detail) for r in results] == [
+        (SmtpVerdict.REFUSED, "550 5.1.1 no such user"),
+        (SmtpVerdict.REFUSED, "550 5.1.1 no such user"),
+        (SmtpVerdict.ACCEPTED, "2.0.0 ok\n2.0.0 queued as Q9"),
+        (SmtpVerdict.TEMPORARY, "421 4.7.0 too busy, closing"),
+        (SmtpVerdict.ACCEPTED, "2.0.0 ok\n2.0.0 queued as Q9"),
+    ]
+    envelope = [b"MAIL", b"RCPT", b"DATA"]
+    assert server.commands == [
+        [b"EHLO", *envelope, b"RSET", *envelope, b"RSET", *envelope, *envelope],
+        [b"EHLO", *envelope],
+    ]
+    assert server.messages == [b"", MESSAGE, MESSAGE]
