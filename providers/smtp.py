@@ -134,7 +134,7 @@ class SmtpPool:
         for _ in range(self._config.pool_size):
             client = await self._idle.get()
             if client is not None:
-                await _close(client)
+                await client.quit()  # never raises: a broken connection is just closed
             self._idle.put_nowait(None)
 
 
@@ -161,7 +161,7 @@ class SmtpLease:
             reused = client is not None and client.open
             if not reused:
                 if client is not None:
-                    await _close(client)
+                    await client.quit()
                 try:
                     client = self.client = await self._pool._connect()
                 except (OSError, aiosmtplib.SMTPException, TimeoutError) as err:
@@ -172,7 +172,7 @@ class SmtpLease:
             result = await _transaction(client, sender, recipient, data, message_id)
             broken = result.verdict in (SmtpVerdict.AMBIGUOUS, SmtpVerdict.NOT_SENT)
             if broken or not client.open:
-                await _close(client)
+                await client.quit()
                 client = self.client = None
             if result.verdict != SmtpVerdict.NOT_SENT or not reused or fresh:
                 return result
@@ -214,16 +214,12 @@ async def _reset(client: SmtpSession, code: int) -> None:
     """After a refused envelope: RSET so the connection can carry the next message; a 421 (the
     server is closing the channel) closes it instead."""
     if code == 421:
-        await _close(client)
+        await client.quit()
         return
     try:
         await client.rset()
     except (SmtpReply, SmtpConnectionLost):
         client.close()
-
-
-async def _close(client: SmtpSession) -> None:
-    await client.quit()  # never raises: a broken connection is just closed
 
 
 @functools.lru_cache(maxsize=256)

@@ -65,6 +65,12 @@ def dot_stuffed(message: bytes) -> bytes:
     return message.replace(b"\r\n.", b"\r\n..") + b".\r\n"
 
 
+# The replies each envelope command expects.
+_MAIL_OK = (250,)
+_RCPT_OK = (250, 251)
+_DATA_OK = (354,)
+
+
 class SmtpSession(asyncio.Protocol):
     """One connection's mail transactions. A transaction is its envelope (MAIL, RCPT, DATA up to
     the server's 354) and then its content: until the content is written nothing of the message
@@ -110,7 +116,7 @@ class SmtpSession(asyncio.Protocol):
             # A refusal that came before the loss says more (a 421 is the server closing).
             _raise_refusal(replies)
             raise
-        if len(replies) == 3 and replies[2][0] in _DATA_OK and _refusal(replies) is not None:
+        if replies[2][0] in _DATA_OK and _refusal(replies) is not None:
             # The server waits for a message whose envelope it refused: end it, empty.
             await self._command(b".\r\n", ())
         _raise_refusal(replies)
@@ -225,11 +231,6 @@ class SmtpSession(asyncio.Protocol):
                 del self._buffer[:start]
                 return int(code), "\n".join(lines)
         return None
-
-
-_MAIL_OK = (250,)
-_RCPT_OK = (250, 251)
-_DATA_OK = (354,)
 
 
 def _refusal(replies: list[tuple[int, str]]) -> tuple[int, str] | None:
