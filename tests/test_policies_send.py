@@ -25,6 +25,19 @@ async def put_policy(stack: Any, body: dict[str, Any]) -> None:
     assert r.status_code == 200, r.text
 
 
+async def test_a_policy_put_without_sms_rules_takes_the_deployment_default(make_stack: StackFactory) -> None:
+    stack = await make_stack(worker=False, sms_quiet_hours_default="22:30-07:15")
+    path = f"/tenants/{stack.tenant}/policy"
+    assert (await stack.call("GET", path)).json()["sms"]["quietHours"] == {"start": "22:30", "end": "07:15"}
+    r = await stack.call("PUT", path, json={"seeds": {"emails": ["seed@monitor.example"]}})
+    assert r.status_code == 200, r.text
+    stored = (await stack.call("GET", path)).json()
+    assert stored["sms"]["quietHours"] == {"start": "22:30", "end": "07:15"}
+    assert stored["seeds"]["emails"] == ["seed@monitor.example"]
+    r = await stack.call("PUT", path, json={"sms": {"quietHours": None}})  # named: none
+    assert r.status_code == 200 and (await stack.call("GET", path)).json()["sms"]["quietHours"] is None
+
+
 async def test_the_tenant_policy_api(make_stack: StackFactory) -> None:
     stack = await make_stack(worker=False)
     path = f"/tenants/{stack.tenant}/policy"
@@ -55,6 +68,11 @@ async def test_the_tenant_policy_api(make_stack: StackFactory) -> None:
         assert r.status_code == 422, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
     assert (await stack.call("GET", path)).json() == stored  # a refused PUT changed nothing
+    # A field left out takes its default; for SMS that is the deployment's (empty here: none).
+    r = await stack.call("PUT", path, json={"requireApproval": True})
+    assert r.status_code == 200 and r.json()["sms"]["quietHours"] is None, r.text
+    assert (await stack.call("GET", path)).json()["sms"] == {"quietHours": None, "frequencyCap": None}
+    assert (await stack.call("PUT", path, json=stored)).status_code == 200
     # Another tenant's policy is neither readable nor writable.
     other = f"/tenants/{stack.other_tenant}/policy"
     assert (await stack.call("GET", other)).status_code in (403, 404)

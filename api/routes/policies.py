@@ -39,9 +39,14 @@ async def get_policy(
 
 @router.put("/{tenantId}/policy", response_model=TenantPolicy, response_model_by_alias=True)
 async def put_policy(
-    tenant_id: TenantPath, body: TenantPolicy, principal: PrincipalDep, conn: ConnDep
+    tenant_id: TenantPath, body: TenantPolicy, principal: PrincipalDep, conn: ConnDep, settings: SettingsDep
 ) -> TenantPolicy:
-    """Replace the tenant's sending policy whole; a field left out takes its default."""
+    """Replace the tenant's sending policy whole; a field left out takes its default, which for
+    the SMS rules is the deployment's (`CAMPAIGNS_SMS_QUIET_HOURS_DEFAULT`), as for a tenant that
+    set no policy: a policy that names only its seeds must not bring quiet hours the deployment
+    turned off."""
     _visible(principal, tenant_id)
+    if "sms" not in body.model_fields_set:
+        body = body.model_copy(update={"sms": defaults(settings.sms_quiet_hours_default).sms})
     await policies.put_tenant_policy(conn, tenant_id, body)
     return body
