@@ -19,7 +19,9 @@ import argparse
 import asyncio
 import multiprocessing
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import aiosmtplib
 import uvloop
@@ -87,12 +89,7 @@ async def email_ceiling(port: int, messages: int, connections: int, client: str 
         await smtp.quit()
 
     sender = lean_sender if client == "session" else aiosmtplib_sender
-    started, cpu = time.perf_counter(), time.process_time()
-    try:
-        await asyncio.gather(*(sender() for _ in range(connections)))
-    finally:
-        await pool.close()
-    return Ceiling("EMAIL", messages, time.perf_counter() - started, time.process_time() - cpu)
+    return await _timed("EMAIL", messages, [sender() for _ in range(connections)], pool.close)
 
 
 async def sms_ceiling(port: int, messages: int, concurrency: int) -> Ceiling:
@@ -110,12 +107,23 @@ async def sms_ceiling(port: int, messages: int, concurrency: int) -> Ceiling:
                 result = await lease.send(to, body, key)
                 assert result.verdict == SmsVerdict.ACCEPTED, result
 
+    return await _timed("SMS", messages, [sender() for _ in range(concurrency)], client.close)
+
+
+async def _timed(
+    channel: str,
+    messages: int,
+    senders: list[Coroutine[Any, Any, None]],
+    close: Callable[[], Awaitable[None]],
+) -> Ceiling:
+    """Run the senders together and time them (wall clock and this process's CPU), then close
+    the client whatever happened."""
     started, cpu = time.perf_counter(), time.process_time()
     try:
-        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        await asyncio.gather(*senders)
     finally:
-        await client.close()
-    return Ceiling("SMS", messages, time.perf_counter() - started, time.process_time() - cpu)
+        await close()
+    return Ceiling(channel, messages, time.perf_counter() - started, time.process_time() - cpu)
 
 
 async def measure(

@@ -13,7 +13,7 @@ from api.auth import Principal
 from api.deps import ConnDep, PrincipalDep, SettingsDep
 from api.errors import not_found
 from api.schemas.campaigns import TenantId
-from core.policy import TenantPolicy, defaults
+from core.policy import TenantPolicy, completed, defaults
 from db import policies
 
 router = APIRouter(prefix="/tenants", tags=["policies"])
@@ -41,12 +41,9 @@ async def get_policy(
 async def put_policy(
     tenant_id: TenantPath, body: TenantPolicy, principal: PrincipalDep, conn: ConnDep, settings: SettingsDep
 ) -> TenantPolicy:
-    """Replace the tenant's sending policy whole; a field left out takes its default, which for
-    the SMS rules is the deployment's (`CAMPAIGNS_SMS_QUIET_HOURS_DEFAULT`), as for a tenant that
-    set no policy: a policy that names only its seeds must not bring quiet hours the deployment
-    turned off."""
+    """Replace the tenant's sending policy whole; a field left out takes its default (for the SMS
+    rules, the deployment's: core.policy.completed)."""
     _visible(principal, tenant_id)
-    if "sms" not in body.model_fields_set:
-        body = body.model_copy(update={"sms": defaults(settings.sms_quiet_hours_default).sms})
-    await policies.put_tenant_policy(conn, tenant_id, body)
-    return body
+    policy = completed(body, body.model_fields_set, settings.sms_quiet_hours_default)
+    await policies.put_tenant_policy(conn, tenant_id, policy)
+    return policy
