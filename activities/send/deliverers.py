@@ -68,6 +68,10 @@ class Deliverer(Protocol):
     commit_lanes: int
     # Rendered chunks (CAMPAIGNS_SEND_CONCURRENCY messages each) kept ready for this channel's slots.
     feed_chunks: int
+    # How long a step taken while a message is on the wire may wait to commit with other slots'
+    # steps (activities/send/writer.py, "Gathering"): fewer, larger commits when the send outlasts
+    # the step; 0 when the slot waits on its step.
+    gather_seconds: float
 
     def lease(self) -> contextlib.AbstractAsyncContextManager[Slot]: ...
 
@@ -125,8 +129,9 @@ def _deferred(item: Outgoing, detail: str) -> Answer:
 
 class EmailDeliverer:
     channel = Channel.EMAIL
-    commit_lanes = 1  # an SMTP transaction (four round trips) outlasts a step
+    commit_lanes = 1  # an SMTP transaction outlasts a step
     feed_chunks = 2  # a rendered email may be large; two chunks last ~50 ms of sending
+    gather_seconds = 0.002  # the transaction outlasts a step: its step may wait for others
 
     def __init__(
         self,
@@ -210,6 +215,7 @@ class _EmailSlot:
 class SmsDeliverer:
     channel = Channel.SMS
     commit_lanes = 2  # one request, shorter than a commit
+    gather_seconds = 0.0  # the slot waits on its step: it commits at once
     # Bodies are small and sent fast: two chunks (~30 ms of sending) ran dry on slow render round
     # trips (slots gave back their leases mid-page ~50 times per 20,000 SMS; with six, never).
     feed_chunks = 6

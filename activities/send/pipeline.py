@@ -173,16 +173,19 @@ class Pipeline:
                 if first is None or self.stopping():
                     return  # the end, or a page stopping: `first` was never claimed
                 async with deliverer.lease() as slot:
-                    more = await self._send_while_ready(slot, feed, first)
+                    with self._writer.sending():
+                        more = await self._send_while_ready(slot, feed, first, deliverer.gather_seconds)
                 if not more:
                     return
         finally:
             if self.stopping():
                 feed.drain()
 
-    async def _send_while_ready(self, slot: Slot, feed: Feed, first: Outgoing) -> bool:
+    async def _send_while_ready(self, slot: Slot, feed: Feed, first: Outgoing, gather: float) -> bool:
         """Claim, send and record on one leased slot while rendered messages are ready; False when
-        the feed has ended (or the page stops), True when it is only empty for now."""
+        the feed has ended (or the page stops), True when it is only empty for now. The step taken
+        while a message is on the wire may wait `gather` seconds to commit with other slots' steps
+        (activities/send/writer.py, "Gathering")."""
         if not await slot.admit(self.wait_to_retry):
             return False  # halted while waiting for the rate limit: `first` was never claimed
         won = await self._writer.step(claim=first)
@@ -195,7 +198,7 @@ class Pipeline:
                 self._account(previous)
                 return False
             # Record the previous answer and claim the next message while this one is on the wire.
-            ahead = asyncio.create_task(self._advance(feed, previous, slot))
+            ahead = asyncio.create_task(self._advance(feed, previous, slot, gather))
             try:
                 answer = await slot.deliver(current, self.wait_to_retry)
                 if answer.deferred:  # this message only: the others go on
@@ -214,11 +217,15 @@ class Pipeline:
             self._account(previous)
         return current is EMPTY and not self.stopping()
 
-    async def _advance(self, feed: Feed, answers: list[Answer], slot: Slot) -> "Outgoing | Empty | None":
+    async def _advance(
+        self, feed: Feed, answers: list[Answer], slot: Slot, gather: float = 0.0
+    ) -> "Outgoing | Empty | None":
         """Record `answers` and claim the next ready message; EMPTY when none is rendered yet,
         None when the feed has ended or the page stops. Never waits for the renderer: a slot
         holding a provider connection must not idle on it. The next message's rate-limit token
-        is taken before its claim; when that means waiting, the answers are recorded first."""
+        is taken before its claim; when that means waiting, the answers are recorded first. The
+        step may wait `gather` seconds for other slots' steps (it runs while a message is on the
+        wire); a message claimed again after a lost claim does not wait."""
         while True:
             item = None if self.stopping() else feed.take_nowait()
             candidate = item if isinstance(item, Outgoing) else None
@@ -231,9 +238,10 @@ class Pipeline:
                     return None  # halted while throttled: `candidate` was never claimed
             elif candidate is not None:
                 await slot.admit(self.wait_to_retry)  # a token at hand: no wait
-            won = await self._writer.step(answers=answers, claim=candidate)
+            won = await self._writer.step(answers=answers, claim=candidate, wait=gather)
             self._account(answers)
             answers = []
+            gather = 0.0
             if candidate is None:
                 return EMPTY if item is False else None
             if won:
