@@ -25,6 +25,7 @@ from email import policy as email_policy
 from email.header import Header
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from typing import Any, Protocol
 
 from core.settings import Settings
 from providers.html_scan import EndTag, HtmlScanner, StartTag
@@ -68,16 +69,26 @@ class EmailEnvelope:
     reply_to: str | None = None
 
 
+class Render(Protocol):
+    def __call__(self, source: str | None, context: dict[str, Any], *, html: bool = False) -> str: ...
+
+
 def render_parts(
-    subject: str | None, html: str | None, text: str | None, ctx: dict[str, object]
+    subject: str | None,
+    html: str | None,
+    text: str | None,
+    ctx: dict[str, Any],
+    render_with: Render = render,
 ) -> EmailParts:
     """The parts rendered for one recipient, with the links their template's author wrote (only
-    those are tracked: what the recipient's fields put in the email is never signed)."""
+    those are tracked: what the recipient's fields put in the email is never signed).
+    `render_with`: Jinja's sandbox (in a render process), or a plain template's renderer
+    (providers.plain_templates)."""
     return EmailParts(
         # One line, and short enough that the header stays far below SMTP's 998-octet limit.
-        subject=render(subject, ctx).replace("\r", " ").replace("\n", " ").strip()[:MAX_SUBJECT],
-        html=render(html, ctx, html=True) if html else None,
-        text=render(text, ctx) if text else None,
+        subject=render_with(subject, ctx).replace("\r", " ").replace("\n", " ").strip()[:MAX_SUBJECT],
+        html=render_with(html, ctx, html=True) if html else None,
+        text=render_with(text, ctx) if text else None,
         links=template_links(html, text),
     )
 

@@ -25,7 +25,10 @@ every other tenant's requests and sends. Here they run in processes of their own
 - a single-threaded server process (`python -m providers.render_child`, which holds the processes'
   code; empty environment) forks them: the threaded asyncio parent never forks; its handles on them
   are providers.render_processes. Processes start only when a job needs them. The event loop only
-  writes a request and reads answers on a socket: it never waits for a render.
+  writes a request and reads answers on a socket: it never waits for a render;
+- a plain template (literal text and the recipient's fields, providers.plain_templates) cannot
+  loop, call or build anything: it renders in the caller, and only the recipients it cannot write
+  exactly as Jinja would go to the processes.
 """
 
 import asyncio
@@ -44,11 +47,15 @@ from typing import Any
 from core.enums import SkipReason
 from core.settings import Settings
 from providers.email_content import EmailParts
+from providers.plain_templates import filled, plain_emails, plain_sms
 from providers.render_child import CHECK, EMAIL, SMS
 from providers.render_processes import _FORKER, START_SECONDS, _checked, _Child
 from providers.rendering import TemplateSyntaxProblem
+from providers.sms_encoding import too_many_segments
 
 log = logging.getLogger(__name__)
+
+TOO_LONG = SkipReason.TOO_LONG.value
 
 # A job gives its process back after this long (between two recipients), so that the jobs of
 # other tenants are not kept waiting behind a long one; a wave of ordinary messages takes a few ms.
@@ -178,20 +185,34 @@ class RenderPool:
     async def render_email(
         self, tenant: str, source: EmailSource, contexts: Sequence[Mapping[str, Any]], *, locate: bool = False
     ) -> list[EmailParts | RenderProblem]:
-        """One email per recipient context; `locate` names the failing part (previews)."""
+        """One email per recipient context; `locate` names the failing part (previews). A plain
+        template (providers.plain_templates) renders here; the rest in the render processes."""
         template = (source.subject, source.html, source.text)
         key = _digest(EMAIL, template)
-        return await self._submit(
-            tenant, EMAIL, template, list(contexts), [key] * len(contexts), {"locate": locate}
+        options = {"locate": locate}
+        done = plain_emails(source.subject, source.html, source.text, contexts)
+        return await filled(
+            done,
+            contexts,
+            lambda rest: self._submit(tenant, EMAIL, template, rest, [key] * len(rest), options),
         )
 
     async def render_sms(
         self, tenant: str, body: str | None, contexts: Sequence[Mapping[str, Any]]
     ) -> list[str | RenderProblem]:
-        """One SMS body per recipient context; a body over `sms_max_segments` is TOO_LONG."""
+        """One SMS body per recipient context; a body over `sms_max_segments` is TOO_LONG. A plain
+        template (providers.plain_templates) renders here; the rest in the render processes."""
         key = _digest(SMS, body)
         options = {"max_segments": self.sms_max_segments}
-        return await self._submit(tenant, SMS, body, list(contexts), [key] * len(contexts), options)
+        done: list[str | RenderProblem | None] = []
+        for body_text in plain_sms(body, contexts):
+            too_long = None if body_text is None else too_many_segments(body_text, self.sms_max_segments)
+            done.append(
+                body_text if too_long is None else RenderProblem(too_long, reason=TOO_LONG, field="body")
+            )
+        return await filled(
+            done, contexts, lambda rest: self._submit(tenant, SMS, body, rest, [key] * len(rest), options)
+        )
 
     async def close(self) -> None:
         """Kill the processes; jobs not finished fail."""

@@ -8,6 +8,7 @@ never split across two segments. Any other character makes the whole text UCS-2:
 units in one message, 67 per segment when concatenated, a surrogate pair (an emoji) never split.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,6 +17,8 @@ GSM_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM_EXTENSION = frozenset("^{}\\[~]|€\f")
+# A text of basic characters only (the common case) is measured by its length, checked at C speed.
+_BASIC_ONLY = re.compile("[" + re.escape("".join(sorted(GSM_BASIC))) + "]*")
 
 Encoding = Literal["GSM-7", "UCS-2"]
 # (units in a single message, units per segment of a concatenated message)
@@ -39,6 +42,11 @@ def _gsm_units(char: str) -> int | None:
 
 def sms_encoding(text: str) -> SmsEncoding:
     """The encoding of `text`, its length in that encoding's units and its segment count."""
+    if _BASIC_ONLY.fullmatch(text):  # one septet per character: segments of 153 when over 160
+        single, per_segment = LIMITS["GSM-7"]
+        units = len(text)
+        segments = 0 if not units else 1 if units <= single else -(-units // per_segment)
+        return SmsEncoding("GSM-7", units, segments)
     sizes: list[int] = []
     for char in text:
         size = _gsm_units(char)

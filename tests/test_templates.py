@@ -104,6 +104,8 @@ A, EURO, EMOJI = "a", "€", "\N{GRINNING FACE}"
         (A * 161, "GSM-7", 161, 2),
         (A * 306, "GSM-7", 306, 2),
         (A * 307, "GSM-7", 307, 3),
+        (A * 1530, "GSM-7", 1530, 10),
+        ("@£$\n\rÅ_ΦΓ é 0-9;<=>?¡§¿", "GSM-7", 23, 1),  # basic characters only, measured by length
         ("Ça coûte 5€ {chez} [nous] ~ ^ | \\", "UCS-2", 33, 1),  # û is not GSM
         ("Ça va? 5€ {chez} [nous] ~ ^ | \\ é à ñ ü Ø Å ß Ξ", "GSM-7", 56, 1),
         (EURO * 80, "GSM-7", 160, 1),  # an extension character takes two septets
