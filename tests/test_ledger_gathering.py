@@ -91,3 +91,37 @@ async def test_a_slot_that_stops_sending_releases_a_waiting_commit(engine: Async
         assert await asyncio.wait_for(waiting, 5)
     await writer.close()
     assert set(await _stamps(engine, run)) == {a.delivery_id}
+
+
+HOLD = text(
+    "INSERT INTO deliveries (id, run_id, campaign_id, tenant_id, customer_id, channel, outcome)"
+    " VALUES (:id, :r, :c, :t, :customer, 'EMAIL', 'PENDING')"
+)
+
+
+async def test_a_lane_that_commits_while_another_gathers_leaves_it_a_way_out(engine: AsyncEngine) -> None:
+    """Two lanes (a page with SMS and email): lane A's commit is held in the database, lane B
+    starts gathering a waiting step, then A's commit ends and A loops back to the queue. Both
+    must come out of their wait, and the writer must close (a lane left waiting forever held its
+    page and its connections: the bug this guards against)."""
+    writer, (held, waiting), run = await _page(engine, 2)
+    writer.use_lanes(2)
+    campaign, tenant = run.split(".")[0], None
+    async with engine.connect() as conn:
+        tenant = (
+            await conn.execute(text("SELECT tenant_id FROM campaigns WHERE id = :c"), {"c": campaign})
+        ).scalar()
+    async with engine.connect() as holder:
+        holding = await holder.begin()
+        params = {"id": new_id("delivery"), "r": run, "c": campaign, "t": tenant}
+        await holder.execute(HOLD, {**params, "customer": held.message.customer_id})
+        with writer.sending(), writer.sending(), writer.sending():
+            first = asyncio.create_task(writer.step(claim=held))  # lane A: waits on the holder
+            await asyncio.sleep(0.3)
+            second = asyncio.create_task(writer.step(claim=waiting, wait=0.5))  # lane B gathers
+            await asyncio.sleep(0.05)
+            await holding.rollback()  # A commits and loops back while B still gathers
+            assert await asyncio.wait_for(first, 5)
+            assert await asyncio.wait_for(second, 5)
+    await asyncio.wait_for(writer.close(), 5)
+    assert set(await _stamps(engine, run)) == {held.delivery_id, waiting.delivery_id}

@@ -65,6 +65,11 @@ RECORD_ATTEMPTS = 4
 MAX_LANES = 2
 
 
+def _resolve(future: "asyncio.Future[None]") -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 @dataclass
 class _Lane:
     """A connection of the writer's own and the task committing on it, if any."""
@@ -103,7 +108,9 @@ class LedgerWriter:
         # The lane about to take what waits (no other lane is started meanwhile), if any.
         self._gathering: _Lane | None = None
         self._senders = 0  # slots sending now (`sending`): a full group has a step of each
-        self._full: asyncio.Future[None] | None = None  # a lane waiting for a fuller group
+        # Lanes waiting for a fuller group (two may: one that has just committed loops back to
+        # the queue while another gathers it), each on a future of its own.
+        self._waiting: set[asyncio.Future[None]] = set()
 
     async def step(
         self, *, answers: Sequence[Answer] = (), claim: Outgoing | None = None, wait: float = 0.0
@@ -141,22 +148,25 @@ class LedgerWriter:
                 self._wake()
 
     def _wake(self) -> None:
-        if self._full is not None and not self._full.done():
-            self._full.set_result(None)
+        for full in self._waiting:
+            _resolve(full)
 
     async def _gather(self) -> None:
         """Wait until every sending slot has a step queued or a queued step is due ("Gathering")."""
         loop = asyncio.get_running_loop()
-        due = min(s.due for s in self._queue)
-        if len(self._queue) >= self._senders or due <= loop.time():
+        if not self._queue or len(self._queue) >= self._senders:
             return
-        self._full = full = loop.create_future()
-        timer = loop.call_at(due, self._wake)
+        due = min(s.due for s in self._queue)
+        if due <= loop.time():
+            return
+        full: asyncio.Future[None] = loop.create_future()
+        self._waiting.add(full)
+        timer = loop.call_at(due, _resolve, full)
         try:
             await full
         finally:
             timer.cancel()
-            self._full = None
+            self._waiting.discard(full)
 
     async def finals(self, rows: list[FinalRow]) -> None:
         """Rows decided without a provider call (unrenderable messages), written once."""
@@ -179,6 +189,8 @@ class LedgerWriter:
             finally:  # (cancelled here, the steps stay queued for the next lane)
                 self._gathering = None
             batch, self._queue = self._queue, []
+            if not batch:
+                continue  # another lane took what was queued meanwhile
             try:
                 won = await self._commit("recording a step", lane=lane, steps=batch)
             except Exception as err:  # every waiting slot fails with it: the page fails
