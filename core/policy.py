@@ -174,11 +174,11 @@ def defaults(sms_quiet_hours: str) -> "TenantPolicy":
     return TenantPolicy(sms=ChannelRules(quiet_hours=QuietWindow(start=start, end=end)))
 
 
-def completed(policy: "TenantPolicy", fields_set: set[str], sms_quiet_hours: str) -> "TenantPolicy":
-    """`policy` as a tenant sent it (naming `fields_set`), with the SMS rules it left out taken
+def completed(policy: "TenantPolicy", sms_quiet_hours: str) -> "TenantPolicy":
+    """`policy` as a tenant sent it, with the SMS rules it left out (not in its fields set) taken
     from the deployment's default, as `defaults` does for a tenant with no policy: a policy that
     names only its seeds must not bring quiet hours the deployment turned off."""
-    if "sms" in fields_set:
+    if "sms" in policy.model_fields_set:
         return policy
     return policy.model_copy(update={"sms": defaults(sms_quiet_hours).sms})
 

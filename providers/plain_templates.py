@@ -154,13 +154,7 @@ def plain_sms(body: str | None, contexts: Sequence[Mapping[str, Any]]) -> list[s
     renderer = plain_renderer(body) if body else None
     if renderer is None:
         return [None] * len(contexts)
-    out: list[str | None] = []
-    for context in contexts:
-        try:
-            out.append(renderer(body, context))
-        except NotPlain:
-            out.append(None)
-    return out
+    return _each(contexts, lambda context: renderer(body, context))
 
 
 def plain_emails(
@@ -171,11 +165,21 @@ def plain_emails(
     renderer = plain_renderer(subject, html, text)
     if renderer is None:
         return [None] * len(contexts)
-    out: list[EmailParts | None] = []
+    # (a part is at most MAX_PLAIN_OUTPUT, far below the render processes' MAX_EMAIL_PART_CHARS)
+    return _each(
+        contexts, lambda context: render_parts(subject, html, text, dict(context), render_with=renderer)
+    )
+
+
+def _each(
+    contexts: Sequence[Mapping[str, Any]], render: Callable[[Mapping[str, Any]], _R]
+) -> list[_R | None]:
+    """`render` of each context; None for a recipient only a render process can render."""
+    out: list[_R | None] = []
     for context in contexts:
         try:
-            out.append(render_parts(subject, html, text, dict(context), render_with=renderer))
-        except NotPlain:  # (a part is at most MAX_PLAIN_OUTPUT, far below MAX_EMAIL_PART_CHARS)
+            out.append(render(context))
+        except NotPlain:
             out.append(None)
     return out
 

@@ -44,6 +44,6 @@ async def put_policy(
     """Replace the tenant's sending policy whole; a field left out takes its default (for the SMS
     rules, the deployment's: core.policy.completed)."""
     _visible(principal, tenant_id)
-    policy = completed(body, body.model_fields_set, settings.sms_quiet_hours_default)
+    policy = completed(body, settings.sms_quiet_hours_default)
     await policies.put_tenant_policy(conn, tenant_id, policy)
     return policy
