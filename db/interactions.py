@@ -60,7 +60,7 @@ _APPEND = text(
     CROSS JOIN LATERAL (
         SELECT COALESCE(v.at < d.sent_at + make_interval(secs => CAST(:soon AS double precision)), false)
     ) AS t(soon)
-    ON CONFLICT (event_key) DO NOTHING
+    ON CONFLICT (event_key) WHERE event_key IS NOT NULL DO NOTHING
     """
 )
 
@@ -141,7 +141,7 @@ _UNSUBSCRIBE = text(
         SELECT :id, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, :type, :at,
                CAST('{}' AS jsonb), :key
         FROM m
-        ON CONFLICT (event_key) DO NOTHING
+        ON CONFLICT (event_key) WHERE event_key IS NOT NULL DO NOTHING
     ), suppressed AS (
         UPDATE customers c SET
             email_unsubscribed_at = CASE WHEN m.channel = 'EMAIL'

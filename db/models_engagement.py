@@ -28,7 +28,7 @@ class Interaction(Base):
     type: Mapped[str] = mapped_column(String(16))
     occurred_at: Mapped[datetime] = mapped_column(TS)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, server_default=text("'{}'::jsonb"))
-    event_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    event_key: Mapped[str | None] = mapped_column(String(300))
     rolled_up: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     # Opens and clicks: `human` or `machine`, and why (docs/engagement.md); NULL for other types.
     engagement_class: Mapped[str | None] = mapped_column(String(8))
@@ -39,6 +39,9 @@ class Interaction(Base):
         Index("ix_interactions_campaign_customer", "campaign_id", "customer_id", "occurred_at"),
         Index("ix_interactions_delivery", "delivery_id"),
         index_where("ix_interactions_not_rolled", text("NOT rolled_up"), "campaign_id"),
+        # Only rows with a key are indexed: a send's interaction has none, and skipping its entry
+        # saves every send a unique-index insertion (migration 0013).
+        unique_where("uq_interactions_event_key", text("event_key IS NOT NULL"), "event_key"),
     )
 
 

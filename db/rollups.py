@@ -60,7 +60,7 @@ _INSERT = text(
          metadata, event_key)
     VALUES (:id, :tenant_id, :campaign_id, :delivery_id, :customer_id, :channel, :type,
             :occurred_at, CAST(:metadata AS jsonb), :event_key)
-    ON CONFLICT (event_key) DO NOTHING
+    ON CONFLICT (event_key) WHERE event_key IS NOT NULL DO NOTHING
     RETURNING id
     """
 )
