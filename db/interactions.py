@@ -2,9 +2,10 @@
 
 Opens and clicks are appended in batches (`append_tracked`): one `INSERT ... SELECT` that joins
 the deliveries named by the tokens, so a token whose delivery is not of its campaign inserts
-nothing, and `ON CONFLICT (event_key) DO NOTHING` drops replays inside a batch and across
-batches alike. Nothing is rolled up here: the background roll-up (db.rollups.roll_up_pending)
-counts the rows later, and the stats add the rows it has not reached yet, so they stay exact.
+nothing, and `ON CONFLICT (event_key) ... DO NOTHING` (on the unique index of the keyed rows)
+drops replays inside a batch and across batches alike. Nothing is rolled up here: the background
+roll-up (db.rollups.roll_up_pending) counts the rows later, and the stats add the rows it has
+not reached yet, so they stay exact.
 
 Each open and click arrives with the request's verdict (core.engagement rule 1, or none); the INSERT
 applies the timing rule with the delivery's `sent_at` it joins anyway (rule 2) and stores
