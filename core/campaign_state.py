@@ -91,6 +91,9 @@ class RunCursor(BaseModel):
     pages_done: list[str] = Field(default_factory=list)
     plan_exhausted: bool = False
     window: int = 1
+    # The largest page planned so far (recipients): each page is sent with this as its limit, so
+    # a page always loads every recipient in its bounds, whatever size a worker's settings say.
+    page_limit: int = 0
 
 
 class Recurrence(BaseModel):

@@ -155,6 +155,9 @@ class PlanPagesInput(BaseModel):
     run_id: str
     after: str | None
     pages: int
+    # Recipients of the whole run (its snapshot), which sizes its pages; None (histories from
+    # before it was sent): pages of `batch_size`.
+    run_size: int | None = None
 
 
 class PlanPagesResult(BaseModel):

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     # (an SMTP connection, an SMS request) is about to take it, at most one ahead per slot, so a
     # crashed worker leaves at most 2 x slots of each channel without an answer.
     batch_size: int = Field(2000, ge=1, le=10_000)
+    # A large run's pages grow up to this many recipients (activities/planning.py, README "Pages
+    # of a large run"): each page costs a fixed share of machine CPU however many it holds. Never
+    # below `batch_size`; pages stay at `batch_size` while any provider account is rate limited.
+    large_batch_size: int = Field(10_000, ge=1, le=10_000)
     # Messages rendered per render-pool job (the round trip to a render process is paid once per
     # job); rendered messages wait for a free slot, unclaimed.
     send_concurrency: int = Field(32, ge=1, le=256)

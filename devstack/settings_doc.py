@@ -39,6 +39,10 @@ NOTES: dict[str, str] = {
     "sms_token": "bearer token for the SMS provider",
     "sms_from": "sender number of SMS",
     "batch_size": "recipients per send activity",
+    "large_batch_size": (
+        "a large run's pages grow up to this (a quarter of the run per page in flight, at most);"
+        " pages stay at the batch size while any account is rate limited"
+    ),
     "send_concurrency": (
         "messages per render job; rendering runs ahead of the slots by two such chunks for email, six for SMS"
     ),

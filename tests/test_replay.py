@@ -277,7 +277,9 @@ async def test_record_triggered_and_journey_histories(make_stack: StackFactory) 
 @pytest.mark.skipif(not RECORD, reason="recorder, run on purpose")
 async def test_record_page_window_history(make_stack: StackFactory) -> None:
     """The page window (several pages in flight), paused and resumed, over continue-as-new."""
-    stack = await make_stack(batch_size=10, send_concurrency=2, pages_in_flight=3, batches_per_run=12)
+    stack = await make_stack(
+        batch_size=10, large_batch_size=20, send_concurrency=2, pages_in_flight=3, batches_per_run=12
+    )
     cid = await _campaign(stack, 200)
     assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
     await asyncio.sleep(0.3)
@@ -287,9 +289,10 @@ async def test_record_page_window_history(make_stack: StackFactory) -> None:
     handle = stack.client.get_workflow_handle(f"campaign-{cid}")
     first_run = [e async for e in stack.client.list_workflows(f"WorkflowId = 'campaign-{cid}'")][-1].run_id
     # Recorded again after each patch; earlier recordings stay (page_window_*_run.json: before
-    # the final ledger recount).
-    await _save(stack, cid, "page_window_recount_first_run", run_id=first_run)
-    await _save(stack, cid, "page_window_recount_last_run")
+    # the final ledger recount; page_window_recount_*: before pages were sized by the run, here
+    # 200 / (3 in flight x 4 rounds) = 16 recipients each).
+    await _save(stack, cid, "page_window_sized_first_run", run_id=first_run)
+    await _save(stack, cid, "page_window_sized_last_run")
     assert handle is not None
 
 

@@ -41,6 +41,9 @@ T = CampaignType
 PATCH_PAGE_WINDOW = "page-window"
 # Pages planned per plan_pages call.
 PLAN_PAGES = 8
+# plan_pages learns the run's size, and each page is sent with the largest page planned as its
+# limit (older histories replay with pages of the worker's batch size and the limit they had).
+PATCH_PAGE_SIZE = "page-size"
 
 
 class RunSteps(PolicySteps):
@@ -79,6 +82,7 @@ class RunSteps(PolicySteps):
         cursor.snapshot_complete = False
         cursor.send_cursor = None
         cursor.pages_ahead, cursor.pages_done, cursor.plan_exhausted = [], [], False
+        cursor.page_limit = 0
         st.tally.target_base = st.tally.target_count or 0
         last = schedule.max_runs is not None and st.recurrence.run_count + 1 >= schedule.max_runs
         st.recurrence.next_run_at = None if last else await self._next_run(at)
@@ -219,12 +223,14 @@ class RunSteps(PolicySteps):
     async def _plan_pages(self, run_id: str) -> None:
         """Plan the bounds of the next pages (and learn how many may be in flight)."""
         st = self._state
+        sized = workflow.patched(PATCH_PAGE_SIZE)
         plan: PlanPagesResult = await workflow.execute_activity(
             "plan_pages",
             PlanPagesInput(
                 run_id=run_id,
                 after=st.run.pages_ahead[-1] if st.run.pages_ahead else st.run.send_cursor,
                 pages=PLAN_PAGES,
+                run_size=max(0, (st.tally.target_count or 0) - st.tally.target_base) if sized else None,
             ),
             summary=f"plan the next pages of run {st.run.run_number}",
             result_type=PlanPagesResult,
@@ -234,6 +240,8 @@ class RunSteps(PolicySteps):
         st.run.pages_ahead.extend(plan.bounds)
         st.run.plan_exhausted = plan.exhausted
         st.run.window = max(1, plan.window)
+        if sized:
+            st.run.page_limit = max(st.run.page_limit, plan.page_size)
 
     async def _end_of_plan(self, run_id: str) -> None:
         """No page is left ahead: once the plan is done and nothing is in flight, the run ends
@@ -298,7 +306,7 @@ class RunSteps(PolicySteps):
                 run_id=run_id,
                 after=after,
                 upto=upto,
-                limit=st.tally.page_size or None,
+                limit=max(st.run.page_limit, st.tally.page_size) or None,
                 epoch=self._window.epoch,
                 now=workflow.now(),
                 anchor=self._anchor(),
