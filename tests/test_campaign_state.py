@@ -18,7 +18,8 @@ from core.messages import CampaignProgress, CampaignState, CampaignWorkflowInput
 
 HISTORIES = Path(__file__).with_name("histories")
 
-# The flat CampaignState as it was before the grouping: every field and its default (JSON).
+# The flat CampaignState as it was before the grouping, with the keys added since (`page_limit`):
+# every field and its default (JSON).
 OLD_FLAT_DEFAULTS: dict[str, Any] = {
     "status": "DRAFT",
     "scheduled_at": None,
@@ -52,6 +53,7 @@ OLD_FLAT_DEFAULTS: dict[str, Any] = {
     "pages_done": [],
     "plan_exhausted": False,
     "window": 1,
+    "page_limit": 0,
     "held": 0,
     "held_until": None,
     "sweep": 1,
@@ -97,6 +99,7 @@ OLD_FLAT_FILLED: dict[str, Any] = {
     "pages_done": ["cust-0600"],
     "plan_exhausted": True,
     "window": 4,
+    "page_limit": 5000,
     "held": 17,
     "held_until": "2026-03-01T20:00:00Z",
     "sweep": 3,
