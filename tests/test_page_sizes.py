@@ -77,16 +77,21 @@ def _results(events: list[HistoryEvent], activity: str, kind: type[Any]) -> list
     return found
 
 
-async def test_a_large_run_goes_out_in_larger_pages_each_loaded_whole(make_stack: StackFactory) -> None:
+async def _sent(make_stack: StackFactory, recipients: int) -> tuple[Stack, str, Counter[str]]:
+    """A ONE_TIME email campaign of `recipients`, with batch 10 and largest pages of 40, sent to
+    the end: the stack, the campaign and what the sink received per address."""
     stack = await make_stack(batch_size=10, large_batch_size=40, pages_in_flight=2, send_concurrency=4)
-    audience = await make_audience(stack.engine, stack.tenant, 400)
+    audience = await make_audience(stack.engine, stack.tenant, recipients)
     email_t, _ = await make_templates(stack.engine, stack.tenant)
     cid = await create_campaign(stack, audience, email_t, None)
     assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
     await wait_for(stack, cid, "COMPLETED")
+    return stack, cid, received_emails(stack, audience)
 
+
+async def test_a_large_run_goes_out_in_larger_pages_each_loaded_whole(make_stack: StackFactory) -> None:
+    stack, cid, received = await _sent(make_stack, 400)
     # Every recipient got exactly one email, and the ledger holds one SENT row each.
-    received = received_emails(stack, audience)
     assert len(received) == 400 and set(received.values()) == {1}
     assert Counter(r["outcome"] for r in await ledger(stack, cid)) == {"SENT": 400}
     events = await _history(stack, cid)
@@ -99,14 +104,8 @@ async def test_a_large_run_goes_out_in_larger_pages_each_loaded_whole(make_stack
 
 
 async def test_a_small_run_keeps_pages_of_the_batch_size(make_stack: StackFactory) -> None:
-    stack = await make_stack(batch_size=10, large_batch_size=40, pages_in_flight=2, send_concurrency=4)
-    audience = await make_audience(stack.engine, stack.tenant, 60)
-    email_t, _ = await make_templates(stack.engine, stack.tenant)
-    cid = await create_campaign(stack, audience, email_t, None)
-    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
-    await wait_for(stack, cid, "COMPLETED")
-
-    received = received_emails(stack, audience)
+    stack, cid, received = await _sent(make_stack, 60)
     assert len(received) == 60 and set(received.values()) == {1}
+    # 60 / 8 = 7, under the batch size: pages of 10.
     pages = _inputs(await _history(stack, cid), "send_batch", SendBatchInput)
     assert len(pages) == 6 and {p.limit for p in pages} == {10}
