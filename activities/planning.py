@@ -27,7 +27,7 @@ ROUNDS = 4
 def page_size(run_size: int | None, settings: Settings) -> int:
     """Recipients per page for a run of `run_size` (None: unknown, `batch_size`)."""
     base = settings.batch_size
-    if not run_size or settings.rate_limits or settings.large_batch_size <= base:
+    if not run_size or settings.rate_limits:
         return base
     spread = run_size // (settings.pages_in_flight * ROUNDS)
     return max(base, min(settings.large_batch_size, spread))

@@ -38,7 +38,7 @@ NOTES: dict[str, str] = {
     "sms_url": "SMS provider endpoint (Twilio-style form POST)",
     "sms_token": "bearer token for the SMS provider",
     "sms_from": "sender number of SMS",
-    "batch_size": "recipients per send activity",
+    "batch_size": "recipients per send activity (a large run's pages hold more, up to the large batch size)",
     "large_batch_size": (
         "a large run's pages grow up to this (a quarter of the run per page in flight, at most);"
         " pages stay at the batch size while any account is rate limited"

@@ -106,7 +106,7 @@ async def test_a_lane_that_commits_while_another_gathers_leaves_it_a_way_out(eng
     page and its connections: the bug this guards against)."""
     writer, (held, waiting), run = await _page(engine, 2)
     writer.use_lanes(2)
-    campaign, tenant = run.split(".")[0], None
+    campaign = run.split(".")[0]
     async with engine.connect() as conn:
         tenant = (
             await conn.execute(text("SELECT tenant_id FROM campaigns WHERE id = :c"), {"c": campaign})
