@@ -19,12 +19,14 @@ import binascii
 import html
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from email import message_from_bytes
 from email import policy as email_policy
 from email.header import Header
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from functools import lru_cache
 from typing import Any, Protocol
 
 from core.settings import Settings
@@ -198,6 +200,12 @@ class WireEmail:
 CRLF = "\r\n"
 
 
+@lru_cache(maxsize=2)
+def _date(second: int) -> str:
+    """The Date header's value for that second (formatted once per second, not per message)."""
+    return formatdate(second, usegmt=True)
+
+
 def _header(value: str) -> str:
     """One header value on one line: CR/LF can never inject a header; non-ASCII is RFC 2047."""
     value = value.replace("\r", " ").replace("\n", " ")
@@ -243,7 +251,7 @@ def wire_email(envelope: EmailEnvelope, parts: EmailParts, settings: Settings) -
         f"From: {_address_header(envelope.sender)}",
         f"To: {_address_header(envelope.to)}",
         f"Subject: {_header(tracked.subject)}",
-        f"Date: {formatdate(usegmt=True)}",
+        f"Date: {_date(int(time.time()))}",
         f"Message-ID: {message_id}",
         f"X-Campaign-Id: {_header(envelope.campaign_id)}",
         f"X-Delivery-Id: {_header(envelope.delivery_id)}",
