@@ -9,8 +9,9 @@ How large a page is (README "Pages of a large run"): a page costs a fixed share 
 however many recipients it holds (its activity, its queries, its writer connection, its tail), about
 0.05-0.07 ms per email at 2,000 recipients, so a large run is cut into larger pages. A run still
 spreads over at least ROUNDS rounds of its page window, so a campaign of a few thousand keeps its
-several pages (and workers), and pages stay at `batch_size` while any provider account is rate
-limited: a throttled page of 10,000 could outlast the page's 15-minute timeout.
+several pages (and workers). A page that a rate limit slows sends for at most
+`page_time_budget` per attempt and is then sent on as a new activity (activities.send.page), so a
+large page never outlasts its activity's timeout.
 """
 
 from temporalio import activity
@@ -27,7 +28,7 @@ ROUNDS = 4
 def page_size(run_size: int | None, settings: Settings) -> int:
     """Recipients per page for a run of `run_size` (None: unknown, `batch_size`)."""
     base = settings.batch_size
-    if not run_size or settings.rate_limits:
+    if not run_size:
         return base
     spread = run_size // (settings.pages_in_flight * ROUNDS)
     return max(base, min(settings.large_batch_size, spread))

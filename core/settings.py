@@ -91,8 +91,13 @@ class Settings(BaseSettings):
     batch_size: int = Field(2000, ge=1, le=10_000)
     # A large run's pages grow up to this many recipients (activities/planning.py, README "Pages
     # of a large run"): each page costs a fixed share of machine CPU however many it holds. Never
-    # below `batch_size`; pages stay at `batch_size` while any provider account is rate limited.
+    # below `batch_size`.
     large_batch_size: int = Field(10_000, ge=1, le=10_000)
+    # How long one attempt of a page may send (README "Pages of a large run"): then it stops
+    # starting messages, returns, and the workflow sends the rest of the page as a new activity.
+    # A page's activity times out after 15 minutes (workflows/options.py, BATCH_TIMEOUT), which a
+    # throttled page would otherwise outlast; the bound leaves a minute for the last answers.
+    page_time_budget: float = Field(600.0, gt=0, le=840)
     # Messages rendered per render-pool job (the round trip to a render process is paid once per
     # job); rendered messages wait for a free slot, unclaimed.
     send_concurrency: int = Field(32, ge=1, le=256)

@@ -40,8 +40,11 @@ NOTES: dict[str, str] = {
     "sms_from": "sender number of SMS",
     "batch_size": "recipients per send activity (a large run's pages hold more, up to the large batch size)",
     "large_batch_size": (
-        "a large run's pages grow up to this (a quarter of the run per page in flight, at most);"
-        " pages stay at the batch size while any account is rate limited"
+        "a large run's pages grow up to this (a quarter of the run per page in flight, at most)"
+    ),
+    "page_time_budget": (
+        "seconds one attempt of a page may send (under the page's 15-minute timeout); then it stops"
+        " as a pause would and the rest of the page is sent as a new activity"
     ),
     "send_concurrency": (
         "messages per render job; rendering runs ahead of the slots by two such chunks for email, six for SMS"

@@ -6,15 +6,13 @@ planned size as its limit, so it loads every recipient in its bounds."""
 from collections import Counter
 from typing import Any
 
-from temporalio.api.history.v1 import HistoryEvent
-from temporalio.contrib.pydantic import pydantic_data_converter
-
 from activities.planning import page_size
 from core.messages import PlanPagesInput, PlanPagesResult, SendBatchInput
 from core.settings import AccountRateLimit, Settings
 from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
 from tests.helpers import create_campaign, ledger, received_emails, wait_for
+from tests.history import activity_inputs, activity_results, campaign_history
 
 
 def _settings(**values: Any) -> Settings:
@@ -35,46 +33,10 @@ def test_a_run_is_cut_into_pages_that_grow_with_it() -> None:
     assert page_size(100_000, _settings(batch_size=2000, large_batch_size=1000)) == 2000
 
 
-def test_pages_keep_the_batch_size_while_an_account_is_rate_limited() -> None:
+def test_a_rate_limit_does_not_shrink_pages() -> None:
+    # A throttled page sends for its time budget per attempt (tests/test_page_time_budget.py).
     limited = _settings(batch_size=2000, rate_limits={"sms": AccountRateLimit(per_second=50)})
-    assert page_size(1_000_000, limited) == 2000
-
-
-def _decode(payloads: Any, kind: type[Any]) -> list[Any]:
-    return pydantic_data_converter.payload_converter.from_payloads(payloads, [kind])
-
-
-async def _history(stack: Stack, campaign_id: str) -> list[HistoryEvent]:
-    handle = stack.client.get_workflow_handle(f"campaign-{campaign_id}")
-    return [e async for e in handle.fetch_history_events()]
-
-
-def _inputs(events: list[HistoryEvent], activity: str, kind: type[Any]) -> list[Any]:
-    found = []
-    for e in events:
-        if not e.HasField("activity_task_scheduled_event_attributes"):
-            continue
-        attrs = e.activity_task_scheduled_event_attributes
-        if attrs.activity_type.name == activity:
-            found.extend(_decode(attrs.input.payloads, kind))
-    return found
-
-
-def _results(events: list[HistoryEvent], activity: str, kind: type[Any]) -> list[Any]:
-    scheduled = {
-        e.event_id
-        for e in events
-        if e.HasField("activity_task_scheduled_event_attributes")
-        and e.activity_task_scheduled_event_attributes.activity_type.name == activity
-    }
-    found = []
-    for e in events:
-        if not e.HasField("activity_task_completed_event_attributes"):
-            continue
-        attrs = e.activity_task_completed_event_attributes
-        if attrs.scheduled_event_id in scheduled:
-            found.extend(_decode(attrs.result.payloads, kind))
-    return found
+    assert page_size(1_000_000, limited) == 10_000
 
 
 async def _sent(make_stack: StackFactory, recipients: int) -> tuple[Stack, str, Counter[str]]:
@@ -94,12 +56,12 @@ async def test_a_large_run_goes_out_in_larger_pages_each_loaded_whole(make_stack
     # Every recipient got exactly one email, and the ledger holds one SENT row each.
     assert len(received) == 400 and set(received.values()) == {1}
     assert Counter(r["outcome"] for r in await ledger(stack, cid)) == {"SENT": 400}
-    events = await _history(stack, cid)
-    plans = _inputs(events, "plan_pages", PlanPagesInput)
+    events = await campaign_history(stack, cid)
+    plans = activity_inputs(events, "plan_pages", PlanPagesInput)
     assert plans and {p.run_size for p in plans} == {400}
     # 400 / (2 in flight x 4 rounds) = 50, over the largest: pages of 40, sent with 40 as their limit.
-    assert {r.page_size for r in _results(events, "plan_pages", PlanPagesResult)} == {40}
-    pages = _inputs(events, "send_batch", SendBatchInput)
+    assert {r.page_size for r in activity_results(events, "plan_pages", PlanPagesResult)} == {40}
+    pages = activity_inputs(events, "send_batch", SendBatchInput)
     assert len(pages) == 10 and {p.limit for p in pages} == {40}
 
 
@@ -107,5 +69,5 @@ async def test_a_small_run_keeps_pages_of_the_batch_size(make_stack: StackFactor
     stack, cid, received = await _sent(make_stack, 60)
     assert len(received) == 60 and set(received.values()) == {1}
     # 60 / 8 = 7, under the batch size: pages of 10.
-    pages = _inputs(await _history(stack, cid), "send_batch", SendBatchInput)
+    pages = activity_inputs(await campaign_history(stack, cid), "send_batch", SendBatchInput)
     assert len(pages) == 6 and {p.limit for p in pages} == {10}

@@ -3,6 +3,14 @@
 Every kind of send (a segment page, a trigger queue page, a journey send, an operator's resend)
 builds a `SendPage` from its source's messages; they differ only in where the messages come from
 and in how a claim is written (a new row, or an existing UNKNOWN row flipped).
+
+A page that a workflow can send again (one with a `HaltWatch`: its workflow re-runs an incomplete
+page) also stops itself after `CAMPAIGNS_PAGE_TIME_BUDGET` seconds of sending, exactly as a pause
+stops it: no new message starts, the ones on the wire finish and are recorded, the claims held
+ahead are released. The page returns incomplete and its workflow sends the rest as a new activity,
+which finds every decided message in the ledger. A page's activity times out after 15 minutes, and
+a page slowed by a provider account's rate limit (1 SMS a second for 2,000 recipients is 33
+minutes) would otherwise be timed out mid-message, and its in-flight messages could end UNKNOWN.
 """
 
 import asyncio
@@ -156,7 +164,11 @@ class SendPage:
         """Send the messages (nothing when the run was halted before this attempt began)."""
         if await self.halt_requested():
             self.pipeline.halted.set()
-        watchers = [asyncio.create_task(self._watch_halt()), asyncio.create_task(self._heartbeat())]
+        watchers = [
+            asyncio.create_task(self._watch_halt()),
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._watch_time()),
+        ]
         try:
             if messages and not self.halted:
                 await self.pipeline.run(messages)
@@ -188,6 +200,20 @@ class SendPage:
             except DBAPIError as err:  # the database is away a moment: look again at the next poll
                 log.warning("polling the halt epoch failed: %s", err.orig)
             await asyncio.sleep(HALT_POLL_SECONDS)
+
+    async def _watch_time(self) -> None:
+        """Halt the page once it has sent for its time budget (see the module's docstring)."""
+        if self._halt is None:
+            return  # nothing would send the rest: such a page (a resend's) runs to its end
+        budget = self._deps.settings.page_time_budget
+        await asyncio.sleep(budget)
+        if not self.pipeline.halted.is_set():
+            log.info(
+                "page of run %s out of time after %.0f s: it returns, the rest goes as a new attempt",
+                self._halt.run_id,
+                budget,
+            )
+            self.pipeline.halted.set()
 
     async def _heartbeat(self) -> None:
         if not activity.in_activity():
