@@ -8,8 +8,13 @@ reuses each delivery's id, so the SMS provider (which dedupes on the idempotency
 ones it already has; an email may arrive twice, which is the documented price.
 
 The same pipeline as a page sends them; its source is the UNKNOWN rows, and a claim flips a row
-UNKNOWN -> PENDING (db.ledger.resends), so two resends (or a retried attempt) never send a row
-twice; a crash mid-resend leaves PENDING rows, which the next resend turns back into UNKNOWN first.
+UNKNOWN -> PENDING (db.ledger.resends), so two attempts running at once (a resend and a second
+one, or an attempt thought dead) never both send a row. A crash mid-resend leaves PENDING rows
+(maybe sent): the retried attempt turns them back into UNKNOWN first and sends them with the rest
+of its page (the operator asked for every one of them to be sent again; an SMS goes under the same
+key), and the first page of the next resend does the same for a resend that died for good. A page
+that reaches its time budget (activities.send.page) returns its own cursor: the next activity
+reads the rows still UNKNOWN from the same place.
 """
 
 from temporalio import activity
@@ -31,7 +36,7 @@ class ResendActivities:
     async def resend_unknown(self, inp: ResendInput) -> ResendResult:
         deps = self._deps
         limit = deps.settings.batch_size
-        if inp.after is None:
+        if inp.after is None or activity.info().attempt > 1:
             async with deps.engine.begin() as conn:
                 await revert_dead_claims(conn, inp.campaign_id)
         async with deps.engine.connect() as conn:
@@ -64,6 +69,8 @@ class ResendActivities:
             await recount(conn, inp.campaign_id)
         if page is not None:
             page.raise_if_provider_down()
+        if page is not None and page.halted:  # out of time: the rest of these rows, again
+            return ResendResult(next_after=inp.after, resent=page.sent, done=False)
         return ResendResult(
             next_after=rows[-1]["delivery_id"] if rows else inp.after,
             resent=page.sent if page is not None else 0,

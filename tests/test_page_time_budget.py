@@ -5,10 +5,10 @@ and nothing ends UNKNOWN: the page's activity is never timed out mid-message."""
 
 from collections import Counter
 
-from core.messages import SendBatchInput, SendBatchResult
+from core.messages import ResendInput, SendBatchInput, SendBatchResult
 from tests.conftest import StackFactory
 from tests.factories import make_audience, make_templates
-from tests.helpers import create_campaign, ledger, received_emails, wait_for
+from tests.helpers import create_campaign, ledger, received_emails, received_sms, wait_for
 from tests.history import activity_inputs, activity_results, campaign_history
 
 RECIPIENTS = 40
@@ -46,3 +46,31 @@ async def test_a_throttled_page_is_sent_in_attempts_of_its_time_budget(make_stac
     assert sum(r.counts.sent for r in results if r.page_complete) == RECIPIENTS
     campaign = (await stack.call("GET", f"/campaigns/{cid}")).json()
     assert campaign["sentCount"] == RECIPIENTS
+
+
+async def test_a_throttled_resend_goes_on_from_the_same_rows(make_stack: StackFactory) -> None:
+    # 12 SMS end UNKNOWN (the provider answers 503), then are resent at 5 SMS a second with 0.5 s
+    # per attempt: the resend takes several activities, each reading the rows still UNKNOWN.
+    stack = await make_stack(rate_limits={"sms": {"perSecond": 5}}, page_time_budget=0.5)
+    audience = await make_audience(stack.engine, stack.tenant, 12)
+    _, sms_t = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, None, sms_t)
+    stack.sms.unavailable_numbers |= audience.phones()
+    try:
+        assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+        assert (await wait_for(stack, cid, "COMPLETED", timeout=60))["unknownCount"] == 12
+    finally:
+        stack.sms.unavailable_numbers -= audience.phones()
+    assert received_sms(stack, audience) == Counter()
+
+    r = await stack.call("POST", f"/campaigns/{cid}/resend-unknown")
+    assert r.status_code == 202, r.text
+    handle = stack.client.get_workflow_handle(r.json()["workflowId"])
+    assert await handle.result() == 12
+
+    sms = received_sms(stack, audience)
+    assert set(sms) == audience.phones() and set(sms.values()) == {1}
+    assert Counter(row["outcome"] for row in await ledger(stack, cid)) == {"SENT": 12}
+    events = [e async for e in handle.fetch_history_events()]
+    pages = activity_inputs(events, "resend_unknown", ResendInput)
+    assert len(pages) > 1 and {p.after for p in pages} == {None}  # out of time, the same rows again

@@ -1,8 +1,15 @@
 """POST /campaigns/:id/resend-unknown: UNKNOWN deliveries are resent only when an operator asks."""
 
 import asyncio
+import dataclasses
 from collections import Counter
 
+from sqlalchemy import text
+from temporalio.testing import ActivityEnvironment
+
+from activities.deps import ActivityDeps
+from activities.resend import ResendActivities
+from core.messages import ResendInput
 from tests.conftest import StackFactory
 from tests.factories import make_audience, make_templates
 from tests.helpers import create_campaign, ledger, received_sms, wait_for
@@ -49,3 +56,50 @@ async def test_resend_is_refused_while_the_campaign_can_still_send(make_stack: S
     r = await stack.call("POST", f"/campaigns/{cid}/resend-unknown", tenant=stack.other_tenant)
     assert r.status_code == 404
     await asyncio.sleep(0)
+
+
+async def test_a_retried_resend_attempt_sends_what_the_dead_one_held(make_stack: StackFactory) -> None:
+    """A resend attempt that died mid-page left PENDING rows (maybe sent); its retry turns them
+    back into UNKNOWN and sends them with the rest of the page, so no row is left PENDING when the
+    resend ends (before, they stayed PENDING until an operator's next resend)."""
+    stack = await make_stack(batch_size=5)
+    audience = await make_audience(stack.engine, stack.tenant, 12)
+    _, sms_t = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, None, sms_t)
+    stack.sms.unavailable_numbers |= audience.phones()
+    try:
+        assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+        assert (await wait_for(stack, cid, "COMPLETED"))["unknownCount"] == 12
+    finally:
+        stack.sms.unavailable_numbers -= audience.phones()
+
+    deps = ActivityDeps.build(stack.settings, stack.engine)
+    env = ActivityEnvironment()
+    resend = ResendActivities(deps).resend_unknown
+    try:
+        first = await env.run(resend, ResendInput(campaign_id=cid, tenant_id=stack.tenant))
+        assert first.resent == 5 and not first.done
+        # An attempt of the second page claimed two rows and died.
+        async with stack.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE deliveries SET outcome = 'PENDING' WHERE id IN (SELECT id FROM deliveries"
+                    " WHERE campaign_id = :c AND outcome = 'UNKNOWN' ORDER BY id DESC LIMIT 2)"
+                ),
+                {"c": cid},
+            )
+        env.info = dataclasses.replace(env.info, attempt=2)
+        after = first.next_after
+        resent = first.resent
+        while True:
+            page = await env.run(resend, ResendInput(campaign_id=cid, tenant_id=stack.tenant, after=after))
+            resent += page.resent
+            after = page.next_after
+            if page.done:
+                break
+    finally:
+        await deps.close()
+    assert resent == 12
+    sms = received_sms(stack, audience)
+    assert set(sms) == audience.phones() and set(sms.values()) == {1}
+    assert Counter(row["outcome"] for row in await ledger(stack, cid)) == {"SENT": 12}

@@ -4,13 +4,14 @@ Every kind of send (a segment page, a trigger queue page, a journey send, an ope
 builds a `SendPage` from its source's messages; they differ only in where the messages come from
 and in how a claim is written (a new row, or an existing UNKNOWN row flipped).
 
-A page that a workflow can send again (one with a `HaltWatch`: its workflow re-runs an incomplete
-page) also stops itself after `CAMPAIGNS_PAGE_TIME_BUDGET` seconds of sending, exactly as a pause
-stops it: no new message starts, the ones on the wire finish and are recorded, the claims held
-ahead are released. The page returns incomplete and its workflow sends the rest as a new activity,
-which finds every decided message in the ledger. A page's activity times out after 15 minutes, and
-a page slowed by a provider account's rate limit (1 SMS a second for 2,000 recipients is 33
-minutes) would otherwise be timed out mid-message, and its in-flight messages could end UNKNOWN.
+A page also stops itself after `CAMPAIGNS_PAGE_TIME_BUDGET` seconds of sending, exactly as a pause
+stops it: no new message starts, the ones on the wire finish and are recorded, the claims held ahead
+are released. Every caller treats a halted page as unfinished: a segment, trigger or sweep page
+returns incomplete and its workflow sends it again, a resend page reads its rows again from the same
+cursor; either way the new activity finds every decided message in the ledger. A page's activity
+times out after 15 minutes, and a page slowed by a provider account's rate limit (1 SMS a second for
+2,000 recipients is 33 minutes) would otherwise be timed out mid-message, and its in-flight messages
+could end UNKNOWN.
 """
 
 import asyncio
@@ -203,16 +204,10 @@ class SendPage:
 
     async def _watch_time(self) -> None:
         """Halt the page once it has sent for its time budget (see the module's docstring)."""
-        if self._halt is None:
-            return  # nothing would send the rest: such a page (a resend's) runs to its end
         budget = self._deps.settings.page_time_budget
         await asyncio.sleep(budget)
         if not self.pipeline.halted.is_set():
-            log.info(
-                "page of run %s out of time after %.0f s: it returns, the rest goes as a new attempt",
-                self._halt.run_id,
-                budget,
-            )
+            log.info("a page is out of time after %.0f s: the rest of it goes as a new activity", budget)
             self.pipeline.halted.set()
 
     async def _heartbeat(self) -> None:
