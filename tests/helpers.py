@@ -5,7 +5,7 @@ from collections import Counter
 from typing import Any
 
 from tests.conftest import FINAL_STATUSES, Stack
-from tests.factories import Audience
+from tests.factories import Audience, make_audience, make_templates
 
 
 async def wait_for(stack: Stack, campaign_id: str, *statuses: str, timeout: float = 120) -> dict[str, Any]:
@@ -72,3 +72,19 @@ async def ledger(stack: Stack, campaign_id: str, **params: Any) -> list[dict[str
         skip += 1000
         if skip >= page["meta"]["total"]:
             return rows
+
+
+async def sms_left_unknown(stack: Stack, recipients: int) -> tuple[Audience, str]:
+    """A COMPLETED SMS campaign whose every SMS ended UNKNOWN (the provider answered 503 to all of
+    them, so none reached the sink): its audience and id, ready for a resend."""
+    audience = await make_audience(stack.engine, stack.tenant, recipients)
+    _, sms_t = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, None, sms_t)
+    stack.sms.unavailable_numbers |= audience.phones()
+    try:
+        assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+        assert (await wait_for(stack, cid, "COMPLETED", timeout=60))["unknownCount"] == recipients
+    finally:
+        stack.sms.unavailable_numbers -= audience.phones()
+    assert received_sms(stack, audience) == Counter()
+    return audience, cid

@@ -8,7 +8,7 @@ from collections import Counter
 from core.messages import ResendInput, SendBatchInput, SendBatchResult
 from tests.conftest import StackFactory
 from tests.factories import make_audience, make_templates
-from tests.helpers import create_campaign, ledger, received_emails, received_sms, wait_for
+from tests.helpers import create_campaign, ledger, received_emails, received_sms, sms_left_unknown, wait_for
 from tests.history import activity_inputs, activity_results, campaign_history
 
 RECIPIENTS = 40
@@ -52,16 +52,7 @@ async def test_a_throttled_resend_goes_on_from_the_same_rows(make_stack: StackFa
     # 12 SMS end UNKNOWN (the provider answers 503), then are resent at 5 SMS a second with 0.5 s
     # per attempt: the resend takes several activities, each reading the rows still UNKNOWN.
     stack = await make_stack(rate_limits={"sms": {"perSecond": 5}}, page_time_budget=0.5)
-    audience = await make_audience(stack.engine, stack.tenant, 12)
-    _, sms_t = await make_templates(stack.engine, stack.tenant)
-    cid = await create_campaign(stack, audience, None, sms_t)
-    stack.sms.unavailable_numbers |= audience.phones()
-    try:
-        assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
-        assert (await wait_for(stack, cid, "COMPLETED", timeout=60))["unknownCount"] == 12
-    finally:
-        stack.sms.unavailable_numbers -= audience.phones()
-    assert received_sms(stack, audience) == Counter()
+    audience, cid = await sms_left_unknown(stack, 12)
 
     r = await stack.call("POST", f"/campaigns/{cid}/resend-unknown")
     assert r.status_code == 202, r.text

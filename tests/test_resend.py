@@ -12,7 +12,7 @@ from activities.resend import ResendActivities
 from core.messages import ResendInput
 from tests.conftest import StackFactory
 from tests.factories import make_audience, make_templates
-from tests.helpers import create_campaign, ledger, received_sms, wait_for
+from tests.helpers import create_campaign, ledger, received_sms, sms_left_unknown, wait_for
 
 
 async def test_unknown_sms_are_resent_once_on_request(make_stack: StackFactory) -> None:
@@ -63,15 +63,7 @@ async def test_a_retried_resend_attempt_sends_what_the_dead_one_held(make_stack:
     back into UNKNOWN and sends them with the rest of the page, so no row is left PENDING when the
     resend ends (before, they stayed PENDING until an operator's next resend)."""
     stack = await make_stack(batch_size=5)
-    audience = await make_audience(stack.engine, stack.tenant, 12)
-    _, sms_t = await make_templates(stack.engine, stack.tenant)
-    cid = await create_campaign(stack, audience, None, sms_t)
-    stack.sms.unavailable_numbers |= audience.phones()
-    try:
-        assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
-        assert (await wait_for(stack, cid, "COMPLETED"))["unknownCount"] == 12
-    finally:
-        stack.sms.unavailable_numbers -= audience.phones()
+    audience, cid = await sms_left_unknown(stack, 12)
 
     deps = ActivityDeps.build(stack.settings, stack.engine)
     env = ActivityEnvironment()
