@@ -114,7 +114,7 @@ async def send_rows(
     when = When(inp.now or datetime.now(UTC), inp.anchor)
     page = await _send(deps, inp, rows, content, bounds, when, channels_of=lambda _row: content.channels)
     sent = await sent_recipients(deps, inp.campaign_id)
-    if page.halted:
+    if page.halted:  # paused, cancelled or out of time: sent again later, its answers judged now
         return SendBatchResult(
             page_complete=False,
             exhausted=False,
@@ -122,6 +122,9 @@ async def send_rows(
             recipients=0,
             counts=Counts(),
             sent_recipients=sent,
+            auto_pause=page.auto_pause,
+            answered=page.pipeline.answered,
+            refused=page.pipeline.refused,
         )
     async with deps.engine.connect() as conn:
         by_outcome = await page_outcomes(conn, bounds)

@@ -88,3 +88,9 @@ async def sms_left_unknown(stack: Stack, recipients: int) -> tuple[Audience, str
         stack.sms.unavailable_numbers -= audience.phones()
     assert received_sms(stack, audience) == Counter()
     return audience, cid
+
+
+async def put_policy(stack: Stack, body: dict[str, Any]) -> None:
+    """Replace the tenant's sending policy (PUT /tenants/:id/policy)."""
+    r = await stack.call("PUT", f"/tenants/{stack.tenant}/policy", json=body)
+    assert r.status_code == 200, r.text

@@ -5,7 +5,6 @@ auto-pause on a provider that refuses everyone."""
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import insert, text
 
@@ -13,16 +12,11 @@ from core.ids import new_id
 from db.models import Segment, SegmentMember
 from tests.conftest import StackFactory
 from tests.factories import make_audience, make_templates
-from tests.helpers import create_campaign, ledger, received_emails, received_sms, wait_for
+from tests.helpers import create_campaign, ledger, put_policy, received_emails, received_sms, wait_for
 
 
 def hhmm(at: datetime) -> str:
     return at.strftime("%H:%M")
-
-
-async def put_policy(stack: Any, body: dict[str, Any]) -> None:
-    r = await stack.call("PUT", f"/tenants/{stack.tenant}/policy", json=body)
-    assert r.status_code == 200, r.text
 
 
 async def test_a_policy_put_without_sms_rules_takes_the_deployment_default(make_stack: StackFactory) -> None:

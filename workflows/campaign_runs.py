@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.options import RETRY, SHORT
     from workflows.page_window import halt_page, start_page
-    from workflows.policy_steps import PATCH_POLICIES, PolicySteps
+    from workflows.policy_steps import PATCH_INCOMPLETE_ANSWERS, PATCH_POLICIES, PolicySteps
     from workflows.transitions import invalid
 
 S = CampaignStatus
@@ -329,6 +329,10 @@ class RunSteps(PolicySteps):
                 cursor.pages_done.remove(cursor.send_cursor)
             if workflow.patched(PATCH_POLICIES):
                 self._take_in_policies(result)
+        elif result.answered and workflow.patched(PATCH_INCOMPLETE_ANSWERS):
+            # Stopped early (its time budget, a pause): what the provider answered still counts,
+            # so a throttled page the provider refuses is auto-paused within one attempt.
+            self._judge_refusals(result)
         self._changed()
 
     def _can_due(self) -> bool:

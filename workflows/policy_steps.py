@@ -31,6 +31,9 @@ T = CampaignType
 PATCH_POLICIES = "sending-policies"
 # Decides an A/B test's winner before its remainder is sent.
 PATCH_EXPERIMENTS = "ab-test-decision"
+# A page that stopped early (its time budget, a pause) reports what the provider answered, and the
+# auto-pause rule judges those answers too (older histories judge completed pages only).
+PATCH_INCOMPLETE_ANSWERS = "incomplete-page-answers"
 
 
 class PolicySteps(CampaignCore):
@@ -56,6 +59,12 @@ class PolicySteps(CampaignCore):
             policies.held += result.held
         if result.held_until is not None or result.held:
             policies.held_until = result.held_until
+        self._judge_refusals(result)
+
+    def _judge_refusals(self, result: SendBatchResult) -> None:
+        """Pause when the failure rate over the latest messages passes the campaign's auto-pause
+        rule: a page's answers go into the rule's window whether or not the page completed."""
+        policies = self._state.policies
         rule = result.auto_pause
         if rule is None or not rule.enabled or not result.answered:
             return
