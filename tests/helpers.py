@@ -94,3 +94,20 @@ async def put_policy(stack: Stack, body: dict[str, Any]) -> None:
     """Replace the tenant's sending policy (PUT /tenants/:id/policy)."""
     r = await stack.call("PUT", f"/tenants/{stack.tenant}/policy", json=body)
     assert r.status_code == 200, r.text
+
+
+async def auto_paused_by_refusals(
+    stack: Stack, recipients: int, rule: dict[str, Any]
+) -> tuple[Audience, str, dict[str, Any]]:
+    """An EMAIL campaign whose every address the provider refuses (550), executed under the
+    auto-pause `rule` and waited for until it paused itself: its audience, id and final body."""
+    await put_policy(stack, {"autoPause": rule})
+    audience = await make_audience(stack.engine, stack.tenant, recipients)
+    for customer in audience.customers:
+        stack.smtp.refuse[customer["email"]] = (550, "5.1.1 no such user")
+    email_t, _ = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, email_t, None)
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    body = await wait_for(stack, cid, "PAUSED", timeout=60)
+    assert body["lastError"].startswith("auto-paused:"), body
+    return audience, cid, body

@@ -9,9 +9,9 @@ from core.messages import ResendInput, SendBatchInput, SendBatchResult
 from tests.conftest import StackFactory
 from tests.factories import make_audience, make_templates
 from tests.helpers import (
+    auto_paused_by_refusals,
     create_campaign,
     ledger,
-    put_policy,
     received_emails,
     received_sms,
     sms_left_unknown,
@@ -84,15 +84,8 @@ async def test_a_throttled_page_the_provider_refuses_is_auto_paused_within_an_at
     stack = await make_stack(
         rate_limits={"email": {"perSecond": 10}}, batch_size=40, pages_in_flight=1, page_time_budget=0.5
     )
-    await put_policy(stack, {"autoPause": {"failureRate": 0.5, "window": 10, "minMessages": 3}})
-    audience = await make_audience(stack.engine, stack.tenant, RECIPIENTS)
-    for customer in audience.customers:
-        stack.smtp.refuse[customer["email"]] = (550, "5.1.1 no such user")
-    email_t, _ = await make_templates(stack.engine, stack.tenant)
-    cid = await create_campaign(stack, audience, email_t, None)
-    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
-    body = await wait_for(stack, cid, "PAUSED", timeout=60)
-    assert body["lastError"].startswith("auto-paused:"), body
+    rule = {"failureRate": 0.5, "window": 10, "minMessages": 3}
+    _, cid, _ = await auto_paused_by_refusals(stack, RECIPIENTS, rule)
     decided = [r for r in await ledger(stack, cid) if r["outcome"] != "PENDING"]
     assert {r["outcome"] for r in decided} == {"BOUNCED"}
     assert 3 <= len(decided) <= 20, len(decided)  # before: the whole page of 40, then the pause

@@ -12,7 +12,15 @@ from core.ids import new_id
 from db.models import Segment, SegmentMember
 from tests.conftest import StackFactory
 from tests.factories import make_audience, make_templates
-from tests.helpers import create_campaign, ledger, put_policy, received_emails, received_sms, wait_for
+from tests.helpers import (
+    auto_paused_by_refusals,
+    create_campaign,
+    ledger,
+    put_policy,
+    received_emails,
+    received_sms,
+    wait_for,
+)
 
 
 def hhmm(at: datetime) -> str:
@@ -147,15 +155,8 @@ async def test_quiet_hours_skip_in_each_recipients_zone(make_stack: StackFactory
 
 async def test_auto_pause_stops_a_campaign_the_provider_refuses(make_stack: StackFactory) -> None:
     stack = await make_stack(batch_size=20, pages_in_flight=1)
-    await put_policy(stack, {"autoPause": {"failureRate": 0.5, "window": 40, "minMessages": 20}})
-    audience = await make_audience(stack.engine, stack.tenant, 200)
-    for customer in audience.customers:
-        stack.smtp.refuse[customer["email"]] = (550, "5.1.1 no such user")
-    email_t, _ = await make_templates(stack.engine, stack.tenant)
-    cid = await create_campaign(stack, audience, email_t, None)
-    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
-    body = await wait_for(stack, cid, "PAUSED")
-    assert body["lastError"].startswith("auto-paused:"), body
+    rule = {"failureRate": 0.5, "window": 40, "minMessages": 20}
+    audience, cid, _ = await auto_paused_by_refusals(stack, 200, rule)
     await asyncio.sleep(1.5)  # nothing more goes out after the pause
     rows = await ledger(stack, cid)
     decided = [r for r in rows if r["outcome"] != "PENDING"]

@@ -27,7 +27,7 @@ from core.constants import JOURNEY_WORKFLOW
 from core.journey_messages import JourneyInput, JourneyResult
 from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
-from tests.helpers import create_campaign, put_policy, wait_for
+from tests.helpers import auto_paused_by_refusals, create_campaign, wait_for
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_send import CampaignSendWorkflow
 from workflows.journey import JourneyWorkflow
@@ -322,14 +322,7 @@ async def test_record_page_time_budget_history(make_stack: StackFactory) -> None
     stack = await make_stack(
         rate_limits={"email": {"perSecond": 10}}, batch_size=30, pages_in_flight=1, page_time_budget=0.5
     )
-    await put_policy(stack, {"autoPause": {"failureRate": 0.5, "window": 10, "minMessages": 3}})
-    audience = await make_audience(stack.engine, stack.tenant, 30)
-    for customer in audience.customers:
-        stack.smtp.refuse[customer["email"]] = (550, "5.1.1 no such user")
-    email_t, _ = await make_templates(stack.engine, stack.tenant)
-    cid = await create_campaign(stack, audience, email_t, None)
-    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
-    await wait_for(stack, cid, "PAUSED", timeout=60)
+    _, cid, _ = await auto_paused_by_refusals(stack, 30, {"failureRate": 0.5, "window": 10, "minMessages": 3})
     assert (await stack.call("POST", f"/campaigns/{cid}/cancel")).status_code == 200
     await wait_for(stack, cid, "CANCELLED")
     await _save(stack, cid, "page_budget_auto_pause")
