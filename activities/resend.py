@@ -69,10 +69,9 @@ class ResendActivities:
             await recount(conn, inp.campaign_id)
         if page is not None:
             page.raise_if_provider_down()
-        if page is not None and page.halted:  # out of time: the rest of these rows, again
-            return ResendResult(next_after=inp.after, resent=page.sent, done=False)
+        halted = page is not None and page.halted  # out of time: the rest of these rows, again
         return ResendResult(
-            next_after=rows[-1]["delivery_id"] if rows else inp.after,
+            next_after=rows[-1]["delivery_id"] if rows and not halted else inp.after,
             resent=page.sent if page is not None else 0,
-            done=len(rows) < limit,
+            done=not halted and len(rows) < limit,
         )

@@ -4,6 +4,7 @@
 from typing import Any
 
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tests.conftest import Stack
@@ -13,10 +14,14 @@ def _decode(payloads: Any, kind: type[Any]) -> list[Any]:
     return pydantic_data_converter.payload_converter.from_payloads(payloads, [kind])
 
 
+async def workflow_events(handle: WorkflowHandle[Any, Any]) -> list[HistoryEvent]:
+    """The events of the workflow's current run."""
+    return [e async for e in handle.fetch_history_events()]
+
+
 async def campaign_history(stack: Stack, campaign_id: str) -> list[HistoryEvent]:
     """The events of the campaign workflow's current run."""
-    handle = stack.client.get_workflow_handle(f"campaign-{campaign_id}")
-    return [e async for e in handle.fetch_history_events()]
+    return await workflow_events(stack.client.get_workflow_handle(f"campaign-{campaign_id}"))
 
 
 def activity_inputs(events: list[HistoryEvent], activity: str, kind: type[Any]) -> list[Any]:

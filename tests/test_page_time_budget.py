@@ -17,7 +17,7 @@ from tests.helpers import (
     sms_left_unknown,
     wait_for,
 )
-from tests.history import activity_inputs, activity_results, campaign_history
+from tests.history import activity_inputs, activity_results, campaign_history, workflow_events
 
 RECIPIENTS = 40
 
@@ -70,8 +70,7 @@ async def test_a_throttled_resend_goes_on_from_the_same_rows(make_stack: StackFa
     sms = received_sms(stack, audience)
     assert set(sms) == audience.phones() and set(sms.values()) == {1}
     assert Counter(row["outcome"] for row in await ledger(stack, cid)) == {"SENT": 12}
-    events = [e async for e in handle.fetch_history_events()]
-    pages = activity_inputs(events, "resend_unknown", ResendInput)
+    pages = activity_inputs(await workflow_events(handle), "resend_unknown", ResendInput)
     assert len(pages) > 1 and {p.after for p in pages} == {None}  # out of time, the same rows again
 
 
