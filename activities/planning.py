@@ -3,7 +3,9 @@
 With bounds known up front, several pages of one campaign can be in flight at once (each its own
 activity, on whichever worker takes it) and the workflow knows exactly which pages are done, so a
 pause, a crash or a continue-as-new never sends or counts a page twice. The snapshot of a run
-never changes, so the same (run, after, page size) always gives the same bounds.
+never changes below a chunk the workflow has taken in, so the same (run, after, page size, upto)
+always gives the same bounds; while the snapshot is still being taken (`snapshot_upto`), only whole
+pages up to the last chunk taken in are planned (workflows/snapshot_steps.py).
 
 How large a page is (README "Pages of a large run"): a page costs a fixed share of machine CPU
 however many recipients it holds (its activity, its queries, its writer connection, its tail), about
@@ -42,13 +44,16 @@ class PlanningActivities:
     async def plan_pages(self, inp: PlanPagesInput) -> PlanPagesResult:
         size = page_size(inp.run_size, self._deps.settings)
         async with self._deps.engine.connect() as conn:
-            ids = await recipient_ids_after(conn, inp.run_id, inp.after, size * inp.pages)
+            ids = await recipient_ids_after(
+                conn, inp.run_id, inp.after, size * inp.pages, upto=inp.snapshot_upto
+            )
         bounds = ids[size - 1 :: size]
-        if len(ids) % size:
+        snapshotting = inp.snapshot_upto is not None
+        if len(ids) % size and not snapshotting:
             bounds.append(ids[-1])
         return PlanPagesResult(
             bounds=bounds,
             page_size=size,
-            exhausted=len(ids) < size * inp.pages,
+            exhausted=len(ids) < size * inp.pages and not snapshotting,
             window=self._deps.settings.pages_in_flight,
         )

@@ -156,8 +156,11 @@ class PlanPagesInput(BaseModel):
     after: str | None
     pages: int
     # Recipients of the whole run (its snapshot), which sizes its pages; None (histories from
-    # before it was sent): pages of `batch_size`.
+    # before it was sent, or a snapshot still being taken): pages of `batch_size`.
     run_size: int | None = None
+    # The snapshot is still being taken and its chunks are final up to this customer id: plan
+    # only whole pages up to it (the last, partial one waits for more), and never say exhausted.
+    snapshot_upto: str | None = None
 
 
 class PlanPagesResult(BaseModel):

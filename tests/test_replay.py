@@ -326,3 +326,17 @@ async def test_record_page_time_budget_history(make_stack: StackFactory) -> None
     assert (await stack.call("POST", f"/campaigns/{cid}/cancel")).status_code == 200
     await wait_for(stack, cid, "CANCELLED")
     await _save(stack, cid, "page_budget_auto_pause")
+
+
+@pytest.mark.skipif(not RECORD, reason="recorder, run on purpose")
+async def test_record_snapshot_overlap_history(make_stack: StackFactory) -> None:
+    """Pages sent while the snapshot is taken (PATCH_SNAPSHOT_OVERLAP), paused mid-snapshot and
+    resumed: the chunk in flight is taken in, then the snapshot and the pages go on."""
+    stack = await make_stack(snapshot_chunk_size=100, batch_size=20, pages_in_flight=2)
+    cid = await _campaign(stack, 400)
+    assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+    assert (await stack.call("POST", f"/campaigns/{cid}/pause")).status_code == 200
+    await wait_for(stack, cid, "PAUSED")
+    assert (await stack.call("POST", f"/campaigns/{cid}/resume")).status_code == 200
+    await wait_for(stack, cid, "COMPLETED", timeout=120)
+    await _save(stack, cid, "snapshot_overlap_paused")

@@ -58,8 +58,9 @@ class CampaignWorkflow(RunSteps):
     async def run(self, input: CampaignWorkflowInput) -> CampaignProgress:
         while True:
             await self._sync()
-            if self._window and self._state.lifecycle.status != S.ACTIVE:
-                # Paused or cancelled while pages were in flight (also during the sync above).
+            if (self._window or self._snapshot) and self._state.lifecycle.status != S.ACTIVE:
+                # Paused or cancelled while pages (or a snapshot chunk) were in flight (also
+                # during the sync above).
                 await self._drain_window(run_id_for(self._input.campaign_id, self._state.run.run_number))
                 continue
             status = self._state.lifecycle.status

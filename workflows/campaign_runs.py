@@ -6,7 +6,6 @@ sent as a window of planned pages (workflows/page_window.py), each its own activ
 """
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -26,19 +25,16 @@ with workflow.unsafe.imports_passed_through():
         PlanPagesResult,
         SendBatchInput,
         SendBatchResult,
-        SnapshotInput,
-        SnapshotResult,
     )
     from workflows.options import RETRY, SHORT
     from workflows.page_window import halt_page, start_page
-    from workflows.policy_steps import PATCH_INCOMPLETE_ANSWERS, PATCH_POLICIES, PolicySteps
+    from workflows.policy_steps import PATCH_INCOMPLETE_ANSWERS, PATCH_POLICIES
+    from workflows.snapshot_steps import SnapshotSteps
     from workflows.transitions import invalid
 
 S = CampaignStatus
 T = CampaignType
 
-# Sends a run as a window of planned pages (workflow.patched: older histories replay page by page).
-PATCH_PAGE_WINDOW = "page-window"
 # Pages planned per plan_pages call.
 PLAN_PAGES = 8
 # plan_pages learns the run's size, and each page is sent with the largest page planned as its
@@ -46,7 +42,7 @@ PLAN_PAGES = 8
 PATCH_PAGE_SIZE = "page-size"
 
 
-class RunSteps(PolicySteps):
+class RunSteps(SnapshotSteps):
     # ---- RECURRING -----------------------------------------------------------------------------
 
     async def _recurring_step(self) -> None:
@@ -132,34 +128,10 @@ class RunSteps(PolicySteps):
             st.run.run_number = 1
             self._changed()
         run_id = run_id_for(self._input.campaign_id, st.run.run_number)
-        if not st.run.snapshot_complete:
-            try:
-                snap = await workflow.execute_activity(
-                    "snapshot_audience",
-                    SnapshotInput(
-                        campaign_id=self._input.campaign_id,
-                        tenant_id=self._input.tenant_id,
-                        run_id=run_id,
-                        run_number=st.run.run_number,
-                        after=st.run.snapshot_cursor,
-                    ),
-                    summary=f"snapshot run {st.run.run_number} (after {st.run.snapshot_cursor or 'start'})",
-                    result_type=SnapshotResult,
-                    start_to_close_timeout=timedelta(minutes=5),
-                    retry_policy=RETRY,
-                )
-            except ActivityError as err:
-                # E.g. the segment was deleted since the check (weeks, for a RECURRING campaign):
-                # pause with the reason instead of failing the workflow.
-                self._pause_on_error(err)
-                return
-            st.run.snapshot_cursor = snap.last_customer_id
-            if snap.done:
-                st.run.snapshot_complete = True
-                st.tally.target_count = st.tally.target_base + snap.target_count
-                self._changed()
+        if not st.run.snapshot_complete and not self._overlaps():
+            await self._snapshot_chunk(run_id)
             return
-        if workflow.patched(PATCH_PAGE_WINDOW):
+        if not st.run.snapshot_complete or self._pages_windowed():
             await self._send_window(run_id)
             return
         result = await self._batch("send_batch", run_id)
@@ -208,29 +180,42 @@ class RunSteps(PolicySteps):
         finished, or once everything in flight has been drained (pause, cancel, error, or a due
         continue-as-new)."""
         st = self._state
+        await self._collect_snapshot()
+        if st.lifecycle.status != S.ACTIVE:
+            return  # the chunk that returned paused the campaign (e.g. its segment is gone)
+        self._start_snapshot(run_id)
         undone = [b for b in st.run.pages_ahead if b not in st.run.pages_done]
-        if len(undone) <= st.run.window and not st.run.plan_exhausted and not self._can_due():
+        if (
+            len(undone) <= st.run.window
+            and not st.run.plan_exhausted
+            and self._snapshot_news()
+            and not self._can_due()
+        ):
             await self._plan_pages(run_id)
             return
-        if not st.run.pages_ahead:
+        if not st.run.pages_ahead and self._snapshot is None:
             await self._end_of_plan(run_id)
             return
         if not self._can_due():
             self._fill_window(run_id)
-        if self._window:
+        if self._window or self._snapshot is not None:
             await self._wait_for_a_page(run_id)
 
     async def _plan_pages(self, run_id: str) -> None:
         """Plan the bounds of the next pages (and learn how many may be in flight)."""
         st = self._state
         sized = workflow.patched(PATCH_PAGE_SIZE)
+        whole = st.run.snapshot_complete
+        run_size = max(0, (st.tally.target_count or 0) - st.tally.target_base) if sized and whole else None
+        self._planned_upto = st.run.snapshot_cursor
         plan: PlanPagesResult = await workflow.execute_activity(
             "plan_pages",
             PlanPagesInput(
                 run_id=run_id,
                 after=st.run.pages_ahead[-1] if st.run.pages_ahead else st.run.send_cursor,
                 pages=PLAN_PAGES,
-                run_size=max(0, (st.tally.target_count or 0) - st.tally.target_base) if sized else None,
+                run_size=run_size,
+                snapshot_upto=None if whole else st.run.snapshot_cursor,
             ),
             summary=f"plan the next pages of run {st.run.run_number}",
             result_type=PlanPagesResult,
@@ -272,23 +257,27 @@ class RunSteps(PolicySteps):
         st = self._state
         self._batch_running = True
         stop = asyncio.ensure_future(workflow.wait_condition(self._not_active))
-        waiting: list[asyncio.Future[Any]] = [*self._window.handles(), stop]
+        chunk = [self._snapshot] if self._snapshot is not None else []
+        waiting: list[asyncio.Future[Any]] = [*self._window.handles(), *chunk, stop]
         await workflow.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if not stop.done():
             stop.cancel()
         failure = await self._window.collect_done(self._page_done)
         if failure is not None:
             self._pause_on_error(failure)
+        await self._collect_snapshot()
         if st.lifecycle.status != S.ACTIVE:
             await self._drain_window(run_id)
-        self._batch_running = bool(self._window)
+        self._batch_running = bool(self._window) or self._snapshot is not None
 
     async def _drain_window(self, run_id: str) -> None:
         """Pause, cancel or a failed page: every page in flight starts no new message; wait for
         them all and take in what they did. Called wherever the status may have left ACTIVE while
         pages were in flight (also from the main loop), so a pause never waits on a page that
         nobody collects."""
+        await self._collect_snapshot(wait=True)
         if not self._window:
+            self._batch_running = False
             return
         self._batch_running = True
         await self._window.halt(run_id)
@@ -334,13 +323,6 @@ class RunSteps(PolicySteps):
             # so a throttled page the provider refuses is auto-paused within one attempt.
             self._judge_refusals(result)
         self._changed()
-
-    def _can_due(self) -> bool:
-        return (
-            self._run_finished
-            or self._batches_this_run >= self._input.batches_per_run
-            or workflow.info().is_continue_as_new_suggested()
-        )
 
     async def _run_batch(self, activity: str, run_id: str, epoch: int) -> SendBatchResult:
         cursor = self._state.run

@@ -45,6 +45,7 @@ _COMPLETED_TARGET = text("SELECT target_count FROM send_runs WHERE id = :r AND s
 _IDS_AFTER = text(
     "SELECT customer_id FROM run_recipients"
     " WHERE run_id = :run AND (CAST(:after AS text) IS NULL OR customer_id > :after)"
+    " AND (CAST(:upto AS text) IS NULL OR customer_id <= :upto)"
     " ORDER BY customer_id LIMIT :limit"
 )
 _RAISE_HALT = text("UPDATE send_runs SET halt_epoch = GREATEST(halt_epoch, :e) WHERE id = :r")
@@ -101,10 +102,12 @@ async def completed_target(conn: AsyncConnection, run_id: str) -> int | None:
     return None if target is None else int(target)
 
 
-async def recipient_ids_after(conn: AsyncConnection, run_id: str, after: str | None, limit: int) -> list[str]:
-    """Up to `limit` customer ids of the snapshot after `after` (None: from the start), in order:
-    the keyset pages are cut on."""
-    rows = await conn.execute(_IDS_AFTER, {"run": run_id, "after": after, "limit": limit})
+async def recipient_ids_after(
+    conn: AsyncConnection, run_id: str, after: str | None, limit: int, upto: str | None = None
+) -> list[str]:
+    """Up to `limit` customer ids of the snapshot after `after` (None: from the start) and up to
+    `upto` (None: to the end), in order: the keyset pages are cut on."""
+    rows = await conn.execute(_IDS_AFTER, {"run": run_id, "after": after, "limit": limit, "upto": upto})
     return [str(customer_id) for customer_id in rows.scalars()]
 
 
