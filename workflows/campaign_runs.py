@@ -206,14 +206,19 @@ class RunSteps(SnapshotSteps):
         st = self._state
         sized = workflow.patched(PATCH_PAGE_SIZE)
         whole = st.run.snapshot_complete
-        run_size = max(0, (st.tally.target_count or 0) - st.tally.target_base) if sized and whole else None
+        # While the snapshot is taken, the run is at least what it holds so far: pages grow with
+        # it, and only the window's worth is planned at a time, so later pages are cut larger.
+        if whole:
+            run_size = max(0, (st.tally.target_count or 0) - st.tally.target_base) if sized else None
+        else:
+            run_size = self._snapshotted if sized else None
         self._planned_upto = st.run.snapshot_cursor
         plan: PlanPagesResult = await workflow.execute_activity(
             "plan_pages",
             PlanPagesInput(
                 run_id=run_id,
                 after=st.run.pages_ahead[-1] if st.run.pages_ahead else st.run.send_cursor,
-                pages=PLAN_PAGES,
+                pages=PLAN_PAGES if whole else st.run.window,
                 run_size=run_size,
                 snapshot_upto=None if whole else st.run.snapshot_cursor,
             ),

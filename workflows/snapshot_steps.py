@@ -10,7 +10,8 @@ What keeps a page from missing anyone: pages are planned only up to the last chu
 the workflow has (`snapshot_cursor`). A chunk is final once it has returned: the next one starts
 after it, and only an unreturned chunk can be retried, and then only adds recipients above the
 cursor. While the snapshot is being taken, only whole pages are planned (the partial last page
-waits for the next chunk), so pages keep the size the plan gives them.
+waits for the next chunk), a window's worth at a time, sized by what the snapshot holds so far
+(a lower bound of the run's size): pages grow as the snapshot does.
 
 The chunk in flight is short (one chunk of `snapshot_chunk_size` ids): a pause, a cancel or a due
 continue-as-new waits for it to return, takes it in, and starts no new one.
@@ -43,6 +44,9 @@ class SnapshotSteps(PolicySteps):
     # continue-as-new, which waits for the chunk in flight first.
     _snapshot: "asyncio.Future[SnapshotResult] | None" = None
     _planned_upto: str | None = None
+    # Recipients the chunks taken in this execution added: what sizes pages until the run's size
+    # is known (a lower bound of it).
+    _snapshotted = 0
     # What workflow.patched(PATCH_PAGE_WINDOW) said (None: not asked yet in this execution).
     _windowed: bool | None = None
 
@@ -85,6 +89,7 @@ class SnapshotSteps(PolicySteps):
 
     def _take_snapshot(self, snap: SnapshotResult) -> None:
         st = self._state
+        self._snapshotted += snap.inserted
         st.run.snapshot_cursor = snap.last_customer_id
         if snap.done:
             st.run.snapshot_complete = True
