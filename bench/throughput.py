@@ -6,7 +6,8 @@
 For each channel, against the same sink process: first the raw ceiling (bench.ceiling: a bare client,
 no Temporal, no database), then one ONE_TIME campaign of `--recipients` on that channel through the
 whole system (API, Temporal dev server, worker, Postgres), timed from execute to COMPLETED. Prints
-the ratio, the snapshot time, the worker process's peak RSS during the campaign (sampled from
+the ratio, the snapshot time, how long the run waited for its first page (from its first snapshot
+chunk, as its history dates them), the worker process's peak RSS during the campaign (sampled from
 /proc), the longest history of any run of the campaign's workflow (continue-as-new keeps each
 run bounded), and the machine CPU per message outside the sink (bench.cpu): of the bare client,
 and of the campaign split by part (worker and API, render processes, Postgres, Temporal). The
@@ -17,6 +18,10 @@ import argparse
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from temporalio.client import WorkflowHandle
 
 from bench import cpu
 from bench.ceiling import EMAIL_CLIENTS, email_ceiling, sms_ceiling
@@ -36,6 +41,7 @@ class Row:
     seconds: float
     sent: int
     snapshot: float
+    first_page: float  # from the first snapshot chunk scheduled to the first page scheduled
     rss_mb: float
     max_history: int
     ceiling_cpu: float  # CPU seconds of the bare client (the bench process) during the ceiling run
@@ -71,7 +77,7 @@ async def audience(stack: BenchStack, tag: str, n: int) -> tuple[str, str, str]:
 
 async def campaign(
     stack: BenchStack, channel: str, n: int
-) -> tuple[float, int, float, float, int, dict[str, float]]:
+) -> tuple[float, int, float, float, float, int, dict[str, float]]:
     segment, email_t, sms_t = await audience(stack, channel.lower()[:1], n)
     r = await stack.api.post(
         "/campaigns",
@@ -108,13 +114,32 @@ async def campaign(
         sent = (await campaign_tally(conn, cid)).sent
     # Visibility is eventually consistent: a run that just closed may not be listed yet.
     longest = 0
+    runs: list[tuple[datetime, str]] = []
     for _ in range(50):
         async for execution in stack.client.list_workflows(f"WorkflowId = 'campaign-{cid}'"):
             longest = max(longest, execution.history_length)
+            runs.append((execution.start_time, execution.run_id))
         if longest:
             break
         await asyncio.sleep(0.1)
-    return elapsed, sent, snapshot, peak, longest, spent
+    first = stack.client.get_workflow_handle(f"campaign-{cid}", run_id=min(runs)[1])
+    return elapsed, sent, snapshot, await first_page(first), peak, longest, spent
+
+
+async def first_page(handle: WorkflowHandle[Any, Any]) -> float:
+    """Seconds from the run's first snapshot chunk to its first page, as the history dates them
+    (when each was scheduled): how long the audience waits for its first message."""
+    snapshot_at: datetime | None = None
+    async for event in handle.fetch_history_events():
+        if not event.HasField("activity_task_scheduled_event_attributes"):
+            continue
+        name = event.activity_task_scheduled_event_attributes.activity_type.name
+        at = event.event_time.ToDatetime()
+        if name == "snapshot_audience" and snapshot_at is None:
+            snapshot_at = at
+        elif name == "send_batch" and snapshot_at is not None:
+            return (at - snapshot_at).total_seconds()
+    return float("nan")
 
 
 async def main(
@@ -133,7 +158,7 @@ async def main(
                 port = int(stack.settings.sms_url.rsplit(":", 1)[1].split("/")[0])
                 ceiling = await sms_ceiling(port, n, stack.settings.sms_in_flight)
             ceiling_cpu = sum(cpu.spent(before, cpu.reading(stack.sink_pid)).values())
-            elapsed, sent, snapshot, peak, longest, spent = await campaign(stack, channel, recipients)
+            elapsed, sent, snapshot, first, peak, longest, spent = await campaign(stack, channel, recipients)
             rows.append(
                 Row(
                     channel,
@@ -142,6 +167,7 @@ async def main(
                     elapsed,
                     sent,
                     snapshot,
+                    first,
                     peak,
                     longest,
                     ceiling_cpu,
@@ -152,13 +178,14 @@ async def main(
             print(f"{channel}: ceiling {ceiling.rate:,.0f}/s, campaign {sent / elapsed:,.0f}/s", flush=True)
     print(
         "\n| channel | recipients | raw ceiling | campaign (execute → COMPLETED) | ratio | snapshot"
-        " | worker peak RSS | longest run history |"
+        " | first page | worker peak RSS | longest run history |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r.channel} | {r.recipients:,} | {r.ceiling:,.0f} msg/s | {r.rate:,.0f} msg/s"
-            f" ({r.sent:,} in {r.seconds:,.1f} s) | {r.ratio:.0%} | {r.snapshot:.1f} s | {r.rss_mb:.0f} MiB"
+            f" ({r.sent:,} in {r.seconds:,.1f} s) | {r.ratio:.0%} | {r.snapshot:.1f} s"
+            f" | {r.first_page:.2f} s | {r.rss_mb:.0f} MiB"
             f" | {r.max_history:,} events |"
         )
     print(
