@@ -25,7 +25,7 @@ from core.constants import ERR_CAMPAIGN_INVALID
 from core.enums import Channel, Outcome
 from core.ids import new_id
 from core.messages import SnapshotInput, SnapshotResult
-from db.audience import consent_of, member_ids_after, segment_size
+from db.audience import consent_of, member_ids_after
 from db.campaign_state import campaign_setup
 from db.ledger import runs
 from db.ledger.sends import FinalRow, insert_finals
@@ -58,15 +58,12 @@ class SnapshotActivities:
             target = 0
             if done:
                 target = await runs.complete_snapshot(conn, inp.run_id)
-            # Pages start before the rest is taken; the audience's size sizes them meanwhile.
-            size = await segment_size(conn, segment) if inp.after is None and not done else None
         activity.heartbeat(len(ids))
         return SnapshotResult(
             last_customer_id=ids[-1] if ids else inp.after,
             inserted=len(ids),
             done=done,
             target_count=target,
-            audience_size=size,
         )
 
 

@@ -133,9 +133,6 @@ class SnapshotResult(BaseModel):
     inserted: int
     done: bool
     target_count: int
-    # The segment's size as the first chunk found it, when that chunk was not the whole run: what
-    # sizes the pages sent while the rest is taken (members may still join or leave). None after.
-    audience_size: int | None = None
 
 
 class SendBatchInput(BaseModel):

@@ -206,12 +206,12 @@ class RunSteps(SnapshotSteps):
         st = self._state
         sized = workflow.patched(PATCH_PAGE_SIZE)
         whole = st.run.snapshot_complete
-        # While the snapshot is taken, pages are sized for the audience the first chunk counted
-        # (or what the snapshot holds, if more), a window's worth at a time.
+        # While the snapshot is taken, the run is at least what it holds so far: pages grow with
+        # it, and only the window's worth is planned at a time, so later pages are cut larger.
         if whole:
             run_size = max(0, (st.tally.target_count or 0) - st.tally.target_base) if sized else None
         else:
-            run_size = self._run_size_so_far() if sized else None
+            run_size = self._snapshotted if sized else None
         self._planned_upto = st.run.snapshot_cursor
         plan: PlanPagesResult = await workflow.execute_activity(
             "plan_pages",

@@ -10,8 +10,8 @@ What keeps a page from missing anyone: pages are planned only up to the last chu
 the workflow has (`snapshot_cursor`). A chunk is final once it has returned: the next one starts
 after it, and only an unreturned chunk can be retried, and then only adds recipients above the
 cursor. While the snapshot is being taken, only whole pages are planned (the partial last page
-waits for the next chunk), a window's worth at a time, sized for a run of the audience's size as
-the first chunk counted it (or of what the snapshot holds so far, if more).
+waits for the next chunk), a window's worth at a time, sized by what the snapshot holds so far
+(a lower bound of the run's size): pages grow as the snapshot does.
 
 The chunk in flight is short (one chunk of `snapshot_chunk_size` ids): a pause, a cancel or a due
 continue-as-new waits for it to return, takes it in, and starts no new one.
@@ -44,14 +44,9 @@ class SnapshotSteps(PolicySteps):
     # continue-as-new, which waits for the chunk in flight first.
     _snapshot: "asyncio.Future[SnapshotResult] | None" = None
     _planned_upto: str | None = None
-    # What sizes pages until the run's size is known: the recipients the chunks taken in this
-    # execution added (a lower bound), and the audience's size the first chunk found.
+    # Recipients the chunks taken in this execution added: what sizes pages until the run's size
+    # is known (a lower bound of it).
     _snapshotted = 0
-    _audience_size = 0
-
-    def _run_size_so_far(self) -> int:
-        return max(self._snapshotted, self._audience_size)
-
     # What workflow.patched(PATCH_PAGE_WINDOW) said (None: not asked yet in this execution).
     _windowed: bool | None = None
 
@@ -95,7 +90,6 @@ class SnapshotSteps(PolicySteps):
     def _take_snapshot(self, snap: SnapshotResult) -> None:
         st = self._state
         self._snapshotted += snap.inserted
-        self._audience_size = max(self._audience_size, snap.audience_size or 0)
         st.run.snapshot_cursor = snap.last_customer_id
         if snap.done:
             st.run.snapshot_complete = True
