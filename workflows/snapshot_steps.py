@@ -65,21 +65,22 @@ class SnapshotSteps(PolicySteps):
             after=st.run.snapshot_cursor,
         )
 
-    def _snapshot_summary(self) -> str:
+    def _chunk(self, run_id: str) -> "asyncio.Future[SnapshotResult]":
+        """The next chunk's activity (the same command whether it is awaited at once or not)."""
         st = self._state
-        return f"snapshot run {st.run.run_number} (after {st.run.snapshot_cursor or 'start'})"
+        return workflow.start_activity(
+            "snapshot_audience",
+            self._snapshot_input(run_id),
+            summary=f"snapshot run {st.run.run_number} (after {st.run.snapshot_cursor or 'start'})",
+            result_type=SnapshotResult,
+            start_to_close_timeout=SNAPSHOT_TIMEOUT,
+            retry_policy=RETRY,
+        )
 
     async def _snapshot_chunk(self, run_id: str) -> None:
         """Older histories: take one chunk and wait for it; pages start once all are taken."""
         try:
-            snap = await workflow.execute_activity(
-                "snapshot_audience",
-                self._snapshot_input(run_id),
-                summary=self._snapshot_summary(),
-                result_type=SnapshotResult,
-                start_to_close_timeout=SNAPSHOT_TIMEOUT,
-                retry_policy=RETRY,
-            )
+            snap = await self._chunk(run_id)
         except ActivityError as err:
             # E.g. the segment was deleted since the check (weeks, for a RECURRING campaign):
             # pause with the reason instead of failing the workflow.
@@ -109,14 +110,7 @@ class SnapshotSteps(PolicySteps):
             return
         if self._can_due():
             return
-        self._snapshot = workflow.start_activity(
-            "snapshot_audience",
-            self._snapshot_input(run_id),
-            summary=self._snapshot_summary(),
-            result_type=SnapshotResult,
-            start_to_close_timeout=SNAPSHOT_TIMEOUT,
-            retry_policy=RETRY,
-        )
+        self._snapshot = self._chunk(run_id)
         self._batch_running = True
 
     async def _collect_snapshot(self, *, wait: bool = False) -> None:
