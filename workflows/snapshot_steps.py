@@ -3,8 +3,9 @@
 The snapshot is taken in chunks (activities/snapshot.py), each one activity, in customer id order.
 Older histories took the whole snapshot before planning a page. Under PATCH_SNAPSHOT_OVERLAP the
 next chunk runs while the pages of the chunks already taken send: a large audience no longer waits
-seconds (a million recipients: about half a minute) for its first message, and the snapshot's
-work overlaps the sending instead of adding to it (README "Pages of a large run").
+seconds (a million recipients: about half a minute) for its first message (README "Pages while
+the snapshot is taken"). The snapshot's CPU is the same; on a box the sending already keeps busy,
+the run as a whole is not faster for it.
 
 What keeps a page from missing anyone: pages are planned only up to the last chunk whose result
 the workflow has (`snapshot_cursor`). A chunk is final once it has returned: the next one starts
