@@ -36,19 +36,34 @@ def activity_inputs(events: list[HistoryEvent], activity: str, kind: type[Any]) 
     return found
 
 
-def activity_results(events: list[HistoryEvent], activity: str, kind: type[Any]) -> list[Any]:
-    """The result of every `activity` that completed, in the order they completed."""
-    scheduled = {
+def scheduled_ids(events: list[HistoryEvent], activity: str) -> list[int]:
+    """The event ids of every `activity` the workflow scheduled, in order."""
+    return [
         e.event_id
         for e in events
         if e.HasField("activity_task_scheduled_event_attributes")
         and e.activity_task_scheduled_event_attributes.activity_type.name == activity
-    }
+    ]
+
+
+def _completions(events: list[HistoryEvent], activity: str) -> list[HistoryEvent]:
+    scheduled = set(scheduled_ids(events, activity))
+    return [
+        e
+        for e in events
+        if e.HasField("activity_task_completed_event_attributes")
+        and e.activity_task_completed_event_attributes.scheduled_event_id in scheduled
+    ]
+
+
+def completed_ids(events: list[HistoryEvent], activity: str) -> list[int]:
+    """The event ids of every completion of `activity`, in order."""
+    return [e.event_id for e in _completions(events, activity)]
+
+
+def activity_results(events: list[HistoryEvent], activity: str, kind: type[Any]) -> list[Any]:
+    """The result of every `activity` that completed, in the order they completed."""
     found = []
-    for e in events:
-        if not e.HasField("activity_task_completed_event_attributes"):
-            continue
-        attrs = e.activity_task_completed_event_attributes
-        if attrs.scheduled_event_id in scheduled:
-            found.extend(_decode(attrs.result.payloads, kind))
+    for e in _completions(events, activity):
+        found.extend(_decode(e.activity_task_completed_event_attributes.result.payloads, kind))
     return found

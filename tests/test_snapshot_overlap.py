@@ -4,36 +4,15 @@ snapshot is whole, and a pause in the middle of it loses and doubles no one."""
 
 from collections import Counter
 
-from temporalio.api.history.v1 import HistoryEvent
-
 from core.messages import PlanPagesInput, PlanPagesResult, SendBatchInput, SnapshotResult
 from tests.conftest import Stack, StackFactory
 from tests.factories import Audience, make_audience, make_templates
 from tests.helpers import create_campaign, ledger, received_emails, received_sms, wait_for
-from tests.history import activity_inputs, activity_results, campaign_history
+from tests.history import activity_inputs, activity_results, campaign_history, completed_ids, scheduled_ids
 
 RECIPIENTS = 600
 CHUNK = 100  # six snapshot chunks
 PAGE = 20
-
-
-def _scheduled(events: list[HistoryEvent], activity: str) -> list[int]:
-    return [
-        e.event_id
-        for e in events
-        if e.HasField("activity_task_scheduled_event_attributes")
-        and e.activity_task_scheduled_event_attributes.activity_type.name == activity
-    ]
-
-
-def _completed(events: list[HistoryEvent], activity: str) -> list[int]:
-    scheduled = set(_scheduled(events, activity))
-    return [
-        e.event_id
-        for e in events
-        if e.HasField("activity_task_completed_event_attributes")
-        and e.activity_task_completed_event_attributes.scheduled_event_id in scheduled
-    ]
 
 
 async def _sent_once(stack: Stack, audience: Audience, campaign_id: str) -> None:
@@ -69,7 +48,7 @@ async def test_pages_send_while_the_snapshot_is_taken(make_stack: StackFactory) 
     chunks = activity_results(events, "snapshot_audience", SnapshotResult)
     assert len(chunks) == RECIPIENTS // CHUNK + 1 and chunks[-1].done  # the last one finds the end
     # The first page was started before the snapshot was whole.
-    assert _scheduled(events, "send_batch")[0] < _completed(events, "snapshot_audience")[-1]
+    assert scheduled_ids(events, "send_batch")[0] < completed_ids(events, "snapshot_audience")[-1]
     # While the snapshot was taken, plans reached no further than the chunks returned, and cut
     # only whole pages; pages cover the audience once.
     plans = activity_inputs(events, "plan_pages", PlanPagesInput)

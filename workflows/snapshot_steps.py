@@ -80,16 +80,17 @@ class SnapshotSteps(PolicySteps):
 
     async def _snapshot_chunk(self, run_id: str) -> None:
         """Older histories: take one chunk and wait for it; pages start once all are taken."""
+        await self._take_snapshot(self._chunk(run_id))
+
+    async def _take_snapshot(self, handle: "asyncio.Future[SnapshotResult]") -> None:
+        """Wait for a chunk and take in where the snapshot stands."""
         try:
-            snap = await self._chunk(run_id)
+            snap = await handle
         except ActivityError as err:
             # E.g. the segment was deleted since the check (weeks, for a RECURRING campaign):
             # pause with the reason instead of failing the workflow.
             self._pause_on_error(err)
             return
-        self._take_snapshot(snap)
-
-    def _take_snapshot(self, snap: SnapshotResult) -> None:
         st = self._state
         self._snapshotted += snap.inserted
         st.run.snapshot_cursor = snap.last_customer_id
@@ -109,7 +110,7 @@ class SnapshotSteps(PolicySteps):
         st = self._state
         if self._snapshot is not None or st.run.snapshot_complete or st.lifecycle.status != S.ACTIVE:
             return
-        if self._can_due():
+        if self._can_due():  # nothing new starts; the continue-as-new goes on from the cursor
             return
         self._snapshot = self._chunk(run_id)
         self._batch_running = True
@@ -124,12 +125,7 @@ class SnapshotSteps(PolicySteps):
         if not handle.done():
             return
         self._snapshot = None
-        try:
-            snap = await handle
-        except ActivityError as err:
-            self._pause_on_error(err)
-            return
-        self._take_snapshot(snap)
+        await self._take_snapshot(handle)
 
     def _snapshot_news(self) -> bool:
         """The snapshot is whole, or a chunk returned since the last plan (there may be more
