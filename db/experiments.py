@@ -12,6 +12,8 @@ from sqlalchemy.sql.expression import bindparam
 
 from core.experiments import ABTest, Decision, VariantCounts
 
+# A message's SENT row counts nothing below; `type <> 'SENT'` also lets the join read
+# `ix_interactions_delivery`, which leaves SENT rows out (migration 0014).
 _COUNTS = text(
     """
     WITH sent AS (
@@ -27,7 +29,7 @@ _COUNTS = text(
                                                        IS DISTINCT FROM 'machine') AS clicked,
            count(DISTINCT v.customer_id) AS converted
     FROM sent s
-    LEFT JOIN interactions i ON i.delivery_id = s.id
+    LEFT JOIN interactions i ON i.delivery_id = s.id AND i.type <> 'SENT'
     LEFT JOIN interactions v ON v.campaign_id = :c AND v.customer_id = s.customer_id
                             AND v.type = 'CONVERTED'
     GROUP BY s.variant ORDER BY s.variant

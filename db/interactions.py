@@ -98,15 +98,17 @@ async def append_tracked(conn: AsyncConnection, events: Sequence[TrackedEvent]) 
 # Rule 3 (core.engagement): a click is a machine's when another link of the same message was
 # followed within LINK_BURST of it, either side. Only rows no roll-up has counted yet change (a
 # counted row keeps the class it was counted with); the background roll-up waits LINK_BURST before
-# counting a click, so a burst is settled before it is counted.
+# counting a click, so a burst is settled before it is counted. `type <> 'SENT'` restates what
+# `:clicked` implies, so that a plan made for any value (a prepared statement's generic plan) can
+# still read `ix_interactions_delivery`, which leaves SENT rows out (migration 0014).
 _LINK_BURSTS = text(
     """
     UPDATE interactions i SET engagement_class = :machine, class_reason = :reason
-    WHERE i.delivery_id = ANY(:deliveries) AND i.type = :clicked AND NOT i.rolled_up
+    WHERE i.delivery_id = ANY(:deliveries) AND i.type = :clicked AND i.type <> 'SENT' AND NOT i.rolled_up
       AND i.engagement_class = :human
       AND EXISTS (
         SELECT 1 FROM interactions j
-        WHERE j.delivery_id = i.delivery_id AND j.type = :clicked
+        WHERE j.delivery_id = i.delivery_id AND j.type = :clicked AND j.type <> 'SENT'
           AND j.metadata->>'linkId' IS DISTINCT FROM i.metadata->>'linkId'
           AND abs(extract(epoch FROM j.occurred_at - i.occurred_at)) <= CAST(:burst AS double precision)
       )

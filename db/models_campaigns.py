@@ -157,5 +157,8 @@ class Delivery(Base):
         UniqueConstraint("run_id", "customer_id", "channel", name="uq_deliveries_run_customer_channel"),
         Index("ix_deliveries_campaign_customer", "campaign_id", "customer_id", "channel"),
         Index("ix_deliveries_campaign_outcome", "campaign_id", "outcome", "channel"),
-        Index("ix_deliveries_provider_message", "provider_message_id"),
+        # A claim has no provider id yet, and no webhook looks one up by NULL (migration 0014).
+        index_where(
+            "ix_deliveries_provider_message", text("provider_message_id IS NOT NULL"), "provider_message_id"
+        ),
     )

@@ -37,7 +37,8 @@ class Interaction(Base):
         Index("ix_interactions_campaign_time", "campaign_id", "occurred_at", "id"),
         Index("ix_interactions_campaign_type_time", "campaign_id", "type", "occurred_at", "id"),
         Index("ix_interactions_campaign_customer", "campaign_id", "customer_id", "occurred_at"),
-        Index("ix_interactions_delivery", "delivery_id"),
+        # A message's own events; its SENT row is never looked up by message (migration 0014).
+        index_where("ix_interactions_delivery", text("type <> 'SENT'"), "delivery_id"),
         index_where("ix_interactions_not_rolled", text("NOT rolled_up"), "campaign_id"),
         # Only rows with a key are indexed: a send's interaction has none, and skipping its entry
         # saves every send a unique-index insertion (migration 0013).
