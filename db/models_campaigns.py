@@ -157,6 +157,8 @@ class Delivery(Base):
         UniqueConstraint("run_id", "customer_id", "channel", name="uq_deliveries_run_customer_channel"),
         Index("ix_deliveries_campaign_customer", "campaign_id", "customer_id", "channel"),
         Index("ix_deliveries_campaign_outcome", "campaign_id", "outcome", "channel"),
+        # The interactions page's SENT rows, newest first (db.stats; migration 0015).
+        index_where("ix_deliveries_campaign_sent", text("outcome = 'SENT'"), "campaign_id", "sent_at", "id"),
         # A claim has no provider id yet, and no webhook looks one up by NULL (migration 0014).
         index_where(
             "ix_deliveries_provider_message", text("provider_message_id IS NOT NULL"), "provider_message_id"

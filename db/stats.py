@@ -11,8 +11,9 @@
   transaction that flips `rolled_up`), so total = counters + the few not-yet-rolled-up rows,
   which the partial index `ix_interactions_not_rolled` finds directly. Only a `customerId`
   filter (a handful of rows, with its own index) counts rows.
-- `page_interactions` is newest first, keyset-ordered by (occurred_at, id) on the indexes of
-  `interactions`, and joins the customer after the page is cut.
+- `page_interactions` is newest first, ordered by (occurred_at, id) on the indexes of
+  `interactions` and, for SENT, of the ledger (a message's SENT is its `deliveries` row), and joins
+  the customer after the page is cut.
 - `run_stats` and `trigger_stats` read the ledger (db.ledger) for the per-run and event-queue
   sections of /stats.
 """
@@ -182,34 +183,72 @@ async def campaign_stats(conn: AsyncConnection, campaign_id: str) -> CampaignSta
 
 @dataclass(frozen=True)
 class InteractionFilter:
+    """The interactions page's filters. A message's SENT is its ledger row (`deliveries`, SENT at
+    `sent_at`: db.ledger.sends writes no interaction row for it), every other interaction a row of
+    `interactions`; so the page reads one source or both, as the type asks."""
+
     type: str | None = None
     channel: str | None = None
     customer_id: str | None = None
 
     def where(self, campaign_id: str) -> tuple[str, dict[str, Any]]:
-        """SQL conditions with only the filters given, so the planner picks the matching index."""
+        """SQL conditions on the columns both sources have, with only the filters given, so the
+        planner picks the matching index."""
         clauses = ["campaign_id = :c"]
         params: dict[str, Any] = {"c": campaign_id}
-        filters = (("type", self.type), ("channel", self.channel), ("customer_id", self.customer_id))
-        for column, value in filters:
+        for column, value in (("channel", self.channel), ("customer_id", self.customer_id)):
             if value is not None:
                 clauses.append(f"{column} = :{column}")
                 params[column] = value
+        if self.type is not None:
+            params["type"] = self.type
         return " AND ".join(clauses), params
+
+    @property
+    def logged(self) -> str | None:
+        """The condition on `interactions.type` of the rows listed, None when none are. SENT rows
+        there (a provider's settling of an UNKNOWN message, or a send recorded before migration
+        0015) are not listed: their message's ledger row is."""
+        if self.type is None:
+            return f"type <> '{T.SENT.value}'"
+        return None if self.type == T.SENT.value else "type = :type"
+
+    @property
+    def sent(self) -> bool:
+        """Whether SENT ledger rows are listed."""
+        return self.type in (None, T.SENT.value)
+
+
+# A SENT ledger row as an interaction (its id is the message's).
+_SENT_ROWS = (
+    "SELECT id, tenant_id, customer_id, 'SENT' AS type, channel, sent_at AS occurred_at,"
+    " CAST('{{}}' AS jsonb) AS metadata, CAST(NULL AS text) AS engagement_class,"
+    " CAST(NULL AS text) AS class_reason FROM deliveries WHERE {where} AND outcome = 'SENT'"
+)
+_LOGGED_ROWS = (
+    "SELECT id, tenant_id, customer_id, type, channel, occurred_at, metadata, engagement_class,"
+    " class_reason FROM interactions WHERE {where} AND {logged}"
+)
 
 
 async def count_interactions(conn: AsyncConnection, campaign_id: str, f: InteractionFilter) -> int:
     where, params = f.where(campaign_id)
-    if f.customer_id is not None:
-        sql = f"SELECT count(*) FROM interactions WHERE {where}"
-        return int((await conn.execute(text(sql), params)).scalar_one())
-    # One statement: the counters and the rolled_up flags are read from the same snapshot.
+    if f.customer_id is not None:  # a handful of rows, each source on its own index
+        parts = []
+        if f.logged is not None:
+            parts.append(f"(SELECT count(*) FROM interactions WHERE {where} AND {f.logged})")
+        if f.sent:
+            parts.append(f"(SELECT count(*) FROM deliveries WHERE {where} AND outcome = 'SENT')")
+        return int((await conn.execute(text("SELECT " + " + ".join(parts)), params)).scalar_one())
+    # One statement: the counters and the rolled_up flags are read from the same snapshot. Every
+    # SENT is in the counters (counted by its step, or by the roll-up of a provider's settling).
+    type_clause = "" if f.type is None else " AND type = :type"
     sql = (
         "SELECT (SELECT COALESCE(sum(events), 0) FROM campaign_counters"
         "         WHERE campaign_id = :c AND channel = :counter_channel AND type = ANY(:counter_types))"
         "    + (SELECT COALESCE(sum(events), 0) FROM counter_deltas"
         "         WHERE campaign_id = :c AND channel = :counter_channel AND type = ANY(:counter_types))"
-        f"    + (SELECT count(*) FROM interactions WHERE {where} AND NOT rolled_up)"
+        f"    + (SELECT count(*) FROM interactions WHERE {where}{type_clause} AND NOT rolled_up)"
     )
     params["counter_channel"] = f.channel or ALL
     params["counter_types"] = [f.type] if f.type is not None else [t.value for t in T]
@@ -219,22 +258,33 @@ async def count_interactions(conn: AsyncConnection, campaign_id: str, f: Interac
 async def page_interactions(
     conn: AsyncConnection, campaign_id: str, f: InteractionFilter, skip: int, take: int
 ) -> Sequence[RowMapping]:
+    """Newest first. Each source is cut to its first `skip + take` rows in that order on its own
+    index (`ix_interactions_campaign_time` / `_type_time`; SENT rows on `ix_deliveries_campaign_sent`)
+    before the two are merged and the page is cut; the customer is joined to the page only."""
     where, params = f.where(campaign_id)
+    order = "ORDER BY occurred_at DESC, id DESC"
+    sources = []
+    if f.logged is not None:
+        sources.append((_LOGGED_ROWS.format(where=where, logged=f.logged), order))
+    if f.sent:
+        sources.append((_SENT_ROWS.format(where=where), "ORDER BY sent_at DESC, id DESC"))
+    if len(sources) == 1:
+        rows, own_order = sources[0]
+        cut = f"{rows} {own_order}"
+    else:
+        cut = (
+            " UNION ALL ".join(f"({rows} {own_order} LIMIT :upto)" for rows, own_order in sources)
+            + f" {order}"
+        )
     sql = f"""
         SELECT p.id, p.customer_id, p.type, p.channel, p.occurred_at, p.metadata,
                p.engagement_class, p.class_reason,
                cu.email AS customer_email, cu.first_name, cu.last_name
-        FROM (
-            SELECT id, tenant_id, customer_id, type, channel, occurred_at, metadata,
-                   engagement_class, class_reason
-            FROM interactions WHERE {where}
-            ORDER BY occurred_at DESC, id DESC
-            OFFSET :skip LIMIT :take
-        ) p
+        FROM ({cut} OFFSET :skip LIMIT :take) p
         LEFT JOIN customers cu ON cu.id = p.customer_id AND cu.tenant_id = p.tenant_id
         ORDER BY p.occurred_at DESC, p.id DESC
     """
-    params.update(skip=skip, take=take)
+    params.update(skip=skip, take=take, upto=skip + take)
     return (await conn.execute(text(sql), params)).mappings().all()
 
 

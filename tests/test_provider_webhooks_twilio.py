@@ -118,6 +118,14 @@ async def test_status_callbacks_settle_unknown_sends_and_suppress_dead_numbers(
     assert [t for t, _ in await interactions(stack, unknown)] == ["DELIVERED", "SENT"]
     stats = await ledger.stats()
     assert stats["byChannel"]["SMS"]["delivered"] == 1 and stats["unknownCount"] == 0
+    # The interactions page lists the settled message's SENT once (from its ledger row, not from
+    # the interaction that counts it), and its total counts it once: 4 sent, 1 settled.
+    r = await stack.call(
+        "GET", f"/campaigns/{ledger.campaign_id}/interactions", tenant=ledger.tenant, params={"type": "SENT"}
+    )
+    listed = r.json()
+    assert [i["id"] for i in listed["data"]].count(unknown) == 1
+    assert listed["meta"]["total"] == len(listed["data"]) == 5
 
     # Tampered: another status, the signature of the original; no signature; the wrong token.
     tampered = form.replace("delivered", "undelivered")

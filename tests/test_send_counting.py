@@ -95,14 +95,18 @@ async def test_a_step_counts_its_sends_once_and_every_read_sees_them_before_the_
         await _send_three(conn, tenant, campaign, run)
         # Counted once, though the answers' commit ran twice; nothing left for a roll-up to flip.
         assert await _deltas(conn, campaign) == {("EMAIL", 0, 2), ("SMS", 0, 1), ("ALL", 2, 3)}
+        # A SENT is its ledger row: no interaction row is written, and the page lists the rows.
         logged = await conn.execute(
-            text(
-                "SELECT count(*), bool_and(rolled_up) FROM interactions"
-                " WHERE campaign_id = :c AND type = 'SENT'"
-            ),
+            text("SELECT count(*) FROM interactions WHERE campaign_id = :c AND type = 'SENT'"),
             {"c": campaign},
         )
-        assert tuple(logged.one()) == (3, True)
+        assert logged.scalar_one() == 0
+        listed = await stats.page_interactions(conn, campaign, stats.InteractionFilter(type="SENT"), 0, 10)
+        assert sorted((r["type"], r["channel"], r["occurred_at"]) for r in listed) == [
+            ("SENT", "EMAIL", AT + timedelta(seconds=1)),
+            ("SENT", "EMAIL", AT + timedelta(seconds=1)),
+            ("SENT", "SMS", AT + timedelta(seconds=1)),
+        ]
         assert await _figures(conn, tenant, campaign) == EXPECTED
     async with engine.begin() as conn:
         assert await rollups.roll_up(conn, campaign_id=campaign) == 0  # no interaction to flip

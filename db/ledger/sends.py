@@ -169,7 +169,9 @@ class Claim:
 
 @dataclass(frozen=True)
 class AnswerRow:
-    """A provider's answer to a claimed message; `interaction_type` None records no interaction."""
+    """A provider's answer to a claimed message. `interaction_type` names what it counts as: None
+    counts nothing; SENT is counted, and the row itself is its interaction (no interaction row);
+    any other type logs an interaction row under `interaction_id`."""
 
     id: str
     outcome: str
@@ -186,12 +188,18 @@ class AnswerRow:
 # text form of 16 arrays element by element in Python, 380 µs per step of 16 answers and 16
 # claims, against 128 µs in binary (measured on this box). They share their first part: answers
 # mark only PENDING rows (a replayed commit changes nothing) and log their interactions.
-# A SENT is counted right here (docs/architecture.md, "Counting sends"): its interaction is
-# inserted already counted (`rolled_up`), its recipient's first-of-a-kind row under ALL is
-# inserted, and one `counter_deltas` row per channel carries the events and the new recipients
-# (an append: concurrent commits of one campaign never wait on a counter row). Only rows this
-# statement moved out of PENDING are counted, so a replayed commit counts nothing twice. Other
-# answers' interactions (a hard bounce, a failure) are left to the roll-ups as before. The answered
+# A SENT is counted right here (docs/architecture.md, "Counting sends"): its recipient's
+# first-of-a-kind row under ALL is inserted, and one `counter_deltas` row per channel carries the
+# events and the new recipients (an append: concurrent commits of one campaign never wait on a
+# counter row). Its interaction is the ledger row itself (SENT, at `sent_at`), which is what the
+# interactions page lists for it (db.stats): no interaction row is written for it, which was a
+# quarter of the step's Postgres CPU and 40 % of its WAL (README Performance, "2026-12-06 (2)").
+# For the same reason its `message.sent` event (docs/outbound-webhooks.md) is written to the
+# outbox here, as the interactions trigger writes every other one, and only for a tenant with an
+# endpoint; the event names the message (`interactionId` is its id, as on the interactions page).
+# Only rows this statement moved out of PENDING are counted, so a replayed commit counts nothing
+# twice. Other answers' interactions (a hard bounce, a failure) are logged here and left to the
+# roll-ups as before. The answered
 # rows are also named by `id = ANY(...)`, so the plan kept for a page (`prepare_writer`) can read
 # them by primary key whatever it estimated for the join with `a`.
 _ANSWERS = """
@@ -213,8 +221,16 @@ _ANSWERS = """
         INSERT INTO interactions (id, tenant_id, campaign_id, delivery_id, customer_id, channel,
                                   type, occurred_at, metadata, rolled_up)
         SELECT m.iid, m.tenant_id, m.campaign_id, m.id, m.customer_id, m.channel, m.itype, %(at)b,
-               '{}'::jsonb, m.itype = '{sent}'
-        FROM marked m WHERE m.itype IS NOT NULL
+               '{}'::jsonb, false
+        FROM marked m WHERE m.itype IS NOT NULL AND m.itype <> '{sent}'
+    ), announced AS (
+        INSERT INTO webhook_outbox (tenant_id, campaign_id, type, payload)
+        SELECT m.tenant_id, m.campaign_id, 'message.sent',
+               jsonb_build_object('interactionId', m.id, 'deliveryId', m.id, 'customerId', m.customer_id,
+                                  'channel', m.channel, 'occurredAt', %(at)b, 'metadata', '{}'::jsonb)
+        FROM marked m
+        WHERE m.itype = '{sent}' AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.tenant_id = %(tenant)b)
+        ORDER BY m.id
     ), firsts AS (
         INSERT INTO interaction_firsts (campaign_id, type, channel, customer_id, occurred_at)
         SELECT DISTINCT ON (m.customer_id) %(campaign)b, '{sent}', '{all}', m.customer_id, %(at)b
