@@ -77,7 +77,8 @@ async def seed_listing(conn: AsyncConnection, tenant: str, campaigns: int, deliv
         ),
         {"r": f"{sent}.r1", "c": sent, "t": tenant, "n": deliveries},
     )
-    # The ledger's SENT interactions, counted by the real roll-up, as a send leaves them.
+    # SENT interactions counted by the real roll-up: what a send left before migration 0015 (a send
+    # now counts itself in its step and writes none); either way the counters hold every SENT.
     await conn.execute(
         text(
             """
