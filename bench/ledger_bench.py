@@ -145,7 +145,11 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=16)
     parser.add_argument("--page", type=int, default=1_000)
     parser.add_argument("--session", default="", help="name=value,... set on the writer's session")
-    parser.add_argument("--no-interaction", action="store_true", help="answers log no SENT interaction")
+    parser.add_argument(
+        "--no-interaction",
+        action="store_true",
+        help="answers count as nothing (not SENT): no first-of-a-kind row, no counter delta; a floor",
+    )
     parser.add_argument(
         "--one-plan", action="store_true", help="one connection's plans for the whole run (no page starts)"
     )
