@@ -207,6 +207,14 @@ async def test_a_receiver_down_then_up_gets_every_event_once_signed(make_stack: 
     assert statuses[-1] == "COMPLETED" and statuses.index("ACTIVE") < statuses.index("COMPLETED")
     sent = [e for e in events if e["type"] == "message.sent"]
     assert len(sent) == 20 and all(e["campaignId"] == cid and e["tenantId"] == stack.tenant for e in sent)
+    # Each names its message, as /interactions lists its SENT: the ledger row's id, once each.
+    listed = await stack.call(
+        "GET", f"/campaigns/{cid}/interactions", tenant=stack.tenant, params={"type": "SENT", "take": 100}
+    )
+    assert listed.status_code == 200, listed.text
+    listed_ids = sorted(i["id"] for i in listed.json()["data"])
+    assert sorted(e["data"]["interactionId"] for e in sent) == listed_ids
+    assert sorted(e["data"]["deliveryId"] for e in sent) == listed_ids and len(set(listed_ids)) == 20
     assert stats["pending"] == 0 and stats["dead"] == 0, stats
     assert stats["delivered"] >= len(expected) and stats["failedAttempts"] >= 1, stats
     assert stats["lastError"].startswith("HTTP 503") and stats["failingSince"] is None, stats
