@@ -40,8 +40,9 @@ class Interaction(Base):
         # A message's own events; its SENT row is never looked up by message (migration 0014).
         index_where("ix_interactions_delivery", text("type <> 'SENT'"), "delivery_id"),
         index_where("ix_interactions_not_rolled", text("NOT rolled_up"), "campaign_id"),
-        # Only rows with a key are indexed: a send's interaction has none, and skipping its entry
-        # saves every send a unique-index insertion (migration 0013).
+        # Only rows with a key are indexed: an interaction the ledger logs (a bounce, a failure;
+        # a SENT before migration 0015) has none, and skipping its entry saves it a unique-index
+        # insertion (migration 0013).
         unique_where("uq_interactions_event_key", text("event_key IS NOT NULL"), "event_key"),
     )
 

@@ -199,9 +199,8 @@ class AnswerRow:
 # endpoint; the event names the message (`interactionId` is its id, as on the interactions page).
 # Only rows this statement moved out of PENDING are counted, so a replayed commit counts nothing
 # twice. Other answers' interactions (a hard bounce, a failure) are logged here and left to the
-# roll-ups as before. The answered
-# rows are also named by `id = ANY(...)`, so the plan kept for a page (`prepare_writer`) can read
-# them by primary key whatever it estimated for the join with `a`.
+# roll-ups as before. The answered rows are also named by `id = ANY(...)`, so the plan kept for a
+# page (`prepare_writer`) can read them by primary key whatever it estimated for the join with `a`.
 _ANSWERS = """
     WITH a AS (
         SELECT * FROM unnest(CAST(%(a_ids)b AS text[]), CAST(%(a_outcomes)b AS text[]),
