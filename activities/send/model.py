@@ -131,7 +131,7 @@ class Answer:
         """The provider may have the message (a break mid-transfer): never resent by itself."""
         return cls(item, Outcome.UNKNOWN, reason=reason, detail=detail)
 
-    def row(self, interaction_id: str, at: datetime) -> AnswerRow:
+    def row(self, interaction_id: str | None, at: datetime) -> AnswerRow:
         """The ledger's view of this answer; an answer without an outcome is a release instead."""
         if self.outcome is None:
             raise ValueError("a released claim has no answer row")
@@ -145,3 +145,9 @@ class Answer:
             interaction_id=interaction_id,
             interaction_type=self.itype.value if self.itype else None,
         )
+
+    @property
+    def logs_interaction(self) -> bool:
+        """Whether recording it writes an interaction row: a SENT is its ledger row and writes
+        none (db.ledger.sends, "Counting sends")."""
+        return self.itype is not None and self.itype != InteractionType.SENT

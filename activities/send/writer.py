@@ -211,7 +211,10 @@ class LedgerWriter:
         rows: list[FinalRow] | None = None,
     ) -> set[str]:
         at = datetime.now(UTC)  # one time per step, the same when it is replayed
-        interaction_ids = [new_id("interaction") for s in steps or () for _ in s.answers]
+        # Ids for the interaction rows the step writes, made once so that a replayed step reuses them.
+        interaction_ids = [
+            new_id("interaction") if a.logs_interaction else None for s in steps or () for a in s.answers
+        ]
         # The common step is one statement, so it runs alone on the writer's autocommit connection:
         # one round trip, no BEGIN and COMMIT. Decided rows and steps with a hard bounce (the
         # customer is marked in the same transaction) take a pooled connection and a transaction.
@@ -243,7 +246,7 @@ class LedgerWriter:
         raise RuntimeError("unreachable")  # the loop returns or raises
 
     async def _write(
-        self, conn: AsyncConnection, steps: list[_Step], interaction_ids: list[str], at: datetime
+        self, conn: AsyncConnection, steps: list[_Step], interaction_ids: list[str | None], at: datetime
     ) -> set[str]:
         answers: list[AnswerRow] = []
         released: list[str] = []

@@ -171,7 +171,7 @@ class Claim:
 class AnswerRow:
     """A provider's answer to a claimed message. `interaction_type` names what it counts as: None
     counts nothing; SENT is counted, and the row itself is its interaction (no interaction row);
-    any other type logs an interaction row under `interaction_id`."""
+    any other type logs an interaction row under `interaction_id` (None for the others)."""
 
     id: str
     outcome: str
@@ -179,7 +179,7 @@ class AnswerRow:
     detail: str | None
     sent_at: datetime | None
     provider_message_id: str | None
-    interaction_id: str
+    interaction_id: str | None
     interaction_type: str | None
 
 
