@@ -274,17 +274,25 @@ class LedgerWriter:
 
     async def _connection(self, lane: _Lane) -> AsyncConnection:
         if lane.conn is None:
-            conn = await self._engine.connect()
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await prepare_writer(conn)
-            lane.conn = conn
+            # The lane holds it from checkout on, so a cut while its session is set up (the first
+            # statement to find the socket dead) discards it like a cut mid-step: never left for
+            # the garbage collector with its pool slot (tests/test_ledger_connections.py).
+            lane.conn = await self._engine.connect()
+            lane.conn = await lane.conn.execution_options(isolation_level="AUTOCOMMIT")
+            await prepare_writer(lane.conn)
         return lane.conn
 
     async def _drop_connection(self, lane: _Lane) -> None:
-        if lane.conn is not None:
-            try:  # never back to the pool: its socket may be dead, its session is the page's
-                await lane.conn.invalidate()
-                await lane.conn.close()  # gives the pool its slot back (a new connection later)
-            except Exception:  # a broken connection may fail to close; it is discarded anyway
-                log.debug("closing a broken ledger connection failed", exc_info=True)
-            lane.conn = None
+        """Discard the lane's connection: never back to the pool (its socket may be dead, its
+        session is the page's), but its pool slot is given back (a new connection later)."""
+        conn, lane.conn = lane.conn, None
+        if conn is None:
+            return
+        try:
+            await conn.invalidate()
+        except Exception:  # a broken connection may fail to close its socket; discarded anyway
+            log.debug("invalidating a broken ledger connection failed", exc_info=True)
+        try:
+            await conn.close()
+        except Exception:
+            log.debug("closing a broken ledger connection failed", exc_info=True)
