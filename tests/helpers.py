@@ -59,6 +59,20 @@ def received_sms(stack: Stack, audience: Audience) -> Counter[str]:
     return stack.sms.counts({c["phone"] for c in audience.customers if c["phone"]})
 
 
+def received_once(stack: Stack, audience: Audience) -> tuple[Counter[str], Counter[str]]:
+    """What the sinks received for this audience (emails, SMS per address), after checking that no
+    message arrived twice and no SMS was posted twice (a crash must not make the provider see one
+    again, even under the same idempotency key). Some SMS must have been posted."""
+    emails, sms = received_emails(stack, audience), received_sms(stack, audience)
+    assert set(emails.values()) <= {1}, "an email was sent twice"
+    assert set(sms.values()) <= {1}, "an SMS was sent twice"
+    # Posts of this audience's messages only: the sink is shared with earlier tests.
+    phones = {c["phone"] for c in audience.customers if c["phone"]}
+    keys = [m.idempotency_key for m in stack.sms.messages if m.to in phones]
+    assert keys and all(stack.sms.attempts[k] == 1 for k in keys), "an SMS was re-posted"
+    return emails, sms
+
+
 async def ledger(stack: Stack, campaign_id: str, **params: Any) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     skip = 0
