@@ -8,7 +8,6 @@ tests run the writer's real steps against the real Postgres and ask the writer's
 it runs the step now (`EXPLAIN EXECUTE` of the prepared statement shows the plan it keeps).
 """
 
-import json
 from datetime import UTC, datetime
 from typing import cast
 
@@ -20,6 +19,7 @@ from activities.send.writer import LedgerWriter
 from core.ids import new_id
 from db.bench_seed import seed_ledger_run
 from db.ledger.sends import AnswerRow, Claim, prepare_writer, write_step
+from tests.plans import generic_plan, scans
 
 STEPS = 12
 WAVE = 16
@@ -37,21 +37,6 @@ def _outgoing(run: str, i: int) -> Outgoing:
     # The page's row of the customer, as db.ledger.sends.run_page returns it (a mapping).
     customer = {"id": f"customer_plan{i:05d}", "run_id": run, "phone": f"+1555{i:07d}", "email": None}
     return Outgoing(Message(cast(RowMapping, customer), "SMS"), new_id("delivery"), body="hi")
-
-
-def _scans(plan: dict[str, object], on_deliveries: bool = False) -> list[tuple[str, str]]:
-    """(node type, index or '') of every scan node of a JSON plan that reads `deliveries` (a
-    bitmap scan reads it through the index scans under it)."""
-    found = []
-    here = plan.get("Relation Name") == "deliveries"
-    node = str(plan["Node Type"])
-    if (here and node != "Bitmap Heap Scan" and "Scan" in node) or (
-        on_deliveries and node == "Bitmap Index Scan"
-    ):
-        found.append((node, str(plan.get("Index Name", ""))))
-    for child in cast(list[dict[str, object]], plan.get("Plans", [])):
-        found += _scans(child, here and node == "Bitmap Heap Scan")
-    return found
 
 
 def _claim(run: str, i: int) -> Claim:
@@ -97,13 +82,8 @@ async def test_the_kept_plan_reads_deliveries_by_primary_key(engine: AsyncEngine
         for name, n_params, generic in statements:
             if not generic:
                 continue
-            nulls = ", ".join(["NULL"] * n_params)
-            explained = (
-                await conn.execute(text(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({nulls})"))
-            ).scalar_one()
-            plan = (explained if isinstance(explained, list) else json.loads(explained))[0]["Plan"]
-            scans = _scans(plan)
-            assert scans and all(index == "deliveries_pkey" for _, index in scans), scans
+            reads = scans(await generic_plan(conn, name, n_params), "deliveries")
+            assert reads and all(index == "deliveries_pkey" for _, index in reads), reads
         sent = await conn.execute(
             text(
                 "SELECT count(*) FROM deliveries WHERE run_id = :r AND customer_id LIKE 'customer_plan%'"

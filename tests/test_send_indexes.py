@@ -11,7 +11,7 @@ long-lived connection keeps them.
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -21,6 +21,7 @@ from db.bench_seed import seed_ledger_run
 from db.interactions import mark_link_bursts
 from db.ledger.reads import resolve_messages
 from db.ledger.sends import AnswerRow, Claim, write_step
+from tests.plans import generic_plan, scans
 
 MESSAGES = 1_500
 STEP = 50
@@ -102,22 +103,6 @@ async def test_a_claim_takes_no_entry_in_the_partial_indexes_and_its_answer_one_
         assert [m.delivery_id for m in found] == [claims[7].id]
 
 
-def _index_scans(plan: dict[str, Any], table: str) -> list[str]:
-    """The index of every scan node reading `table` (a plain scan reads it with no index: '')."""
-    found = []
-    if plan.get("Relation Name") == table and plan["Node Type"] in (
-        "Seq Scan",
-        "Index Scan",
-        "Index Only Scan",
-    ):
-        found.append(str(plan.get("Index Name", "")))
-    if plan["Node Type"] == "Bitmap Index Scan":
-        found.append(str(plan["Index Name"]))
-    for child in cast(list[dict[str, Any]], plan.get("Plans", [])):
-        found += _index_scans(child, table)
-    return found
-
-
 async def _kept_plans(conn: AsyncConnection, like: str) -> list[dict[str, Any]]:
     """The generic plans the session keeps for its prepared statements whose text has `like`."""
     rows = (
@@ -129,12 +114,7 @@ async def _kept_plans(conn: AsyncConnection, like: str) -> list[dict[str, Any]]:
             {"like": f"%{like}%"},
         )
     ).all()
-    plans = []
-    for name, n_params in rows:
-        nulls = ", ".join(["NULL"] * n_params)
-        explained = (await conn.execute(text(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({nulls})"))).scalar_one()
-        plans.append((explained if isinstance(explained, list) else json.loads(explained))[0]["Plan"])
-    return plans
+    return [await generic_plan(conn, name, n_params) for name, n_params in rows]
 
 
 async def test_the_readers_plan_on_the_partial_indexes_for_any_argument(engine: AsyncEngine) -> None:
@@ -171,10 +151,10 @@ async def test_the_readers_plan_on_the_partial_indexes_for_any_argument(engine: 
         plans = await _kept_plans(conn, "class_reason")
         assert plans
         for plan in plans:
-            scans = _index_scans(plan, "interactions")
+            indexes = [index for _, index in scans(plan, "interactions")]
             # Each click's other clicks are read by message (the outer scan may take the rows no
             # roll-up has counted yet by their own index); nothing reads the whole table.
-            assert "ix_interactions_delivery" in scans and "" not in scans, scans
+            assert "ix_interactions_delivery" in indexes and "" not in indexes, indexes
         # And a provider's webhook finds a message by the provider's id through its index.
         for _ in range(6):
             found = await resolve_messages(conn, [], [f"SM{claims[3].id}"])
@@ -182,5 +162,5 @@ async def test_the_readers_plan_on_the_partial_indexes_for_any_argument(engine: 
         plans = await _kept_plans(conn, "provider_message_id = ANY")
         assert plans
         for plan in plans:
-            assert "ix_deliveries_provider_message" in _index_scans(plan, "deliveries"), plan
+            assert "ix_deliveries_provider_message" in [i for _, i in scans(plan, "deliveries")], plan
         await conn.invalidate()  # its settings are this test's only

@@ -149,7 +149,7 @@ class SendPage:
             if self._halt_conn is None:
                 # Held from checkout on, so a cut before the first poll still closes it below.
                 self._halt_conn = await self._deps.engine.connect()
-                self._halt_conn = await self._halt_conn.execution_options(isolation_level="AUTOCOMMIT")
+                await self._halt_conn.execution_options(isolation_level="AUTOCOMMIT")  # on this connection
             epoch = await halt_epoch(self._halt_conn, self._halt.run_id)
         except DBAPIError:
             await self._close_halt_conn()  # a lost connection: the next poll opens a new one

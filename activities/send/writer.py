@@ -278,7 +278,7 @@ class LedgerWriter:
             # statement to find the socket dead) discards it like a cut mid-step: never left for
             # the garbage collector with its pool slot (tests/test_ledger_connections.py).
             lane.conn = await self._engine.connect()
-            lane.conn = await lane.conn.execution_options(isolation_level="AUTOCOMMIT")
+            await lane.conn.execution_options(isolation_level="AUTOCOMMIT")  # on this connection
             await prepare_writer(lane.conn)
         return lane.conn
 
