@@ -45,6 +45,10 @@ class Slot(Protocol):
     claims a message, so a message waiting for its turn is never claimed (a crash while
     throttled leaves nothing UNKNOWN); `deliver` then hands the claimed message over."""
 
+    def throttled(self) -> bool:
+        """Whether its account has a rate limit; when not, `admit` is always at once."""
+        ...
+
     def ready(self) -> bool: ...
 
     async def admit(self, wait: Wait) -> bool: ...
@@ -113,6 +117,9 @@ class _Gate:
             return True
         return await self._throttle.acquire(self._account, self._tenant, self._weight, wait)
 
+    def throttled(self) -> bool:
+        return self._throttle is not None
+
     def ready(self) -> bool:
         """Whether `admit` would return at once."""
         return self._throttle is None or self._throttle.ready(self._account, self._tenant)
@@ -164,6 +171,9 @@ class _EmailSlot:
     def __init__(self, deliverer: EmailDeliverer, connection: SmtpLease) -> None:
         self._d = deliverer
         self._connection = connection
+
+    def throttled(self) -> bool:
+        return self._d._gate.throttled()
 
     def ready(self) -> bool:
         return self._d._gate.ready()
@@ -244,6 +254,9 @@ class _SmsSlot:
     def __init__(self, connection: "SmsSender", gate: "_Gate") -> None:
         self._connection = connection
         self._gate = gate
+
+    def throttled(self) -> bool:
+        return self._gate.throttled()
 
     def ready(self) -> bool:
         return self._gate.ready()

@@ -118,10 +118,20 @@ class LedgerWriter:
         """Record `answers` (an answer without outcome releases its claim) and claim `claim` in the
         next commit; True when the claim was won (a message another attempt holds, or already
         decided, is not). The commit may wait up to `wait` seconds for other slots' steps."""
-        if not answers and claim is None:
-            return False
+        return await self.submit(answers=answers, claim=claim, wait=wait)
+
+    def submit(
+        self, *, answers: Sequence[Answer] = (), claim: Outgoing | None = None, wait: float = 0.0
+    ) -> "asyncio.Future[bool]":
+        """`step` without its coroutine: queue the step and return the future of its verdict, so a
+        slot can take a step while its message is on the wire without a task of its own per
+        message (activities/send/pipeline.py). Cancelling the future does not withdraw the step (it
+        commits with its group), as when a task awaiting `step` is cancelled: its verdict goes unread."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[bool] = loop.create_future()
+        if not answers and claim is None:
+            done.set_result(False)
+            return done
         self._queue.append(_Step(answers, claim, done, loop.time() + wait))
         if wait <= 0 or len(self._queue) >= self._senders:
             self._wake()
@@ -130,7 +140,7 @@ class LedgerWriter:
             if lane is not None:
                 self._gathering = lane
                 lane.task = asyncio.create_task(self._flush(lane))
-        return await done
+        return done
 
     def use_lanes(self, lanes: int) -> None:
         """Keep up to `lanes` commits in flight at once (1 to MAX_LANES)."""
