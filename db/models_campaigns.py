@@ -126,7 +126,8 @@ class RunRecipient(Base):
     """The audience snapshot of a run; keyset-paginated by customer id while sending."""
 
     __tablename__ = "run_recipients"
-    run_id: Mapped[str] = mapped_column(ForeignKey("send_runs.id", ondelete="CASCADE"), primary_key=True)
+    # The run's id, without a foreign key (migration 0016; docs/architecture.md, "The ledger's keys").
+    run_id: Mapped[str] = mapped_column(String(60), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(40), primary_key=True)
 
 
@@ -138,7 +139,8 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("send_runs.id", ondelete="CASCADE"))
+    # Its run's id, without a foreign key (migration 0016; docs/architecture.md, "The ledger's keys").
+    run_id: Mapped[str] = mapped_column(String(60))
     campaign_id: Mapped[str] = mapped_column(String(40))
     tenant_id: Mapped[str] = mapped_column(String(100))
     customer_id: Mapped[str] = mapped_column(String(40))

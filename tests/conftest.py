@@ -294,6 +294,18 @@ async def _stack_factory(
         if not t.done():
             t.cancel()
     assert not never_closed, f"workflows still running although their campaign is final: {never_closed}"
+    # The ledger names its runs without a foreign key (docs/architecture.md, "The ledger's keys"):
+    # every send of every test checks here that no row it wrote names a run that does not exist.
+    async with engine.connect() as conn:
+        orphans = (await conn.execute(ORPHANED_DELIVERIES, {"t": tenants})).scalars().all()
+    assert not orphans, f"ledger rows whose run does not exist: {orphans}"
+
+
+ORPHANED_DELIVERIES = text(
+    "SELECT d.id FROM deliveries d"
+    " WHERE d.campaign_id IN (SELECT c.id FROM campaigns c WHERE c.tenant_id = ANY(:t))"
+    " AND NOT EXISTS (SELECT 1 FROM send_runs r WHERE r.id = d.run_id) LIMIT 5"
+)
 
 
 FINAL_STATUSES = {"COMPLETED", "CANCELLED"}
