@@ -50,9 +50,6 @@ def scratch_database(prefix: str) -> Iterator[str]:
         # `?host=/var/run/postgresql`, kept).
         url = make_url(admin).set(database=name).render_as_string(hide_password=False)
         upgrade(url)
-        if os.environ.get("XDDL"):
-            with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c2:
-                c2.execute(os.environ["XDDL"])
         yield url
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
