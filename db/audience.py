@@ -93,6 +93,11 @@ async def member_ids_after(
     query = member_ids_query(segment)
     if after is not None:
         query = query.where(_key_column(segment) > after)
+        if segment.type == SegmentType.STATIC:
+            # The same bound on the joined customers: without it an analyzed plan merge-joins the
+            # chunk with the customers' primary key read from its start (the tenth chunk of
+            # 100,000 read all 100,000 customers for its 10,000).
+            query = query.where(Customer.id > after)
     return list((await conn.execute(query.limit(limit))).scalars())
 
 

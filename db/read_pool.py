@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from db.engine import DbTimeouts
+from db.engine import SESSION_OPTIONS, DbTimeouts
 
 T = TypeVar("T")
 Driver = psycopg.AsyncConnection[Any]
@@ -48,7 +48,7 @@ class ReadPool:
     def __init__(
         self, url: str, size: int, timeouts: DbTimeouts | None = None, *, name: str = "reads"
     ) -> None:
-        options = "-c default_transaction_read_only=on"
+        options = f"{SESSION_OPTIONS} -c default_transaction_read_only=on"
         if timeouts is not None:
             options = f"{timeouts.options()} {options}"
         self._pool: AsyncConnectionPool[Driver] = AsyncConnectionPool(

@@ -29,11 +29,16 @@ from db.rollups import ALL
 
 # ---- a page of a run's recipients -------------------------------------------------------------------
 
+# The page's bounds are repeated on `c.id`: they change no row (c.id = rr.customer_id), but without
+# them an analyzed plan merge-joins the page with the customers' primary key read from its start,
+# so the page at the end of a run of 100,000 read 97,000 customers for its 7,000 (EXPLAIN ANALYZE).
 _PAGE = text(
     f"""
     SELECT rr.run_id, rr.customer_id AS id, {RECIPIENT_COLUMNS}
     FROM run_recipients rr
     LEFT JOIN customers c ON c.id = rr.customer_id AND c.tenant_id = :tenant
+         AND (CAST(:after AS text) IS NULL OR c.id > :after)
+         AND (CAST(:upto AS text) IS NULL OR c.id <= :upto)
     WHERE rr.run_id = :run AND (CAST(:after AS text) IS NULL OR rr.customer_id > :after)
       AND (CAST(:upto AS text) IS NULL OR rr.customer_id <= :upto)
     ORDER BY rr.customer_id
