@@ -13,7 +13,6 @@ import logging
 import socket
 import threading
 import urllib.request
-from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -68,13 +67,6 @@ ACTIVITY_FAILURES = Counter(
 
 # Activities that process one page of recipients: their duration is the batch duration.
 PAGE_ACTIVITIES = frozenset({"send_batch", "send_triggered", "resend_unknown"})
-
-
-def count_messages(tenant: str, answers: Iterable[tuple[str, Outcome | None]]) -> None:
-    """Count a wave's provider answers; `None` (nothing left the client) is not a message."""
-    counts = MessageCounts(tenant)
-    for channel, outcome in answers:
-        counts.count(channel, outcome)
 
 
 class MessageCounts:
