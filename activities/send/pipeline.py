@@ -246,8 +246,7 @@ class Pipeline:
         it claims, so it runs `_advance` as a task."""
         if slot.throttled():
             return asyncio.create_task(self._advance(feed, answers, slot, gather))
-        item = None if self.stopping() else feed.take_nowait()
-        candidate = item if isinstance(item, Outgoing) else None
+        item, candidate = self._take(feed)
         verdict = self._writer.submit(answers=answers, claim=candidate, wait=gather)
         return _Ahead(verdict, answers, candidate, ended=item is None)
 
@@ -274,8 +273,7 @@ class Pipeline:
         step may wait `gather` seconds for other slots' steps (it runs while a message is on the
         wire); a message claimed again after a lost claim does not wait."""
         while True:
-            item = None if self.stopping() else feed.take_nowait()
-            candidate = item if isinstance(item, Outgoing) else None
+            item, candidate = self._take(feed)
             if candidate is not None and not slot.ready():
                 if answers:
                     await self._writer.step(answers=answers)
@@ -294,6 +292,12 @@ class Pipeline:
             if won:
                 return candidate
             # Another attempt holds that message (or it was decided meanwhile): take the next.
+
+    def _take(self, feed: Feed) -> tuple[Outgoing | bool | None, Outgoing | None]:
+        """The feed's next item without waiting (None once the page stops: its end) and the
+        message in it, if any."""
+        item = None if self.stopping() else feed.take_nowait()
+        return item, item if isinstance(item, Outgoing) else None
 
     def _account(self, answers: list[Answer]) -> None:
         """Count recorded answers (a release is not a message)."""
