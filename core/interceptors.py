@@ -7,8 +7,11 @@ retries; page activities' durations are the batch durations.
 
 Workflows: the campaign and tenant id of the workflow's input are bound while its code runs (for
 `workflow.logger` lines) and sent in a header with each activity it starts, so activities whose
-input names no tenant still log it. This only sets a context variable and a header: no I/O, no
-effect on the workflow's commands, so it is replay-safe.
+input names no tenant still log it. Temporal runs the handler of a signal or update that came with
+the workflow's start before the workflow's main method, which is where the input is read, so until
+then the ids come from the start's memo (api/lifecycle.py writes campaignId and tenantId there).
+This only sets a context variable and a header: no I/O, no effect on the workflow's commands, so
+it is replay-safe.
 """
 
 import logging
@@ -47,6 +50,13 @@ def ids_of_args(args: Sequence[Any]) -> dict[str, str]:
         return {}
     first = args[0]
     ids = {"campaignId": getattr(first, "campaign_id", None), "tenantId": getattr(first, "tenant_id", None)}
+    return {k: v for k, v in ids.items() if isinstance(v, str) and v}
+
+
+def ids_of_memo() -> dict[str, str]:
+    """campaignId/tenantId from the running workflow's memo (a campaign workflow's start writes
+    both); empty for a workflow started without them."""
+    ids = {key: workflow.memo_value(key, None) for key in ("campaignId", "tenantId")}
     return {k: v for k, v in ids.items() if isinstance(v, str) and v}
 
 
@@ -130,6 +140,8 @@ class _WorkflowInbound(WorkflowInboundInterceptor):
         super().init(_WorkflowOutbound(outbound, self))
 
     def _bound(self) -> Any:
+        if not self.ids:  # a handler that runs before `execute_workflow` (see the module's docstring)
+            self.ids = ids_of_memo()
         return logs.bound(**self.ids)
 
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:

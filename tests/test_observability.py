@@ -292,7 +292,7 @@ async def test_logs_are_json_lines_with_the_campaigns_ids(
     ours = [line for line in lines if line.get("campaignId") == cid]
     assert ours, "no line names the campaign"
     for line in ours:
-        assert line["tenantId"] == stack.tenant, line
+        assert line.get("tenantId") == stack.tenant, line
         assert line["workflowId"] == campaign_workflow_id(cid), line
 
     api = [line for line in ours if line["logger"] == "campaigns.api.access"]
@@ -311,6 +311,26 @@ async def test_logs_are_json_lines_with_the_campaigns_ids(
     # No personal data: not one address of the audience appears anywhere in the logs.
     for customer in audience.customers:
         assert customer["email"] not in text and str(customer["phone"]) not in text
+
+
+async def test_a_signal_in_the_workflows_first_task_logs_the_campaigns_ids(
+    make_stack: StackFactory, captured_logs: io.StringIO
+) -> None:
+    """Temporal hands a signal that came with the start to its handler before the workflow's main
+    method runs: the handler's lines must carry the tenant all the same (from the start's memo)."""
+    stack = await make_stack(worker=False)  # no worker yet: start and signal arrive in one task
+    audience = await make_audience(stack.engine, stack.tenant, 2)
+    cid = await create_campaign(stack, audience, *await make_templates(stack.engine, stack.tenant))
+    await stack.client.get_workflow_handle(campaign_workflow_id(cid)).signal("resume")
+    deps = ActivityDeps.build(stack.settings, stack.engine)
+    async with build_worker(stack.client, stack.settings, deps):
+        await until_logged(captured_logs, "ignored resume signal")
+        lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+        ignored = [line for line in lines if "ignored resume signal" in line["message"]]
+        assert [(line.get("campaignId"), line.get("tenantId")) for line in ignored] == [
+            (cid, stack.tenant)
+        ], ignored
+    await deps.close()
 
 
 async def until_logged(stream: io.StringIO, text: str, timeout: float = 30) -> None:
