@@ -69,7 +69,8 @@ class TriggeredActivities:
             if (epoch is not None and epoch >= inp.epoch) or time.monotonic() >= deadline:
                 return False
             activity.heartbeat()
-            await asyncio.sleep(interval)
+            if await _worker_stops_within(interval):
+                return False
             interval = min(interval * 1.5, settings.trigger_poll_max_interval)
 
     @activity.defn(name="close_triggers")
@@ -77,3 +78,18 @@ class TriggeredActivities:
         """A finished campaign sends nothing more: its queued events are closed, not left pending."""
         async with self._deps.engine.begin() as conn:
             await triggers.close_pending(conn, inp.campaign_id)
+
+
+async def _worker_stops_within(seconds: float) -> bool:
+    """Wait `seconds`, or less when this worker begins to shut down meanwhile (True then).
+
+    A worker told to stop lets its running activities finish (worker.GRACEFUL_SHUTDOWN). A long
+    poll has nothing to finish: it ends as if its time were up, so a deploy or a scale-down never
+    waits `trigger_poll_seconds` for an empty queue, and the workflow's next call goes to a worker
+    that is still polling (README "Scaling workers").
+    """
+    try:
+        await asyncio.wait_for(activity.wait_for_worker_shutdown(), timeout=seconds)
+    except TimeoutError:
+        return False
+    return True

@@ -1,6 +1,7 @@
 """Graceful shutdown (issue 8): SIGTERM to a worker lets the running send page finish, and a new
-worker completes the campaign with every recipient sent exactly once; SIGTERM to the API (uvicorn)
-drains the requests in flight before the process exits."""
+worker completes the campaign with every recipient sent exactly once; a TRIGGERED campaign's wait
+for events does not hold a worker's stop; SIGTERM to the API (uvicorn) drains the requests in flight
+before the process exits."""
 
 import asyncio
 import json
@@ -11,10 +12,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
+from temporalio.api.enums.v1 import PendingActivityState
 
 from db.models import Customer, Delivery
 from tests.conftest import Stack, StackFactory
@@ -87,6 +91,99 @@ async def test_sigterm_lets_the_running_page_finish_and_a_new_worker_completes(
     rows = await ledger(stack, cid)
     assert Counter(row["outcome"] for row in rows) == Counter({"SENT": len(audience.customers)})
     assert body["unknownCount"] == 0 and body["sentCount"] == len(audience.customers)
+
+
+async def long_poll_started(stack: Stack, campaign_id: str) -> bool:
+    """Whether the campaign's wait for events (`send_triggered`) is running on a worker now."""
+    desc = await stack.client.get_workflow_handle(f"campaign-{campaign_id}").describe()
+    started = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+    return any(
+        a.activity_type.name == "send_triggered" and a.state == started
+        for a in desc.raw_description.pending_activities
+    )
+
+
+async def test_sigterm_ends_a_triggered_campaigns_wait_for_events_at_once(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    # A wait for events far longer than the worker's graceful stop (30 s): without the early end the
+    # worker would hold its stop for that long, then cancel the wait.
+    stack = await make_stack(worker=False, trigger_poll_seconds=120)
+    audience = await make_audience(stack.engine, stack.tenant, 3)
+    email_t, _ = await make_templates(stack.engine, stack.tenant)
+    r = await stack.call(
+        "POST",
+        "/campaigns",
+        json={
+            "tenantId": stack.tenant,
+            "name": "On upgrade",
+            "type": "TRIGGERED",
+            "channels": ["EMAIL"],
+            "emailTemplateId": email_t,
+            "triggerEvent": "tier.changed",
+        },
+    )
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    now = datetime.now(UTC).isoformat()
+
+    async def post_event(i: int) -> None:
+        event = {
+            "id": f"up-{i}",
+            "type": "tier.changed",
+            "tenantId": stack.tenant,
+            "customerId": audience.customers[i]["id"],
+            "occurredAt": now,
+        }
+        r = await stack.call("POST", "/events", json=event)
+        assert r.status_code == 202, r.text
+
+    async def until(what: str, ok: Callable[[], Awaitable[bool]], log: Path) -> None:
+        deadline = asyncio.get_running_loop().time() + 60
+        while not await ok():
+            assert asyncio.get_running_loop().time() < deadline, f"{what}: {_tail(log)}"
+            await asyncio.sleep(0.05)
+
+    async def sent() -> int:
+        return sum(received_emails(stack, audience).values())
+
+    first = start_worker(stack, tmp_path / "worker1.log")
+    second = None
+    try:
+        assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+        await post_event(0)
+        log1 = tmp_path / "worker1.log"
+        await until("the first event was never sent", lambda: _at_least(sent, 1), log1)
+        await until("no wait for events began", lambda: long_poll_started(stack, cid), log1)
+
+        first.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        returncode = await asyncio.to_thread(first.wait, 60)
+        stopped_in = time.monotonic() - started
+        log = (tmp_path / "worker1.log").read_text()
+        assert returncode == 0 and "Traceback" not in log, log[-3000:]
+        assert stopped_in < 10, f"the worker took {stopped_in:.1f} s to stop"
+
+        # The campaign waits on: the next worker takes its events.
+        second = start_worker(stack, tmp_path / "worker2.log")
+        await post_event(1)
+        await until("the second event was never sent", lambda: _at_least(sent, 2), tmp_path / "worker2.log")
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert received_emails(stack, audience) == {audience.customers[i]["email"]: 1 for i in (0, 1)}
+    body = (await stack.call("GET", f"/campaigns/{cid}")).json()
+    assert body["status"] == "ACTIVE", body
+
+
+async def _at_least(count: Callable[[], Awaitable[int]], n: int) -> bool:
+    return await count() >= n
+
+
+def _tail(log: Path) -> str:
+    return log.read_text()[-3000:]
 
 
 # ---- the API --------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "CAMPAIGNS_SMS_QUIET_HOURS_DEFAULT": s.sms_quiet_hours_default,
         "CAMPAIGNS_PAGES_IN_FLIGHT": str(s.pages_in_flight),
         "CAMPAIGNS_BATCHES_PER_RUN": str(s.batches_per_run),
+        "CAMPAIGNS_TRIGGER_POLL_SECONDS": str(s.trigger_poll_seconds),
         "CAMPAIGNS_PUBLIC_URL": s.public_url,
         "CAMPAIGNS_LOG_LEVEL": "WARNING",
         "CAMPAIGNS_LOG_FORMAT": "text",
