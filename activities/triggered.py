@@ -86,7 +86,7 @@ async def _worker_stops_within(seconds: float) -> bool:
     A worker told to stop lets its running activities finish (worker.GRACEFUL_SHUTDOWN). A long
     poll has nothing to finish: it ends as if its time were up, so a deploy or a scale-down never
     waits `trigger_poll_seconds` for an empty queue, and the workflow's next call goes to a worker
-    that is still polling (README "Scaling workers").
+    that is still polling (README "Security", Shutdown).
     """
     try:
         await asyncio.wait_for(activity.wait_for_worker_shutdown(), timeout=seconds)

@@ -144,8 +144,8 @@ async def test_sigterm_ends_a_triggered_campaigns_wait_for_events_at_once(
             assert asyncio.get_running_loop().time() < deadline, f"{what}: {_tail(log)}"
             await asyncio.sleep(0.05)
 
-    async def sent() -> int:
-        return sum(received_emails(stack, audience).values())
+    async def sent_at_least(n: int) -> bool:
+        return sum(received_emails(stack, audience).values()) >= n
 
     first = start_worker(stack, tmp_path / "worker1.log")
     second = None
@@ -153,7 +153,7 @@ async def test_sigterm_ends_a_triggered_campaigns_wait_for_events_at_once(
         assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
         await post_event(0)
         log1 = tmp_path / "worker1.log"
-        await until("the first event was never sent", lambda: _at_least(sent, 1), log1)
+        await until("the first event was never sent", lambda: sent_at_least(1), log1)
         await until("no wait for events began", lambda: long_poll_started(stack, cid), log1)
 
         first.send_signal(signal.SIGTERM)
@@ -167,7 +167,7 @@ async def test_sigterm_ends_a_triggered_campaigns_wait_for_events_at_once(
         # The campaign waits on: the next worker takes its events.
         second = start_worker(stack, tmp_path / "worker2.log")
         await post_event(1)
-        await until("the second event was never sent", lambda: _at_least(sent, 2), tmp_path / "worker2.log")
+        await until("the second event was never sent", lambda: sent_at_least(2), tmp_path / "worker2.log")
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
@@ -176,10 +176,6 @@ async def test_sigterm_ends_a_triggered_campaigns_wait_for_events_at_once(
     assert received_emails(stack, audience) == {audience.customers[i]["email"]: 1 for i in (0, 1)}
     body = (await stack.call("GET", f"/campaigns/{cid}")).json()
     assert body["status"] == "ACTIVE", body
-
-
-async def _at_least(count: Callable[[], Awaitable[int]], n: int) -> bool:
-    return await count() >= n
 
 
 def _tail(log: Path) -> str:
