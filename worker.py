@@ -34,11 +34,6 @@ from workflows.webhook_delivery import WebhookEndpointWorkflow
 
 log = logging.getLogger("campaigns.worker")
 
-# On SIGTERM the worker stops polling and gives the running send pages this long to finish (a page
-# is a few seconds) before cancelling them. Give the process manager a longer stop timeout
-# (docker compose `stop_grace_period`, Kubernetes `terminationGracePeriodSeconds`).
-GRACEFUL_SHUTDOWN = timedelta(seconds=30)
-
 
 def build_worker(client: Client, settings: Settings, deps: ActivityDeps) -> Worker:
     return Worker(
@@ -55,7 +50,11 @@ def build_worker(client: Client, settings: Settings, deps: ActivityDeps) -> Work
         # Log ids, retry and batch metrics; tracing comes with the client's interceptors.
         interceptors=[ObservabilityInterceptor()],
         max_concurrent_activities=settings.max_concurrent_activities,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        # On SIGTERM: no new tasks; running ones get this long, then are cancelled. A send page
+        # stops itself before that (activities/send/page.py). Give the process manager a longer
+        # stop timeout (docker compose `stop_grace_period`, Kubernetes
+        # `terminationGracePeriodSeconds`).
+        graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
         # Frequent heartbeats: a cancelled or halted batch hears about it quickly.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
@@ -86,7 +85,7 @@ async def run_worker(settings: Settings) -> None:
     log.info("worker polling task queue %s at %s", settings.task_queue, settings.temporal_address)
     tune_for_service()  # core.gc_tuning: no stalls of the event loop on walks of the imported code
     try:
-        await run_until_signalled(worker)
+        await run_until_signalled(worker, settings.shutdown_grace_seconds)
     finally:
         await deps.close()
         await engine.dispose()
@@ -95,9 +94,9 @@ async def run_worker(settings: Settings) -> None:
         tracing.shutdown()
 
 
-async def run_until_signalled(worker: Worker) -> None:
+async def run_until_signalled(worker: Worker, grace_seconds: float) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully: no new tasks are polled, running
-    activities finish (or are cancelled after GRACEFUL_SHUTDOWN), and the function returns."""
+    activities finish (or are cancelled after `grace_seconds`), and the function returns."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -107,7 +106,7 @@ async def run_until_signalled(worker: Worker) -> None:
     try:
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not running.done():
-            log.info("stopping: letting running activities finish (at most %s)", GRACEFUL_SHUTDOWN)
+            log.info("stopping: letting running activities finish (at most %.0f s)", grace_seconds)
             await worker.shutdown()
         await running  # a worker that failed by itself raises here
     finally:

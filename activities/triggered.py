@@ -83,10 +83,10 @@ class TriggeredActivities:
 async def _worker_stops_within(seconds: float) -> bool:
     """Wait `seconds`, or less when this worker begins to shut down meanwhile (True then).
 
-    A worker told to stop lets its running activities finish (worker.GRACEFUL_SHUTDOWN). A long
-    poll has nothing to finish: it ends as if its time were up, so a deploy or a scale-down never
-    waits `trigger_poll_seconds` for an empty queue, and the workflow's next call goes to a worker
-    that is still polling (README "Security", Shutdown).
+    A worker told to stop lets its running activities finish (`CAMPAIGNS_SHUTDOWN_GRACE_SECONDS`).
+    A long poll has nothing to finish: it ends as if its time were up, so a deploy or a scale-down
+    never waits `trigger_poll_seconds` for an empty queue, and the workflow's next call goes to a
+    worker that is still polling (README "Security", Shutdown).
     """
     try:
         await asyncio.wait_for(activity.wait_for_worker_shutdown(), timeout=seconds)

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     # A page's activity times out after 15 minutes (workflows/options.py, BATCH_TIMEOUT), which a
     # throttled page would otherwise outlast; the bound leaves a minute for the last answers.
     page_time_budget: float = Field(600.0, gt=0, le=840)
+    # On SIGTERM a worker stops polling and gives its running activities this long before it
+    # cancels them (worker.py). A send page that has not finished by `SHUTDOWN_WIND_DOWN` before
+    # the end stops itself as a pause would (activities/send/page.py), so no message it holds is
+    # cancelled on the wire. Give the process manager a longer stop timeout than this.
+    shutdown_grace_seconds: float = Field(30.0, ge=1, le=3600)
     # Messages rendered per render-pool job (the round trip to a render process is paid once per
     # job); rendered messages wait for a free slot, unclaimed.
     send_concurrency: int = Field(32, ge=1, le=256)

@@ -46,6 +46,10 @@ NOTES: dict[str, str] = {
         "seconds one attempt of a page may send (under the page's 15-minute timeout); then it stops"
         " as a pause would and the rest of the page is sent as a new activity"
     ),
+    "shutdown_grace_seconds": (
+        "on SIGTERM, how long a worker's running activities get before they are cancelled; a send page"
+        " not done 10 s before that stops as a pause would (give the process manager longer)"
+    ),
     "send_concurrency": (
         "messages per render job; rendering runs ahead of the slots by two such chunks for email, six for SMS"
     ),

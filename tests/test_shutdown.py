@@ -93,6 +93,59 @@ async def test_sigterm_lets_the_running_page_finish_and_a_new_worker_completes(
     assert body["unknownCount"] == 0 and body["sentCount"] == len(audience.customers)
 
 
+async def test_a_page_the_grace_cannot_cover_stops_as_a_pause_would_and_the_next_worker_sends_the_rest(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    # One page of 400 at 20 emails a second takes 20 s; the worker's grace is 12 s, so the page
+    # must stop itself 2 s after the signal (10 s before the grace ends) with nothing on the wire,
+    # not be cancelled at 12 s with its in-flight messages in doubt.
+    total = 400
+    stack = await make_stack(
+        worker=False,
+        batch_size=total,
+        pages_in_flight=1,
+        rate_limits={"email": {"perSecond": 20}},
+        shutdown_grace_seconds=12,
+    )
+    audience = await make_audience(stack.engine, stack.tenant, total)
+    email_t, _ = await make_templates(stack.engine, stack.tenant)
+    cid = await create_campaign(stack, audience, email_t, None)
+
+    def sent() -> int:
+        return sum(received_emails(stack, audience).values())
+
+    log1 = tmp_path / "worker1.log"
+    first = start_worker(stack, log1)
+    second = None
+    try:
+        assert (await stack.call("POST", f"/campaigns/{cid}/execute")).status_code == 200
+        deadline = asyncio.get_running_loop().time() + 60
+        while sent() < 40:
+            assert asyncio.get_running_loop().time() < deadline and first.poll() is None, _tail(log1)
+            await asyncio.sleep(0.02)
+        first.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        returncode = await asyncio.to_thread(first.wait, 60)
+        stopped_in = time.monotonic() - started
+        assert returncode == 0 and "Traceback" not in _tail(log1), _tail(log1)
+        assert stopped_in < 8, f"the worker took {stopped_in:.1f} s to stop"
+        at_exit = sent()
+        assert at_exit < total, "the page finished before the worker stopped: nothing was tested"
+        assert await pending_rows(stack, cid) == 0  # nothing was left on the wire, nothing in doubt
+
+        second = start_worker(stack, tmp_path / "worker2.log")
+        body = await wait_for(stack, cid, "COMPLETED", timeout=120)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    emails = received_emails(stack, audience)
+    assert len(emails) == total and set(emails.values()) == {1}
+    assert Counter(row["outcome"] for row in await ledger(stack, cid)) == {"SENT": total}
+    assert body["unknownCount"] == 0 and body["sentCount"] == total
+
+
 async def long_poll_started(stack: Stack, campaign_id: str) -> bool:
     """Whether the campaign's wait for events (`send_triggered`) is running on a worker now."""
     desc = await stack.client.get_workflow_handle(f"campaign-{campaign_id}").describe()

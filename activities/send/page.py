@@ -12,6 +12,12 @@ cursor; either way the new activity finds every decided message in the ledger. A
 times out after 15 minutes, and a page slowed by a provider account's rate limit (1 SMS a second for
 2,000 recipients is 33 minutes) would otherwise be timed out mid-message, and its in-flight messages
 could end UNKNOWN.
+
+For the same reason a page stops itself when its worker is told to stop (SIGTERM, a deploy) and
+has not finished `SHUTDOWN_WIND_DOWN` seconds before the worker's grace
+(`CAMPAIGNS_SHUTDOWN_GRACE_SECONDS`) runs out: the worker would then cancel the activity with
+messages on the wire, and they would end UNKNOWN. A page of a few seconds still finishes; a page a
+rate limit slows is sent on by the next worker, and nothing it held is in doubt.
 """
 
 import asyncio
@@ -42,6 +48,9 @@ log = logging.getLogger(__name__)
 
 HALT_POLL_SECONDS = 0.1
 HEARTBEAT_SECONDS = 1.0
+# What a stopping worker's grace keeps for the messages on the wire once a page halts: against a
+# provider that answers, milliseconds; one that hangs longer is cancelled with the grace, as before.
+SHUTDOWN_WIND_DOWN = 10.0
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,7 @@ class SendPage:
             asyncio.create_task(self._watch_halt()),
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._watch_time()),
+            asyncio.create_task(self._watch_shutdown()),
         ]
         try:
             if messages and not self.halted:
@@ -209,6 +219,17 @@ class SendPage:
         await asyncio.sleep(budget)
         if not self.pipeline.halted.is_set():
             log.info("a page is out of time after %.0f s: the rest of it goes as a new activity", budget)
+            self.pipeline.halted.set()
+
+    async def _watch_shutdown(self) -> None:
+        """Halt the page when its worker stops and the page is not done in time (module docstring)."""
+        if not activity.in_activity():
+            return
+        await activity.wait_for_worker_shutdown()
+        left = self._deps.settings.shutdown_grace_seconds - SHUTDOWN_WIND_DOWN
+        await asyncio.sleep(max(0.0, left))
+        if not self.pipeline.halted.is_set():
+            log.info("the worker is stopping: the rest of a page goes as a new activity")
             self.pipeline.halted.set()
 
     async def _heartbeat(self) -> None:

@@ -2,6 +2,7 @@
 state lives in a SQLite file, so it can be stopped and started again on the same port."""
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -41,6 +42,13 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         "CAMPAIGNS_PAGES_IN_FLIGHT": str(s.pages_in_flight),
         "CAMPAIGNS_BATCHES_PER_RUN": str(s.batches_per_run),
         "CAMPAIGNS_TRIGGER_POLL_SECONDS": str(s.trigger_poll_seconds),
+        "CAMPAIGNS_SHUTDOWN_GRACE_SECONDS": str(s.shutdown_grace_seconds),
+        "CAMPAIGNS_RATE_LIMITS": json.dumps(
+            {
+                name: limit.model_dump(by_alias=True, exclude_none=True)
+                for name, limit in s.rate_limits.items()
+            }
+        ),
         "CAMPAIGNS_PUBLIC_URL": s.public_url,
         "CAMPAIGNS_LOG_LEVEL": "WARNING",
         "CAMPAIGNS_LOG_FORMAT": "text",
