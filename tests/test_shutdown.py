@@ -23,6 +23,7 @@ from temporalio.api.enums.v1 import PendingActivityState
 from db.models import Customer, Delivery
 from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
+from tests.faults.processes import kill
 from tests.helpers import create_campaign, ledger, received_emails, wait_for
 from tests.test_worker_crash import start_worker
 
@@ -81,10 +82,8 @@ async def test_sigterm_lets_the_running_page_finish_and_a_new_worker_completes(
         second = start_worker(stack, tmp_path / "worker2.log")
         body = await wait_for(stack, cid, "COMPLETED", timeout=120)
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill(first)
+        kill(second)
 
     emails = received_emails(stack, audience)
     assert len(emails) == len(audience.emails()) and set(emails.values()) == {1}
@@ -136,10 +135,8 @@ async def test_a_page_the_grace_cannot_cover_stops_as_a_pause_would_and_the_next
         second = start_worker(stack, tmp_path / "worker2.log")
         body = await wait_for(stack, cid, "COMPLETED", timeout=120)
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill(first)
+        kill(second)
     emails = received_emails(stack, audience)
     assert len(emails) == total and set(emails.values()) == {1}
     assert Counter(row["outcome"] for row in await ledger(stack, cid)) == {"SENT": total}
@@ -222,10 +219,8 @@ async def test_sigterm_ends_a_triggered_campaigns_wait_for_events_at_once(
         await post_event(1)
         await until("the second event was never sent", lambda: sent_at_least(2), tmp_path / "worker2.log")
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill(first)
+        kill(second)
     assert received_emails(stack, audience) == {audience.customers[i]["email"]: 1 for i in (0, 1)}
     body = (await stack.call("GET", f"/campaigns/{cid}")).json()
     assert body["status"] == "ACTIVE", body
