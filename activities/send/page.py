@@ -217,9 +217,7 @@ class SendPage:
         """Halt the page once it has sent for its time budget (see the module's docstring)."""
         budget = self._deps.settings.page_time_budget
         await asyncio.sleep(budget)
-        if not self.pipeline.halted.is_set():
-            log.info("a page is out of time after %.0f s: the rest of it goes as a new activity", budget)
-            self.pipeline.halted.set()
+        self._stop_early(f"a page is out of time after {budget:.0f} s")
 
     async def _watch_shutdown(self) -> None:
         """Halt the page when its worker stops and the page is not done in time (module docstring)."""
@@ -228,8 +226,12 @@ class SendPage:
         await activity.wait_for_worker_shutdown()
         left = self._deps.settings.shutdown_grace_seconds - SHUTDOWN_WIND_DOWN
         await asyncio.sleep(max(0.0, left))
+        self._stop_early("the worker is stopping")
+
+    def _stop_early(self, why: str) -> None:
+        """Halt the page as a pause would; its caller sends the rest as a new activity."""
         if not self.pipeline.halted.is_set():
-            log.info("the worker is stopping: the rest of a page goes as a new activity")
+            log.info("%s: the rest of the page goes as a new activity", why)
             self.pipeline.halted.set()
 
     async def _heartbeat(self) -> None:
