@@ -31,7 +31,7 @@ from api.main import create_app
 from core.binaries import find_binary
 from core.constants import SEARCH_ATTRIBUTES
 from core.gc_tuning import tune_for_service
-from core.settings import Settings
+from core.settings import Settings, as_environment
 from db.engine import make_engine
 from db.migrate import upgrade
 from devstack.sinks import SmsSink, SmtpSink
@@ -95,10 +95,12 @@ class BenchStack:
 
 def start_worker_process(cfg: Settings) -> subprocess.Popen[bytes]:
     """One more worker, as its own process (`python worker.py`), with the bench's settings."""
-    env = {**os.environ, "CAMPAIGNS_LOG_LEVEL": "WARNING", "CAMPAIGNS_LOG_FORMAT": "text"}
-    for name, value in cfg.model_dump().items():
-        if value is not None and isinstance(value, str | int | float | bool):
-            env[f"CAMPAIGNS_{name.upper()}"] = str(value)
+    env = {
+        **os.environ,
+        **as_environment(cfg),
+        "CAMPAIGNS_LOG_LEVEL": "WARNING",
+        "CAMPAIGNS_LOG_FORMAT": "text",
+    }
     root = Path(__file__).resolve().parents[1]
     return subprocess.Popen(
         [sys.executable, "worker.py"], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

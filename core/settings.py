@@ -1,8 +1,10 @@
 """All configuration, read from `CAMPAIGNS_*` environment variables (README "Settings")."""
 
+import json
 from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import to_jsonable_python
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.constants import DEFAULT_TASK_QUEUE
@@ -314,6 +316,28 @@ def settings_error_line(err: ValidationError) -> str:
         loc = item.get("loc", ())
         parts.append(f"CAMPAIGNS_{str(loc[0]).upper()}: {message}" if loc else message)
     return "; ".join(parts)
+
+
+def as_environment(settings: Settings) -> dict[str, str]:
+    """The `CAMPAIGNS_*` variables that read back as `settings`, every field included.
+
+    Tests and benchmarks start workers and API processes of their own (to kill them, or to measure
+    them apart); a child given a hand-picked list silently runs with defaults for whatever the list
+    forgot. Lists and maps are JSON, as pydantic-settings reads them; unset fields are left out.
+    """
+    env: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            text = str(value)
+        else:
+            text = json.dumps(to_jsonable_python(value, by_alias=True, exclude_none=True))
+        env[f"CAMPAIGNS_{name.upper()}"] = text
+    return env
 
 
 @lru_cache

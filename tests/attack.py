@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from core.settings import as_environment
 from tests.conftest import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,17 +50,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _settings_env(stack: Stack) -> dict[str, str]:
-    """The stack's settings as `CAMPAIGNS_*` variables (scalars only: that is all Settings has)."""
-    env: dict[str, str] = {}
-    for name, value in stack.settings.model_dump().items():
-        if isinstance(value, bool):
-            env[f"CAMPAIGNS_{name.upper()}"] = "true" if value else "false"
-        elif isinstance(value, str | int | float):
-            env[f"CAMPAIGNS_{name.upper()}"] = str(value)
-    return env
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
@@ -87,7 +77,7 @@ def _tail(path: str) -> str:
 async def api_process(stack: Stack, **overrides: str) -> AsyncIterator[str]:
     """`uvicorn api.main:app` serving the stack's settings (plus `overrides`); yields its base URL."""
     port = _free_port()
-    env = {**os.environ, **_settings_env(stack), "CAMPAIGNS_LOG_LEVEL": "WARNING", **overrides}
+    env = {**os.environ, **as_environment(stack.settings), "CAMPAIGNS_LOG_LEVEL": "WARNING", **overrides}
     log = tempfile.NamedTemporaryFile(prefix="attack-api-", suffix=".log", delete=False)
     # As deployed: the HTTP protocol that refuses an oversized request head while reading it.
     serve = ["uvicorn", "api.main:app", "--http", "api.edge:HttpToolsWithHeadLimit"]

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from core.webhook_signing import verify
 from db.rollups import NewInteraction, insert_interaction
 from tests.conftest import Stack, StackFactory
@@ -54,15 +52,9 @@ async def wait_for_request(receiver: Receiver, accepted: Callable[[int], bool], 
     await wait_until(seen, timeout, "a request at the receiver")
 
 
-async def test_nothing_is_lost_across_worker_sigkills(
-    make_stack: StackFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_nothing_is_lost_across_worker_sigkills(make_stack: StackFactory, tmp_path: Path) -> None:
     settings = {"webhook_poll_seconds": 0.3, "webhook_retry_max_seconds": 1.0, "webhook_timeout_seconds": 2.0}
     stack = await make_stack(worker=False, webhook_batch_size=BATCH, **settings)
-    for name, value in {**settings, "webhook_batch_size": BATCH}.items():
-        monkeypatch.setenv(f"CAMPAIGNS_{name.upper()}", str(value))
-    monkeypatch.setenv("CAMPAIGNS_WEBHOOK_ALLOW_PRIVATE", "true")
-    monkeypatch.setenv("CAMPAIGNS_WEBHOOK_ALLOW_HTTP", "true")
     loop = asyncio.get_running_loop()
     receiver = await Receiver(fail_until=loop.time() + 1_000, delay=0.25).start()
     workers: list[subprocess.Popen[bytes]] = []

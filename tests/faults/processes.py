@@ -2,7 +2,6 @@
 state lives in a SQLite file, so it can be stopped and started again on the same port."""
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -15,41 +14,16 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from core.binaries import find_binary
 from core.constants import SEARCH_ATTRIBUTES
-from core.settings import Settings
+from core.settings import Settings, as_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    """A worker process with the test's settings (database, Temporal, task queue, sinks, sizes)."""
-    s = settings
+    """A worker process with every one of the test's settings (`core.settings.as_environment`)."""
     env = {
         **os.environ,
-        "CAMPAIGNS_ENVIRONMENT": s.environment,
-        "CAMPAIGNS_DATABASE_URL": str(s.database_url),
-        "CAMPAIGNS_TEMPORAL_ADDRESS": s.temporal_address,
-        "CAMPAIGNS_TASK_QUEUE": s.task_queue,
-        "CAMPAIGNS_SMTP_HOST": s.smtp_host,
-        "CAMPAIGNS_SMTP_PORT": str(s.smtp_port),
-        "CAMPAIGNS_SMS_URL": s.sms_url,
-        "CAMPAIGNS_SMS_TOKEN": s.sms_token,
-        "CAMPAIGNS_BATCH_SIZE": str(s.batch_size),
-        "CAMPAIGNS_SEND_CONCURRENCY": str(s.send_concurrency),
-        "CAMPAIGNS_SMTP_POOL_SIZE": str(s.smtp_pool_size),
-        "CAMPAIGNS_SMS_IN_FLIGHT": str(s.sms_in_flight),
-        "CAMPAIGNS_SMS_IDEMPOTENT": "true" if s.sms_idempotent else "false",
-        "CAMPAIGNS_SMS_QUIET_HOURS_DEFAULT": s.sms_quiet_hours_default,
-        "CAMPAIGNS_PAGES_IN_FLIGHT": str(s.pages_in_flight),
-        "CAMPAIGNS_BATCHES_PER_RUN": str(s.batches_per_run),
-        "CAMPAIGNS_TRIGGER_POLL_SECONDS": str(s.trigger_poll_seconds),
-        "CAMPAIGNS_SHUTDOWN_GRACE_SECONDS": str(s.shutdown_grace_seconds),
-        "CAMPAIGNS_RATE_LIMITS": json.dumps(
-            {
-                name: limit.model_dump(by_alias=True, exclude_none=True)
-                for name, limit in s.rate_limits.items()
-            }
-        ),
-        "CAMPAIGNS_PUBLIC_URL": s.public_url,
+        **as_environment(settings),
         "CAMPAIGNS_LOG_LEVEL": "WARNING",
         "CAMPAIGNS_LOG_FORMAT": "text",
     }
