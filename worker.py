@@ -120,7 +120,7 @@ def run_service(main: Coroutine[Any, Any, None]) -> None:
 
     Its event loop is the worker's send path: measured with `bench.throughput` (20,000 recipients,
     one run each), uvloop cut the worker's CPU per message by 9 % for EMAIL and 17 % for SMS
-    against asyncio's own loop (README "Performance"). Workflow code runs in the SDK's own
+    against asyncio's own loop (docs/performance-log.md). Workflow code runs in the SDK's own
     deterministic loop either way."""
     if sys.platform != "win32":
         import uvloop

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     # SMTP connections per worker: its email slots. Each message costs the ledger one commit per
     # slot (claim with the previous answer), so more slots mean larger group commits; 16 kept the
-    # throughput of the old wave design on 2 cores (README "Performance").
+    # throughput of the old wave design on 2 cores (docs/performance-log.md).
     smtp_pool_size: int = Field(16, ge=1, le=64)
     email_from: str = "Campaigns <campaigns@example.com>"
 

@@ -3,7 +3,7 @@
 A template is tenant code, so it renders in a render process under time and memory limits
 (providers.render_pool). The round trip there (the recipients' fields pickled out, each answer
 pickled back, two processes woken) cost about 0.045 ms of CPU per SMS in the running system, a
-seventh of an SMS's whole cost (README "Performance"). Most templates are literal text with
+seventh of an SMS's whole cost (docs/performance-log.md). Most templates are literal text with
 `{{ firstName }}` or `{{ attributes.tier }}` in it. Nothing in such a template can loop, call or
 build a value: its render is the join of its literal pieces and the recipient's values, in time
 and memory linear in what it writes. Those render here, in the calling process.

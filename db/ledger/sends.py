@@ -198,7 +198,7 @@ class AnswerRow:
 # events and the new recipients (an append: concurrent commits of one campaign never wait on a
 # counter row). Its interaction is the ledger row itself (SENT, at `sent_at`), which is what the
 # interactions page lists for it (db.stats): no interaction row is written for it, which was a
-# quarter of the step's Postgres CPU and 40 % of its WAL (README Performance, "2026-12-06 (2)").
+# quarter of the step's Postgres CPU and 40 % of its WAL (docs/performance-log.md, "2026-12-06 (2)").
 # For the same reason its `message.sent` event (docs/outbound-webhooks.md) is written to the
 # outbox here, as the interactions trigger writes every other one, and only for a tenant with an
 # endpoint; the event names the message (`interactionId` is its id, as on the interactions page).

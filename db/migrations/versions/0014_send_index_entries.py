@@ -13,9 +13,9 @@ id) and a SENT interaction. Two indexes took an entry for each that nobody ever 
   (the link-burst rule) and its delivered, opened and clicked events (the A/B counts), never for its
   SENT row, so SENT rows are left out, and those readers say `type <> 'SENT'`.
 
-`bench.ledger_bench --messages 40000`: 2,650 -> 2,466 bytes of WAL per message (README
-Performance, "2026-12-06 (2)"). Built concurrently, like 0013, so writes go on while a large table
-is indexed; each new index is built before the old one of that name is dropped.
+`bench.ledger_bench --messages 40000`: 2,650 -> 2,466 bytes of WAL per message
+(docs/performance-log.md, "2026-12-06 (2)"). Built concurrently, like 0013, so writes go on while a
+large table is indexed; each new index is built before the old one of that name is dropped.
 """
 
 from collections.abc import Sequence
