@@ -19,7 +19,6 @@ one does not).
 
 import argparse
 import asyncio
-import json
 import multiprocessing
 import os
 import sys
@@ -107,7 +106,6 @@ async def stack(rate: float, workers: int) -> AsyncIterator[Stack]:
         sink.start()
         await wait_port(smtp_port)
         limits = {"email": {"perSecond": rate}}
-        os.environ["CAMPAIGNS_RATE_LIMITS"] = json.dumps(limits)  # the worker processes read it
         cfg = Settings(
             environment="test",
             database_url=url,
