@@ -50,6 +50,25 @@ async def create_campaign(
     return str(r.json()["id"])
 
 
+async def create_triggered_campaign(stack: Stack, email_t: str | None, sms_t: str | None = None) -> str:
+    """A TRIGGERED campaign on `tier.changed` (no segment: each event names its customer)."""
+    channels = [c for c, t in (("EMAIL", email_t), ("SMS", sms_t)) if t]
+    body: dict[str, Any] = {
+        "tenantId": stack.tenant,
+        "name": "On upgrade",
+        "type": "TRIGGERED",
+        "channels": channels,
+        "triggerEvent": "tier.changed",
+    }
+    if email_t:
+        body["emailTemplateId"] = email_t
+    if sms_t:
+        body["smsTemplateId"] = sms_t
+    r = await stack.call("POST", "/campaigns", json=body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
 def received_emails(stack: Stack, audience: Audience) -> Counter[str]:
     """Emails the SMTP sink received per address of this audience (sinks are session-wide)."""
     return stack.smtp.counts({c["email"] for c in audience.customers if c["email"]})

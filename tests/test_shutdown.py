@@ -24,7 +24,7 @@ from db.models import Customer, Delivery
 from tests.conftest import Stack, StackFactory
 from tests.factories import make_audience, make_templates
 from tests.faults.processes import kill
-from tests.helpers import create_campaign, ledger, received_emails, wait_for
+from tests.helpers import create_campaign, create_triggered_campaign, ledger, received_emails, wait_for
 from tests.test_worker_crash import start_worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,20 +161,7 @@ async def test_sigterm_ends_a_triggered_campaigns_wait_for_events_at_once(
     stack = await make_stack(worker=False, trigger_poll_seconds=120)
     audience = await make_audience(stack.engine, stack.tenant, 3)
     email_t, _ = await make_templates(stack.engine, stack.tenant)
-    r = await stack.call(
-        "POST",
-        "/campaigns",
-        json={
-            "tenantId": stack.tenant,
-            "name": "On upgrade",
-            "type": "TRIGGERED",
-            "channels": ["EMAIL"],
-            "emailTemplateId": email_t,
-            "triggerEvent": "tier.changed",
-        },
-    )
-    assert r.status_code == 201, r.text
-    cid = r.json()["id"]
+    cid = await create_triggered_campaign(stack, email_t)
     now = datetime.now(UTC).isoformat()
 
     async def post_event(i: int) -> None:

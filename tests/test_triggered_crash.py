@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.conftest import StackFactory
 from tests.factories import make_audience, make_templates
 from tests.faults.drive import in_flight
-from tests.helpers import ledger, received_emails, received_once
+from tests.helpers import create_triggered_campaign, ledger, received_emails, received_once
 from tests.test_worker_crash import start_worker
 
 
@@ -20,20 +20,7 @@ async def test_sigkill_while_draining_events_doubles_nothing(
     stack = await make_stack(worker=False, batch_size=100, send_concurrency=8)
     audience = await make_audience(stack.engine, stack.tenant, 600)
     email_t, sms_t = await make_templates(stack.engine, stack.tenant)
-    r = await stack.call(
-        "POST",
-        "/campaigns",
-        json={
-            "tenantId": stack.tenant,
-            "name": "On upgrade",
-            "type": "TRIGGERED",
-            "channels": ["EMAIL", "SMS"],
-            "emailTemplateId": email_t,
-            "smsTemplateId": sms_t,
-            "triggerEvent": "tier.changed",
-        },
-    )
-    cid = r.json()["id"]
+    cid = await create_triggered_campaign(stack, email_t, sms_t)
     now = datetime.now(UTC).isoformat()
     events = [
         {
